@@ -1,0 +1,27 @@
+"""Shared test settings: small thread counts (the suite runs two workers on two cores) and
+deterministic hypothesis profiles."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+settings.register_profile(
+    "cnnlab",
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("cnnlab")
+
+
+def pytest_configure(config):  # noqa: D103 - pytest hook
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass

@@ -1,0 +1,238 @@
+"""MNIST and Fashion-MNIST from their IDX files (gzip-compressed or raw).
+
+The IDX format (LeCun's MNIST page): a 4-byte magic number ``0x00 0x00 <type> <ndim>``, then
+``ndim`` big-endian int32 sizes, then the values in C order. Images are ``idx3`` (N, 28, 28) uint8,
+labels ``idx1`` (N,) uint8.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.data.dataset import ImageDataset, check_labels
+from cnnlab.data.download import cache_dir, download, find_file, mirror_url, search_dirs
+from cnnlab.errors import DataError
+
+# IDX type byte -> big-endian numpy dtype
+IDX_DTYPES: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclass(frozen=True)
+class IdxSource:
+    """Where an IDX dataset comes from: file names, official URL, published md5 of each file."""
+
+    name: str
+    classes: tuple[str, ...]
+    base_url: str
+    files: Mapping[str, tuple[str, str]]  # split -> (images file, labels file)
+    md5: Mapping[str, str]  # file name -> md5 of the .gz file as published
+    system_dirs: tuple[Path, ...]
+    apt_package: str | None = None
+
+
+FASHION_MNIST = IdxSource(
+    name="fashion-mnist",
+    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    # Zalando's own S3 bucket; the same files are in the GitHub repository under data/fashion/.
+    base_url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    files={
+        "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    },
+    md5={
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
+    apt_package="dataset-fashion-mnist",
+)
+FASHION_MNIST_GITHUB = "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"
+
+MNIST = IdxSource(
+    name="mnist",
+    classes=tuple(str(d) for d in range(10)),
+    # The PyTorch project's mirror (yann.lecun.com refuses automated downloads).
+    base_url="https://ossci-datasets.s3.amazonaws.com/mnist/",
+    files={
+        "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    },
+    md5={
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    system_dirs=(Path("/usr/share/datasets/mnist"),),
+)
+
+SOURCES = {FASHION_MNIST.name: FASHION_MNIST, MNIST.name: MNIST}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (gzip detected from its first two bytes) into a NumPy array.
+
+    Raises :class:`DataError` naming the file for a bad magic number, a truncated or corrupt
+    gzip stream, or a length that does not match the sizes in the header.
+
+    >>> read_idx(Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")).shape  # doctest: +SKIP
+    (10000,)
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"Cannot read IDX file {path}: {exc.strerror or exc}.") from exc
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise DataError(
+                f"IDX file {path} is a damaged gzip file ({exc}); it was probably truncated by an "
+                "interrupted download. Delete it and download it again."
+            ) from exc
+    return parse_idx(raw, str(path))
+
+
+def parse_idx(raw: bytes, source: str = "<bytes>") -> np.ndarray:
+    """Decode the bytes of an (uncompressed) IDX file.
+
+    >>> parse_idx(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9])).tolist()
+    [7, 8, 9]
+    """
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES or not 1 <= raw[3] <= 4:
+        got = raw[:4].hex(" ") if raw else "an empty file"
+        raise DataError(
+            f"IDX file {source} has a wrong magic number: expected 00 00 <type> <ndim> with type one "
+            f"of 08 09 0b 0c 0d 0e and ndim 1-4 (e.g. 00 00 08 03 for images), received {got}. "
+            "It is not an MNIST/Fashion-MNIST IDX file: check the file name or download it again."
+        )
+    dtype, ndim = np.dtype(IDX_DTYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"IDX file {source} is truncated inside its header ({len(raw)} bytes).")
+    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise DataError(
+            f"IDX file {source} has {len(raw)} bytes, but its header (shape {shape}, "
+            f"{dtype.itemsize}-byte values) requires {expected}. The file is truncated or corrupt: "
+            "delete it and download it again."
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def load_idx_pair(
+    images_path: Path, labels_path: Path, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``uint8 (N, 1, H, W)`` and labels ``int64 (N,)`` from two IDX files, cross-checked."""
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(
+            f"IDX file {images_path} should hold uint8 images of shape (N, H, W); it holds "
+            f"{images.dtype} values of shape {images.shape}. Are the image and label files swapped?"
+        )
+    if labels.ndim != 1:
+        raise DataError(
+            f"IDX file {labels_path} should hold labels of shape (N,); it holds shape {labels.shape}. "
+            "Are the image and label files swapped?"
+        )
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"IDX files disagree on the number of samples: {images_path} has {images.shape[0]} images "
+            f"but {labels_path} has {labels.shape[0]} labels. They come from different splits or "
+            "datasets: take both files from the same download."
+        )
+    labels_t = torch.from_numpy(labels.astype(np.int64))
+    check_labels(labels_t, num_classes, f"IDX file {labels_path}")
+    # (N, H, W) -> (N, 1, H, W); copy because frombuffer arrays are read-only.
+    images_t = torch.from_numpy(images.copy()).unsqueeze(1)
+    return images_t, labels_t
+
+
+def locate_or_download(
+    source: IdxSource,
+    split: str,
+    data_dir: str | Path | None = None,
+    *,
+    mirror: str | None = None,
+    checksums: Mapping[str, str] | None = None,
+    system_dirs: tuple[Path, ...] | None = None,
+    quiet: bool = False,
+) -> tuple[Path, Path]:
+    """Paths of the images and labels files of ``split``, downloading the missing ones.
+
+    A download goes to ``data_dir/<name>`` when ``data_dir`` is given, else to the user cache.
+    ``checksums`` overrides the published md5 values (for private mirrors and tests).
+    """
+    if split not in source.files:
+        raise ValueError(
+            f"split must be one of {sorted(source.files)} for {source.name}; received split={split!r}."
+        )
+    dirs = search_dirs(source.name, data_dir, source.system_dirs if system_dirs is None else system_dirs)
+    target = Path(data_dir).expanduser() / source.name if data_dir is not None else cache_dir(source.name)
+    sums = dict(source.md5) if checksums is None else dict(checksums)
+    found: list[Path] = []
+    for filename in source.files[split]:
+        path = find_file(filename, dirs)
+        if path is None:
+            url = mirror_url(source.base_url, mirror) + filename
+            try:
+                path = download(url, target / filename, sums.get(filename), quiet=quiet)
+            except DataError as exc:
+                if "checksum" in str(exc):
+                    raise
+                raise DataError(_missing_message(source, filename, dirs, str(exc))) from exc
+        found.append(path)
+    return found[0], found[1]
+
+
+def _missing_message(source: IdxSource, filename: str, dirs: list[Path], reason: str) -> str:
+    looked = ", ".join(str(d) for d in dirs)
+    apt = (
+        f"install the Debian package (sudo apt-get install {source.apt_package}, files in "
+        f"{source.system_dirs[0]}); or " if source.apt_package else ""
+    )
+    urls = source.base_url + filename
+    if source.name == FASHION_MNIST.name:
+        urls += f" (or {FASHION_MNIST_GITHUB}{filename})"
+    return (
+        f"Dataset {source.name!r} is missing file {filename} and it could not be downloaded. "
+        f"{reason} Looked in: {looked}. To fix: {apt}download {urls} and the other files of the "
+        f"dataset into {cache_dir(source.name)}; or pass --data-dir DIR (or set CNNLAB_DATA) "
+        "pointing at a folder that holds the four .gz files."
+    )
+
+
+def load_idx_dataset(
+    name: str,
+    split: str = "train",
+    data_dir: str | Path | None = None,
+    *,
+    mirror: str | None = None,
+    checksums: Mapping[str, str] | None = None,
+    system_dirs: tuple[Path, ...] | None = None,
+    quiet: bool = False,
+) -> ImageDataset:
+    """Load ``"fashion-mnist"`` or ``"mnist"`` as an :class:`ImageDataset`.
+
+    >>> ds = load_idx_dataset("fashion-mnist", "test")  # doctest: +SKIP
+    >>> ds.images.shape, ds.num_classes  # doctest: +SKIP
+    (torch.Size([10000, 1, 28, 28]), 10)
+    """
+    source = SOURCES[name]
+    images_path, labels_path = locate_or_download(
+        source, split, data_dir, mirror=mirror, checksums=checksums, system_dirs=system_dirs, quiet=quiet
+    )
+    images, labels = load_idx_pair(images_path, labels_path, len(source.classes))
+    return ImageDataset(images, labels, list(source.classes), name)

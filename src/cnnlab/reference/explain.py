@@ -1,0 +1,506 @@
+"""Step-by-step traces of convolution, pooling and transposed convolution, with the user's numbers.
+
+Each ``explain_*`` function returns a dict: ``output`` (nested lists; ints when every value is
+integral), ``steps`` (one JSON-serialisable dict per window position: position, window, element-wise
+products, sum), ``padded_input``, ``formula`` (the output-size formula with the numbers filled in)
+and ``lines`` (the same as text for people). ``cnnlab explain`` prints ``"\\n".join(d["lines"])`` or
+the dict without ``lines`` as JSON.
+
+Example (the worked example whose first output is 66):
+    >>> d = explain_conv(parse_matrix("1 2 3 4 5; 6 7 8 2 3; 2 5 9 9 5; 4 8 8 2 1"),
+    ...                  parse_matrix("1 1 1; 2 1 2; 3 2 1"))
+    >>> d["output"]
+    [[66, 77, 86], [84, 96, 79]]
+    >>> d["steps"][0]["sum"]
+    66
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cnnlab.reference._common import Pads, out_len, pad2d, pads, pool_len, positive_pair
+from cnnlab.reference._text import matrix_lines, num, parse_matrix, side_by_side, to_list
+
+__all__ = ["explain_conv", "explain_pool", "explain_transposed", "parse_matrix"]
+
+ArrayInput = np.ndarray | Sequence[Any] | str
+
+CROSS_CORRELATION_NOTE = (
+    "Note: this is cross-correlation, which deep-learning libraries (PyTorch's conv2d, TensorFlow's "
+    "conv2d) compute and call convolution: the kernel slides over the input as given. The textbook "
+    "(signal-processing) convolution first rotates the kernel by 180 degrees; pass flip=True "
+    "(--flip) to see it."
+)
+FLIP_NOTE = (
+    "Note: flip=True computes the textbook convolution: the kernel is rotated by 180 degrees (rows and "
+    "columns reversed) before it slides, out[i, j] = sum x[i+m, j+n] * w[kh-1-m, kw-1-n]. Deep-learning "
+    "libraries (PyTorch's conv2d, TensorFlow's conv2d) compute cross-correlation instead, "
+    "out[i, j] = sum x[i+m, j+n] * w[m, n], without the flip. The two agree for kernels that are "
+    "symmetric under a 180-degree rotation; for learned kernels the difference does not matter, because "
+    "training simply learns the flipped kernel."
+)
+
+
+def _as_array(value: ArrayInput, name: str) -> np.ndarray:
+    arr = parse_matrix(value) if isinstance(value, str) else np.asarray(value, dtype=np.float64)
+    if arr.ndim < 2 or arr.size == 0 or not np.isfinite(arr).all():
+        raise ValueError(
+            f"{name} must be a non-empty matrix (H, W) or stack of matrices of finite numbers; received "
+            f"shape {arr.shape}. Type it like '1 2 3; 4 5 6'."
+        )
+    return arr
+
+
+def _kernels(x: np.ndarray, w: np.ndarray, name: str = "kernel") -> np.ndarray:
+    """Bring the kernel to (F, C, kh, kw) for an input of C channels."""
+    c = x.shape[0]
+    if w.ndim == 2:
+        w = np.broadcast_to(w, (c, *w.shape)) if c == 1 else w
+        if w.ndim == 2:
+            raise ValueError(
+                f"{name} is a single {w.shape[0]}x{w.shape[1]} matrix but the input has {c} channels. Give "
+                f"one matrix per channel separated by '|' (a stacked filter of shape ({c}, kh, kw))."
+            )
+        return w[None]
+    if w.ndim == 3 and w.shape[0] == c:
+        return w[None]  # one stacked filter (C, kh, kw)
+    if w.ndim == 3 and c == 1:
+        return w[:, None]  # several single-channel filters (F, kh, kw)
+    if w.ndim == 4 and w.shape[1] == c:
+        return w
+    raise ValueError(
+        f"{name} of shape {w.shape} does not fit an input with {c} channels. Use a stacked filter "
+        f"({c}, kh, kw) (channels separated by '|') or several filters ({'F'}, {c}, kh, kw) "
+        f"(filters separated by '||')."
+    )
+
+
+def _axis_formula(axis: str, n: int, k: int, s: int, p: Pads | tuple[int, int], d: int, out: int) -> str:
+    lo, hi = p
+    pad_text = f"2*{lo}" if lo == hi else f"({lo}+{hi})"
+    return (
+        f"{axis}_out = floor(({axis} + 2p - d(k-1) - 1) / s) + 1 = "
+        f"floor(({n} + {pad_text} - {d}*({k}-1) - 1) / {s}) + 1 = {out}"
+    )
+
+
+def _pad_text(p: Pads) -> str:
+    """``(1, 1)`` for symmetric padding, else ``top/bottom 1/2, left/right 0/1``."""
+    if p[0][0] == p[0][1] and p[1][0] == p[1][1]:
+        return str((p[0][0], p[1][0]))
+    return f"top/bottom {p[0][0]}/{p[0][1]}, left/right {p[1][0]}/{p[1][1]}"
+
+
+def _window(xp: np.ndarray, r0: int, c0: int, k: tuple[int, int], d: tuple[int, int]) -> np.ndarray:
+    """Sampled window (C, kh, kw) whose top-left corner is (r0, c0) in the padded input."""
+    return xp[:, r0 : r0 + d[0] * (k[0] - 1) + 1 : d[0], c0 : c0 + d[1] * (k[1] - 1) + 1 : d[1]]
+
+
+def _channel_view(arr: np.ndarray, squeeze: bool) -> Any:
+    return to_list(arr[0] if squeeze else arr)
+
+
+def _conv_core(
+    xp: np.ndarray,
+    kernels: np.ndarray,
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    bias: np.ndarray,
+    squeeze: bool,
+) -> tuple[np.ndarray, list[dict[str, Any]], list[str]]:
+    """Slide every filter over the padded input (C, Hp, Wp); return output (F, Ho, Wo), steps, lines."""
+    f, _, kh, kw = kernels.shape
+    ho = out_len(xp.shape[1], kh, stride[0], 0, dilation[0], axis="H")
+    wo = out_len(xp.shape[2], kw, stride[1], 0, dilation[1], axis="W")
+    out = np.zeros((f, ho, wo))
+    steps: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for fi in range(f):
+        for i in range(ho):
+            for j in range(wo):
+                r0, c0 = i * stride[0], j * stride[1]
+                win = _window(xp, r0, c0, (kh, kw), dilation)  # (C, kh, kw)
+                prod = win * kernels[fi]
+                per_channel = prod.sum(axis=(1, 2))
+                total = float(per_channel.sum())
+                out[fi, i, j] = total + bias[fi]
+                steps.append(
+                    {
+                        "filter": fi,
+                        "position": [i, j],
+                        "rows": [r0, r0 + dilation[0] * (kh - 1)],
+                        "cols": [c0, c0 + dilation[1] * (kw - 1)],
+                        "window": _channel_view(win, squeeze),
+                        "products": _channel_view(prod, squeeze),
+                        "channel_sums": to_list(per_channel),
+                        "sum": to_list(np.float64(total)),
+                        "bias": to_list(bias[fi]),
+                        "value": to_list(out[fi, i, j]),
+                    }
+                )
+                lines += _step_lines(steps[-1], win, kernels[fi], prod, f > 1)
+    return out, steps, lines
+
+
+def _step_lines(
+    step: dict[str, Any], win: np.ndarray, k: np.ndarray, prod: np.ndarray, many: bool
+) -> list[str]:
+    i, j = step["position"]
+    head = f"filter {step['filter']} " if many else ""
+    lines = [
+        f"{head}output[{i}, {j}]: window rows {step['rows'][0]}-{step['rows'][1]}, "
+        f"cols {step['cols'][0]}-{step['cols'][1]} of the padded input"
+    ]
+    for ch in range(win.shape[0]):
+        if win.shape[0] > 1:
+            lines.append(f"  channel {ch}:")
+        lines += side_by_side(
+            [matrix_lines(win[ch], "    "), matrix_lines(k[ch], ""), matrix_lines(prod[ch], "")], ["⊙", "="]
+        )
+        terms = " + ".join(num(float(v)) for v in prod[ch].ravel())
+        lines.append(f"    sum = {terms} = {num(float(prod[ch].sum()))}")
+    if win.shape[0] > 1:
+        parts = " + ".join(num(float(v)) for v in prod.sum(axis=(1, 2)))
+        lines.append(f"  sum over channels = {parts} = {num(float(prod.sum()))}")
+    if step["bias"] != 0:
+        lines.append(f"  + bias {num(float(step['bias']))} = {num(float(step['value']))}")
+    return lines
+
+
+def _prepare_input(x: ArrayInput) -> tuple[np.ndarray, bool]:
+    arr = _as_array(x, "input")
+    if arr.ndim > 3:
+        raise ValueError(
+            f"input must be (H, W) or (C, H, W); received shape {arr.shape}. Explain one image at a time."
+        )
+    return (arr[None], True) if arr.ndim == 2 else (arr, False)
+
+
+def _shape_text(arr: np.ndarray) -> str:
+    return "x".join(str(n) for n in arr.shape)
+
+
+def _block_lines(title: str, arr: np.ndarray) -> list[str]:
+    """Title plus each channel (C, H, W) as aligned rows."""
+    lines = [title]
+    for ch in range(arr.shape[0]):
+        if arr.shape[0] > 1:
+            lines.append(f"  channel {ch}:")
+        lines += matrix_lines(arr[ch], "    " if arr.shape[0] > 1 else "  ")
+    return lines
+
+
+def explain_conv(
+    x: ArrayInput,
+    w: ArrayInput,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | Pads = 0,
+    dilation: int | tuple[int, int] = 1,
+    padding_mode: str = "zeros",
+    flip: bool = False,
+    bias: float | Sequence[float] = 0,
+) -> dict[str, Any]:
+    """Trace a 2-D convolution window by window.
+
+    x: (H, W) or (C, H, W); w: (kh, kw), a stacked filter (C, kh, kw) or filters (F, C, kh, kw)
+    (for a one-channel input, (F, kh, kw) means F filters). Computes cross-correlation like PyTorch,
+    or the textbook convolution (kernel rotated by 180 degrees) with ``flip=True``.
+
+    >>> explain_conv("1 2; 3 4", "1 0; 0 1")["output"]
+    [[5]]
+    """
+    xc, squeeze = _prepare_input(x)
+    kernels = _kernels(xc, _as_array(w, "kernel"))
+    if flip:
+        kernels = kernels[..., ::-1, ::-1]
+    s, d, p = positive_pair(stride, "stride"), positive_pair(dilation, "dilation"), pads(padding)
+    f, _, kh, kw = kernels.shape
+    b = np.broadcast_to(np.asarray(bias, dtype=np.float64), (f,)) if np.ndim(bias) == 0 else np.asarray(bias)
+    if b.shape != (f,):
+        raise ValueError(f"bias must be one number or one per filter ({f}); received {list(np.ravel(bias))}.")
+    ho = out_len(xc.shape[1], kh, s[0], sum(p[0]), d[0], axis="H")
+    wo = out_len(xc.shape[2], kw, s[1], sum(p[1]), d[1], axis="W")
+    xp = pad2d(xc, p, padding_mode)
+    out, steps, step_lines = _conv_core(xp, kernels, s, d, b, squeeze)
+    formula = "; ".join(
+        [
+            _axis_formula("H", xc.shape[1], kh, s[0], p[0], d[0], ho),
+            _axis_formula("W", xc.shape[2], kw, s[1], p[1], d[1], wo),
+        ]
+    )
+    kind = "textbook convolution (kernel flipped)" if flip else "cross-correlation, as PyTorch computes it"
+    lines = [
+        f"Convolution ({kind})",
+        f"input {_shape_text(xc[0] if squeeze else xc)}, {f} filter(s) of "
+        f"{_shape_text(kernels[0, 0] if squeeze else kernels[0])}, stride {s}, padding {_pad_text(p)} "
+        f"({padding_mode}), dilation {d}",
+        "Output size:",
+        *("  " + part for part in formula.split("; ")),
+        *_block_lines(f"Padded input ({_shape_text(xp[0])}):", xp),
+    ]
+    for fi in range(f):
+        title = "Kernel" + (f" {fi}" if f > 1 else "") + (" (after the 180-degree flip)" if flip else "")
+        lines += _block_lines(f"{title}:", kernels[fi])
+    lines += step_lines
+    lines += _block_lines(f"Output ({f}x{ho}x{wo}):" if f > 1 else f"Output ({ho}x{wo}):", out)
+    lines.append(FLIP_NOTE if flip else CROSS_CORRELATION_NOTE)
+    return {
+        "operation": "conv",
+        "output": to_list(out if f > 1 else out[0]),
+        "output_shape": list(out.shape if f > 1 else out.shape[1:]),
+        "steps": steps,
+        "padded_input": _channel_view(xp, squeeze),
+        "kernel": to_list(kernels if f > 1 else (kernels[0, 0] if squeeze else kernels[0])),
+        "formula": formula,
+        "settings": {
+            "stride": list(s),
+            "padding": [list(p[0]), list(p[1])],
+            "dilation": list(d),
+            "padding_mode": padding_mode,
+            "flip": flip,
+            "bias": to_list(b),
+        },
+        "lines": lines,
+    }
+
+
+def _pool_value(win: np.ndarray, mode: str, divisor: int) -> tuple[float, dict[str, Any]]:
+    """Pool one window (kh, kw) whose pad/outside cells are NaN; return value and step fields."""
+    real = win[~np.isnan(win)]
+    if mode == "max":
+        flat = np.where(np.isnan(win), -np.inf, win).ravel()
+        best = int(np.argmax(flat))  # first maximum in row-major order, as PyTorch picks it
+        return float(flat[best]), {
+            "max": to_list(flat[best]),
+            "argmax": [best // win.shape[1], best % win.shape[1]],
+        }
+    total = float(real.sum())
+    if mode == "sum":
+        return total, {"sum": to_list(np.float64(total))}
+    return total / divisor, {"sum": to_list(np.float64(total)), "divisor": divisor}
+
+
+def explain_pool(
+    x: ArrayInput,
+    kernel: int | tuple[int, int],
+    *,
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    mode: str = "max",
+    ceil_mode: bool = False,
+) -> dict[str, Any]:
+    """Trace max / average / sum pooling window by window (PyTorch's rules: stride defaults to the
+    kernel, average counts zero padding in the divisor, ceil_mode drops windows starting in the padding).
+
+    >>> explain_pool("1 2; 3 4", 2)["output"]
+    [[4]]
+    """
+    if mode not in ("max", "avg", "sum"):
+        raise ValueError(f"mode must be 'max', 'avg' or 'sum'; received {mode!r}. Use mode='max'.")
+    xc, squeeze = _prepare_input(x)
+    k = positive_pair(kernel, "kernel")
+    s = k if stride is None else positive_pair(stride, "stride")
+    p = pads(padding)
+    (ph, _), (pw, _) = p
+    for axis, kk, pp in (("H", k[0], ph), ("W", k[1], pw)):
+        if pp > kk // 2:
+            raise ValueError(
+                f"pool padding must be at most half the kernel along {axis} (PyTorch's rule); received "
+                f"padding {pp}, kernel {kk}. Use padding <= {kk // 2}."
+            )
+    c, h, w = xc.shape
+    ho = pool_len(h, k[0], s[0], ph, 1, ceil_mode, "H")
+    wo = pool_len(w, k[1], s[1], pw, 1, ceil_mode, "W")
+    # NaN marks cells that are padding or beyond the padded input; (C, Hp + extra, Wp + extra)
+    extra = (max(0, (ho - 1) * s[0] + k[0] - h - 2 * ph), max(0, (wo - 1) * s[1] + k[1] - w - 2 * pw))
+    grid = pad2d(xc, ((ph, ph + extra[0]), (pw, pw + extra[1])), "zeros", fill=np.nan)
+    out = np.zeros((c, ho, wo))
+    steps: list[dict[str, Any]] = []
+    step_lines: list[str] = []
+    for ch in range(c):
+        for i in range(ho):
+            for j in range(wo):
+                r0, c0 = i * s[0], j * s[1]
+                win = grid[ch, r0 : r0 + k[0], c0 : c0 + k[1]]
+                # PyTorch's avg divisor counts padding but not cells beyond it (count_include_pad=True)
+                div = (min(r0 + k[0], h + 2 * ph) - r0) * (min(c0 + k[1], w + 2 * pw) - c0)
+                value, fields = _pool_value(win, mode, div)
+                out[ch, i, j] = value
+                step = {
+                    "channel": ch,
+                    "position": [i, j],
+                    "rows": [r0, r0 + k[0] - 1],
+                    "cols": [c0, c0 + k[1] - 1],
+                    "window": to_list(win),
+                    **fields,
+                    "value": to_list(out[ch, i, j]),
+                }
+                if mode == "max":
+                    r, cc = fields["argmax"]
+                    step["index"] = (r0 + r - ph) * w + (c0 + cc - pw)  # flat H*W index, like return_indices
+                steps.append(step)
+                step_lines += _pool_step_lines(step, win, mode, c > 1)
+    rule = "ceil" if ceil_mode else "floor"
+    formula = "; ".join(
+        f"{a}_out = {rule}(({n} + 2*{pp} - {kk}) / {ss}) + 1 = {o}"
+        for a, n, pp, kk, ss, o in (("H", h, ph, k[0], s[0], ho), ("W", w, pw, k[1], s[1], wo))
+    )
+    if ceil_mode:
+        formula += " (ceil mode drops a last window that would start in the right padding)"
+    pad_text = "max pooling ignores padding ('.')" if mode == "max" else "padding counts as 0 ('.')"
+    lines = [
+        f"{mode} pooling: input {_shape_text(xc[0] if squeeze else xc)}, kernel {k}, stride {s}, "
+        f"padding {(ph, pw)}, ceil_mode {ceil_mode}; {pad_text}",
+        "Output size:",
+        *("  " + part for part in formula.split("; ")),
+        *_block_lines(f"Padded input ({_shape_text(grid[0])}):", grid),
+        *step_lines,
+        *_block_lines(f"Output ({_shape_text(out[0] if squeeze else out)}):", out),
+    ]
+    return {
+        "operation": "pool",
+        "mode": mode,
+        "output": _channel_view(out, squeeze),
+        "output_shape": list(out.shape[1:] if squeeze else out.shape),
+        "steps": steps,
+        "padded_input": _channel_view(grid, squeeze),
+        "formula": formula,
+        "settings": {"kernel": list(k), "stride": list(s), "padding": [ph, pw], "ceil_mode": ceil_mode},
+        "lines": lines,
+    }
+
+
+def _pool_step_lines(step: dict[str, Any], win: np.ndarray, mode: str, many: bool) -> list[str]:
+    i, j = step["position"]
+    head = f"channel {step['channel']} " if many else ""
+    lines = [
+        f"{head}output[{i}, {j}]: window rows {step['rows'][0]}-{step['rows'][1]}, "
+        f"cols {step['cols'][0]}-{step['cols'][1]}",
+        *matrix_lines(win, "    "),
+    ]
+    cells = [num(float(v)) for v in win.ravel() if not np.isnan(v)]
+    if mode == "max":
+        lines.append(
+            f"    max({', '.join(cells)}) = {num(float(step['value']))} (input index {step['index']})"
+        )
+    elif mode == "sum":
+        lines.append(f"    sum = {' + '.join(cells)} = {num(float(step['value']))}")
+    else:
+        lines.append(f"    ({' + '.join(cells)}) / {step['divisor']} = {num(float(step['value']))}")
+    return lines
+
+
+def _zero_insert(x: np.ndarray, s: tuple[int, int]) -> np.ndarray:
+    """(C, H, W) -> (C, (H-1)s+1, (W-1)s+1) with s-1 zeros between neighbouring pixels."""
+    c, h, w = x.shape
+    z = np.zeros((c, (h - 1) * s[0] + 1, (w - 1) * s[1] + 1))
+    z[:, :: s[0], :: s[1]] = x
+    return z
+
+
+def explain_transposed(
+    x: ArrayInput,
+    w: ArrayInput,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    output_padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+) -> dict[str, Any]:
+    """Trace a transposed convolution as the equivalent zero-inserted convolution (Dumoulin & Visin,
+    section 4): insert s-1 zeros between inputs, pad each side by d(k-1)-p (plus output_padding on the
+    bottom/right), flip the kernel by 180 degrees and convolve with stride 1.
+
+    x: (H, W) or (C, H, W); w: (kh, kw), (C, kh, kw) or PyTorch's layout (C, F, kh, kw).
+
+    >>> explain_transposed("1 2; 3 4", "1 1; 1 1")["output"]
+    [[1, 3, 2], [4, 10, 6], [3, 7, 4]]
+    """
+    xc, squeeze = _prepare_input(x)
+    wa = _as_array(w, "kernel")
+    # PyTorch's ConvTranspose weight is (C_in, F, kh, kw); the equivalent conv needs (F, C_in, kh, kw)
+    kernels = _kernels(xc, wa.swapaxes(0, 1) if wa.ndim == 4 else wa)
+    s, d = positive_pair(stride, "stride"), positive_pair(dilation, "dilation")
+    p, op = pads(padding), pads(output_padding)
+    (ph, _), (pw, _) = p
+    oph, opw = op[0][0], op[1][0]
+    kh, kw = kernels.shape[-2:]
+    for axis, o, st, dl in (("H", oph, s[0], d[0]), ("W", opw, s[1], d[1])):
+        if o >= max(st, dl):
+            raise ValueError(
+                f"output_padding must be smaller than stride or dilation along {axis} (PyTorch's rule); "
+                f"received output_padding={o}, stride={st}, dilation={dl}. "
+                f"Use output_padding < {max(st, dl)}."
+            )
+    z = _zero_insert(xc, s)
+    q = (d[0] * (kh - 1) - ph, d[1] * (kw - 1) - pw)  # equivalent padding d(k-1)-p per side
+    # negative equivalent padding crops: pad by max(q, 0), then cut max(-q, 0) from each side
+    zp = pad2d(z, ((max(q[0], 0), max(q[0], 0) + oph), (max(q[1], 0), max(q[1], 0) + opw)))
+    crop = (max(-q[0], 0), max(-q[1], 0))
+    zp = zp[:, crop[0] : zp.shape[1] - crop[0], crop[1] : zp.shape[2] - crop[1]]
+    flipped = kernels[..., ::-1, ::-1]
+    out, steps, step_lines = _conv_core(zp, flipped, (1, 1), d, np.zeros(len(kernels)), squeeze)
+    f = len(kernels)
+    formula = "; ".join(
+        f"{a}_out = (i-1)*s - 2p + d(k-1) + output_padding + 1 = "
+        f"({n}-1)*{ss} - 2*{pp} + {dd}*({kk}-1) + {o} + 1"
+        f" = {(n - 1) * ss - 2 * pp + dd * (kk - 1) + o + 1}"
+        for a, n, ss, pp, dd, kk, o in (
+            ("H", xc.shape[1], s[0], ph, d[0], kh, oph),
+            ("W", xc.shape[2], s[1], pw, d[1], kw, opw),
+        )
+    )
+    lines = [
+        "Transposed convolution shown as an equivalent convolution (Dumoulin & Visin, 'A guide to "
+        "convolution arithmetic', section 4)",
+        f"input {_shape_text(xc[0] if squeeze else xc)}, kernel {kh}x{kw}, stride {s}, padding {(ph, pw)}, "
+        f"output_padding {(oph, opw)}, dilation {d}",
+        f"1. insert s-1 = {(s[0] - 1, s[1] - 1)} zero(s) between input pixels: "
+        f"{xc.shape[1]}x{xc.shape[2]} -> {z.shape[1]}x{z.shape[2]} (i~ = i + (i-1)(s-1))",
+        f"2. pad each side by d(k-1)-p = {q} zero(s)"
+        + (f", plus output_padding {(oph, opw)} on the bottom/right" if oph or opw else "")
+        + (" (a negative amount crops)" if min(q) < 0 else "")
+        + f": -> {zp.shape[1]}x{zp.shape[2]}",
+        "3. flip the kernel by 180 degrees",
+        "4. convolve with stride 1 (cross-correlation with the flipped kernel):",
+        "Output size:",
+        *("  " + part for part in formula.split("; ")),
+        *_block_lines(f"Zero-inserted, padded input ({_shape_text(zp[0])}):", zp),
+    ]
+    for fi in range(f):
+        lines += _block_lines("Flipped kernel" + (f" {fi}" if f > 1 else "") + ":", flipped[fi])
+    lines += step_lines
+    lines += _block_lines(f"Output ({_shape_text(out if f > 1 else out[0])}):", out)
+    lines.append(
+        "Equivalently, each input pixel scatters pixel * kernel onto the output at stride s and the "
+        "overlaps add up; padding p then crops p rows/columns from each side."
+    )
+    return {
+        "operation": "transposed",
+        "output": to_list(out if f > 1 else out[0]),
+        "output_shape": list(out.shape if f > 1 else out.shape[1:]),
+        "steps": steps,
+        "padded_input": _channel_view(zp, squeeze),
+        "zero_inserted": _channel_view(z, squeeze),
+        "equivalent": {
+            "input_size": [xc.shape[1], xc.shape[2]],
+            "zero_inserted_size": [z.shape[1], z.shape[2]],
+            "padding": list(q),
+            "padded_size": [zp.shape[1], zp.shape[2]],
+            "stride": 1,
+            "kernel_flipped": to_list(flipped if f > 1 else (flipped[0, 0] if squeeze else flipped[0])),
+        },
+        "formula": formula,
+        "settings": {
+            "stride": list(s),
+            "padding": [ph, pw],
+            "output_padding": [oph, opw],
+            "dilation": list(d),
+        },
+        "lines": lines,
+    }

@@ -242,7 +242,7 @@ def test_parse_matrix_rejects_mismatched_channels_and_empty_text() -> None:
 
 
 def test_explain_rejects_bad_settings_with_clear_errors() -> None:
-    with pytest.raises(ValueError, match=r"window does not fit along H: input 2 \+ padding 0"):
+    with pytest.raises(ValueError, match=r"conv output would be 0 along H: input 2, kernel 3"):
         explain_conv("1 2; 3 4", "1 1 1; 1 1 1; 1 1 1")
     with pytest.raises(ValueError, match=r"stride must be >= 1 along each axis; received stride=-1"):
         explain_conv(SEED_INPUT, SEED_KERNEL, stride=-1)

@@ -1,5 +1,5 @@
-"""Shared helpers of the NumPy reference: argument normalisation, padding with its backward pass,
-sliding windows and output sizes.
+"""Shared helpers of the NumPy reference: argument normalisation, padding with its backward pass
+and sliding windows (output sizes come from :mod:`cnnlab.arith`).
 
 Padding is done with index maps (padded coordinate -> source coordinate, or -1 for a zero), so the
 same map serves the forward pass (a gather) and the backward pass (a scatter-add): reflect and
@@ -168,29 +168,4 @@ def col2im(
                 r0 : r0 + stride[0] * (ho - 1) + 1 : stride[0],
                 c0 : c0 + stride[1] * (wo - 1) + 1 : stride[1],
             ] += cols[..., i, j]
-    return out
-
-
-def out_len(
-    n: int, k: int, s: int, p_total: int, d: int = 1, ceil_mode: bool = False, axis: str = "H"
-) -> int:
-    """Output length of a sliding window: floor_or_ceil((n + p - d(k-1) - 1) / s) + 1.
-
-    With ceil_mode the last window must start inside the input or the left padding (PyTorch's rule),
-    which the caller applies through :func:`pool_len`.
-    """
-    span = n + p_total - d * (k - 1) - 1
-    if span < 0:
-        raise ValueError(
-            f"the window does not fit along {axis}: input {n} + padding {p_total} < "
-            f"dilation*(kernel-1)+1 = {d * (k - 1) + 1}. Use a smaller kernel or dilation, or more padding."
-        )
-    return (-(-span // s) if ceil_mode else span // s) + 1
-
-
-def pool_len(n: int, k: int, s: int, p: int, d: int = 1, ceil_mode: bool = False, axis: str = "H") -> int:
-    """PyTorch's pooling output length; in ceil mode a window starting in the right padding is dropped."""
-    out = out_len(n, k, s, 2 * p, d, ceil_mode, axis)
-    if ceil_mode and (out - 1) * s >= n + p:
-        out -= 1
     return out

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnlab.arith import conv_out, conv_transpose_out
 from cnnlab.reference._common import (
     Pads,
     col2im,
-    out_len,
     pad2d,
     pad2d_backward,
     pads,
@@ -96,8 +96,7 @@ def conv2d_forward(
             f"conv2d: weight of shape {tuple(w.shape)} with groups={groups} expects {cg * groups} input "
             f"channels, but x has {c}. Make w.shape[1] == in_channels / groups."
         )
-    ho = out_len(h, kh, s[0], sum(p[0]), d[0], axis="H")
-    wo = out_len(wd, kw, s[1], sum(p[1]), d[1], axis="W")
+    ho, wo = conv_out((h, wd), (kh, kw), s, p, d)
     xp = pad2d(x, p, padding_mode)
     # (N, C, Hp, Wp) -> (N, G, C/G, Hp, Wp) -> windows (N, G, C/G, Ho, Wo, kh, kw)
     cols = windows(xp.reshape(n, groups, cg, *xp.shape[-2:]), (kh, kw), s, d)
@@ -172,21 +171,9 @@ def conv_transpose2d_forward(
             f"{c}. The weight layout is (in_channels, out_channels/groups, kh, kw)."
         )
     _check_groups("conv_transpose2d", c, fg * groups, groups)
-    for axis, o, st, dl in (("H", oph, s[0], d[0]), ("W", opw, s[1], d[1])):
-        if o >= max(st, dl):
-            raise ValueError(
-                f"conv_transpose2d: output_padding must be smaller than stride or dilation along {axis}; "
-                f"received output_padding={o}, stride={st}, dilation={dl}. "
-                f"Use output_padding < {max(st, dl)}."
-            )
-    full = ((h - 1) * s[0] + d[0] * (kh - 1) + 1 + oph, (wd - 1) * s[1] + d[1] * (kw - 1) + 1 + opw)
-    ho, wo = full[0] - 2 * ph, full[1] - 2 * pw
-    if ho < 1 or wo < 1:
-        raise ValueError(
-            f"conv_transpose2d: output would be {ho}x{wo}: (H-1)*stride - 2*padding + dilation*(k-1) + "
-            f"output_padding + 1 must be >= 1; received input {h}x{wd}, kernel {kh}x{kw}, padding "
-            f"{(ph, pw)}. Use less padding."
-        )
+    # (H-1)s - 2p + d(k-1) + output_padding + 1; arith rejects a bad output_padding or an empty output
+    ho, wo = conv_transpose_out((h, wd), (kh, kw), s, (ph, pw), (oph, opw), d)
+    full = (ho + 2 * ph, wo + 2 * pw)  # before cropping the padding
     g = groups
     # (N, G, Cin/G, H, W) x (G, Cin/G, Cout/G, kh, kw) -> cols (N, G, Cout/G, H, W, kh, kw)
     xg = x.reshape(n, g, c // g, h, wd)

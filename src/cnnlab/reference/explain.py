@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.reference._common import Pads, out_len, pad2d, pads, pool_len, positive_pair
+from cnnlab.arith import conv_out, conv_transpose_out, pool_out
+from cnnlab.reference._common import Pads, pad2d, pads, positive_pair
 from cnnlab.reference._text import matrix_lines, num, parse_matrix, side_by_side, to_list
 
 __all__ = ["explain_conv", "explain_pool", "explain_transposed", "parse_matrix"]
@@ -114,8 +115,7 @@ def _conv_core(
 ) -> tuple[np.ndarray, list[dict[str, Any]], list[str]]:
     """Slide every filter over the padded input (C, Hp, Wp); return output (F, Ho, Wo), steps, lines."""
     f, _, kh, kw = kernels.shape
-    ho = out_len(xp.shape[1], kh, stride[0], 0, dilation[0], axis="H")
-    wo = out_len(xp.shape[2], kw, stride[1], 0, dilation[1], axis="W")
+    ho, wo = conv_out(xp.shape[1:], (kh, kw), stride, 0, dilation)
     out = np.zeros((f, ho, wo))
     steps: list[dict[str, Any]] = []
     lines: list[str] = []
@@ -223,8 +223,7 @@ def explain_conv(
     b = np.broadcast_to(np.asarray(bias, dtype=np.float64), (f,)) if np.ndim(bias) == 0 else np.asarray(bias)
     if b.shape != (f,):
         raise ValueError(f"bias must be one number or one per filter ({f}); received {list(np.ravel(bias))}.")
-    ho = out_len(xc.shape[1], kh, s[0], sum(p[0]), d[0], axis="H")
-    wo = out_len(xc.shape[2], kw, s[1], sum(p[1]), d[1], axis="W")
+    ho, wo = conv_out(xc.shape[1:], (kh, kw), s, p, d)
     xp = pad2d(xc, p, padding_mode)
     out, steps, step_lines = _conv_core(xp, kernels, s, d, b, squeeze)
     formula = "; ".join(
@@ -307,15 +306,8 @@ def explain_pool(
     s = k if stride is None else positive_pair(stride, "stride")
     p = pads(padding)
     (ph, _), (pw, _) = p
-    for axis, kk, pp in (("H", k[0], ph), ("W", k[1], pw)):
-        if pp > kk // 2:
-            raise ValueError(
-                f"pool padding must be at most half the kernel along {axis} (PyTorch's rule); received "
-                f"padding {pp}, kernel {kk}. Use padding <= {kk // 2}."
-            )
     c, h, w = xc.shape
-    ho = pool_len(h, k[0], s[0], ph, 1, ceil_mode, "H")
-    wo = pool_len(w, k[1], s[1], pw, 1, ceil_mode, "W")
+    ho, wo = pool_out((h, w), k, s, (ph, pw), ceil_mode=ceil_mode)  # PyTorch's rules, checked there
     # NaN marks cells that are padding or beyond the padded input; (C, Hp + extra, Wp + extra)
     extra = (max(0, (ho - 1) * s[0] + k[0] - h - 2 * ph), max(0, (wo - 1) * s[1] + k[1] - w - 2 * pw))
     grid = pad2d(xc, ((ph, ph + extra[0]), (pw, pw + extra[1])), "zeros", fill=np.nan)
@@ -430,13 +422,8 @@ def explain_transposed(
     (ph, _), (pw, _) = p
     oph, opw = op[0][0], op[1][0]
     kh, kw = kernels.shape[-2:]
-    for axis, o, st, dl in (("H", oph, s[0], d[0]), ("W", opw, s[1], d[1])):
-        if o >= max(st, dl):
-            raise ValueError(
-                f"output_padding must be smaller than stride or dilation along {axis} (PyTorch's rule); "
-                f"received output_padding={o}, stride={st}, dilation={dl}. "
-                f"Use output_padding < {max(st, dl)}."
-            )
+    # validates output_padding < max(stride, dilation) and a non-empty output, as PyTorch does
+    conv_transpose_out(xc.shape[1:], (kh, kw), s, (ph, pw), (oph, opw), d)
     z = _zero_insert(xc, s)
     q = (d[0] * (kh - 1) - ph, d[1] * (kw - 1) - pw)  # equivalent padding d(k-1)-p per side
     # negative equivalent padding crops: pad by max(q, 0), then cut max(-q, 0) from each side

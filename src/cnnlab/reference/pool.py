@@ -23,13 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnlab.arith import pool_out
 from cnnlab.reference._common import (
     Pads,
     col2im,
     pad2d,
     pad2d_backward,
     pair,
-    pool_len,
     positive_pair,
     windows,
 )
@@ -81,15 +81,9 @@ def _geometry(
     s = k if stride is None else positive_pair(stride, "stride")
     d = positive_pair(dilation, "dilation")
     p = _padding(padding)
-    for axis, kk, pp in (("H", k[0], p[0]), ("W", k[1], p[1])):
-        if pp > kk // 2:
-            raise ValueError(
-                f"pool padding should be at most half of the kernel size along {axis}; received "
-                f"padding {pp}, kernel {kk}. Use padding <= {kk // 2}."
-            )
     h, w = x.shape[-2:]
-    ho = pool_len(h, k[0], s[0], p[0], d[0], ceil_mode, "H")
-    wo = pool_len(w, k[1], s[1], p[1], d[1], ceil_mode, "W")
+    # PyTorch's rule, including padding <= kernel // 2 and ceil mode's dropped last window
+    ho, wo = pool_out((h, w), k, s, p, d, ceil_mode=ceil_mode)
     # ceil mode: the last window may run past the right padding; pad those cells too (never counted)
     extra_h = max(0, (ho - 1) * s[0] + d[0] * (k[0] - 1) + 1 - (h + 2 * p[0]))
     extra_w = max(0, (wo - 1) * s[1] + d[1] * (k[1] - 1) + 1 - (w + 2 * p[1]))

@@ -252,3 +252,21 @@ def test_explain_rejects_bad_settings_with_clear_errors() -> None:
         explain_pool(SEED_INPUT, 2, mode="min")
     with pytest.raises(ValueError, match=r"padding_mode must be one of zeros, reflect, replicate"):
         explain_conv(SEED_INPUT, SEED_KERNEL, padding=1, padding_mode="circular")
+
+
+def test_same_padding_keeps_the_size_and_matches_torch() -> None:
+    x = parse_matrix(SEED_INPUT)
+    d = explain_conv(x, "1 2; 3 4", padding="same")
+    assert d["output_shape"] == [4, 5]
+    expected = F.conv2d(_t(x)[None, None], _t(parse_matrix("1 2; 3 4"))[None, None], padding="same")
+    np.testing.assert_allclose(np.array(d["output"], dtype=float), expected[0, 0].numpy())
+    assert "(0+1)" in d["formula"]  # an even kernel pads one more on the bottom/right
+
+
+def test_pool_formula_explains_the_ceil_mode_drop() -> None:
+    d = explain_pool("1 2 3; 4 5 6; 7 8 9", 2, stride=2, padding=1, mode="avg", ceil_mode=True)
+    assert "= 3, but the last window would start in the right padding" in d["formula"]
+    assert "PyTorch drops it: 2" in d["formula"]
+    assert d["steps"][0]["divisor"] == 4  # zero padding counts (count_include_pad=True)
+    assert d["steps"][0]["window"] == [[0, 0], [0, 1]]
+    assert d["output"] == [[0.25, 1.25], [2.75, 7]]

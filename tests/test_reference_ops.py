@@ -356,3 +356,20 @@ def test_cross_entropy_rejects_bad_targets() -> None:
         softmax_cross_entropy_forward(np.zeros((2, 3)), np.array([0, 3]))
     with pytest.raises(ValueError, match=r"logits must be \(N, K\) and targets \(N,\)"):
         softmax_cross_entropy_forward(np.zeros((2, 3)), np.array([0]))
+
+
+@pytest.mark.parametrize(("kernel", "d"), [((3, 3), 1), ((2, 4), 1), ((3, 2), 2), ((4, 4), 2)])
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
+def test_conv2d_same_and_valid_padding_match_torch(kernel: tuple[int, int], d: int) -> None:
+    rng = np.random.default_rng(kernel[1])
+    x, w = rng.standard_normal((1, 2, 9, 8)), rng.standard_normal((3, 2, *kernel))
+    for padding in ("same", "valid"):
+        want, dout, (dx_t, dw_t) = _torch_grads(
+            lambda xt, wt, pad=padding: F.conv2d(xt, wt, padding=pad, dilation=d), [x, w]
+        )
+        out, cache = conv2d_forward(x, w, padding=padding, dilation=d)
+        _close(out, want)
+        dx, dw, _ = conv2d_backward(dout, cache)
+        _close(dx, dx_t)
+        _close(dw, dw_t)
+    assert conv2d_forward(x, w, padding="same", dilation=d)[0].shape[-2:] == (9, 8)

@@ -18,10 +18,11 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
-from cnnlab.arith import conv_out, conv_transpose_out
+from cnnlab.arith import conv_out, conv_transpose_out, resolve_padding
 from cnnlab.reference._common import (
     Pads,
     col2im,
@@ -74,22 +75,29 @@ def conv2d_forward(
     b: np.ndarray | None = None,
     *,
     stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] | Pads = 0,
+    padding: int | tuple[int, int] | Pads | str = 0,
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
     padding_mode: str = "zeros",
 ) -> tuple[np.ndarray, ConvCache]:
     """2-D cross-correlation like ``torch.nn.functional.conv2d`` (plus PyTorch's padding modes).
 
-    x: (N, C, H, W); w: (F, C/groups, kh, kw); b: (F,) or None -> out (N, F, Ho, Wo).
+    x: (N, C, H, W); w: (F, C/groups, kh, kw); b: (F,) or None -> out (N, F, Ho, Wo). ``padding`` is
+    an int, (ph, pw), ((top, bottom), (left, right)), ``"valid"`` or ``"same"`` (TensorFlow's rule,
+    which equals PyTorch's ``padding="same"`` at stride 1).
     """
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     _check_4d("conv2d input x", x, "(N, C, H, W)")
     _check_4d("conv2d weight w", w, "(out_channels, in_channels/groups, kh, kw)")
-    s, d, p = positive_pair(stride, "stride"), positive_pair(dilation, "dilation"), pads(padding)
+    s, d = positive_pair(stride, "stride"), positive_pair(dilation, "dilation")
     n, c, h, wd = x.shape
     f, cg, kh, kw = w.shape
+    if isinstance(padding, str):  # 'same' / 'valid', resolved to (left, right) pairs by cnnlab.arith
+        (t, b_), (l, r) = resolve_padding(cast(Any, padding), (h, wd), (kh, kw), s, d)
+        p: Pads = ((t, b_), (l, r))
+    else:
+        p = pads(padding)
     _check_groups("conv2d", c, f, groups)
     if cg * groups != c:
         raise ValueError(

@@ -18,11 +18,11 @@ Example (the worked example whose first output is 66):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from cnnlab.arith import conv_out, conv_transpose_out, pool_out
+from cnnlab.arith import conv_out, conv_transpose_out, pool_out, resolve_padding
 from cnnlab.reference._common import Pads, pad2d, pads, positive_pair
 from cnnlab.reference._text import matrix_lines, num, parse_matrix, side_by_side, to_list
 
@@ -94,6 +94,20 @@ def _pad_text(p: Pads) -> str:
     if p[0][0] == p[0][1] and p[1][0] == p[1][1]:
         return str((p[0][0], p[1][0]))
     return f"top/bottom {p[0][0]}/{p[0][1]}, left/right {p[1][0]}/{p[1][1]}"
+
+
+def _resolve_pads(
+    padding: int | tuple[int, int] | Pads | str,
+    size: tuple[int, ...],
+    k: tuple[int, int],
+    s: tuple[int, int],
+    d: tuple[int, int],
+) -> Pads:
+    """Padding as ((top, bottom), (left, right)); 'same' and 'valid' are resolved by cnnlab.arith."""
+    if isinstance(padding, str):
+        (t, b), (l, r) = resolve_padding(cast(Any, padding), (size[0], size[1]), k, s, d)
+        return ((t, b), (l, r))
+    return pads(padding)
 
 
 def _window(xp: np.ndarray, r0: int, c0: int, k: tuple[int, int], d: tuple[int, int]) -> np.ndarray:
@@ -199,7 +213,7 @@ def explain_conv(
     w: ArrayInput,
     *,
     stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] | Pads = 0,
+    padding: int | tuple[int, int] | Pads | str = 0,
     dilation: int | tuple[int, int] = 1,
     padding_mode: str = "zeros",
     flip: bool = False,
@@ -209,7 +223,8 @@ def explain_conv(
 
     x: (H, W) or (C, H, W); w: (kh, kw), a stacked filter (C, kh, kw) or filters (F, C, kh, kw)
     (for a one-channel input, (F, kh, kw) means F filters). Computes cross-correlation like PyTorch,
-    or the textbook convolution (kernel rotated by 180 degrees) with ``flip=True``.
+    or the textbook convolution (kernel rotated by 180 degrees) with ``flip=True``. ``padding`` is an
+    int, (ph, pw), ((top, bottom), (left, right)), ``"valid"`` or ``"same"`` (TensorFlow's rule).
 
     >>> explain_conv("1 2; 3 4", "1 0; 0 1")["output"]
     [[5]]
@@ -218,20 +233,20 @@ def explain_conv(
     kernels = _kernels(xc, _as_array(w, "kernel"))
     if flip:
         kernels = kernels[..., ::-1, ::-1]
-    s, d, p = positive_pair(stride, "stride"), positive_pair(dilation, "dilation"), pads(padding)
+    s, d = positive_pair(stride, "stride"), positive_pair(dilation, "dilation")
     f, _, kh, kw = kernels.shape
+    p = _resolve_pads(padding, xc.shape[1:], (kh, kw), s, d)
     b = np.broadcast_to(np.asarray(bias, dtype=np.float64), (f,)) if np.ndim(bias) == 0 else np.asarray(bias)
     if b.shape != (f,):
         raise ValueError(f"bias must be one number or one per filter ({f}); received {list(np.ravel(bias))}.")
     ho, wo = conv_out(xc.shape[1:], (kh, kw), s, p, d)
     xp = pad2d(xc, p, padding_mode)
     out, steps, step_lines = _conv_core(xp, kernels, s, d, b, squeeze)
-    formula = "; ".join(
-        [
-            _axis_formula("H", xc.shape[1], kh, s[0], p[0], d[0], ho),
-            _axis_formula("W", xc.shape[2], kw, s[1], p[1], d[1], wo),
-        ]
-    )
+    formulas = [
+        _axis_formula("H", xc.shape[1], kh, s[0], p[0], d[0], ho),
+        _axis_formula("W", xc.shape[2], kw, s[1], p[1], d[1], wo),
+    ]
+    formula = "; ".join(formulas)
     kind = "textbook convolution (kernel flipped)" if flip else "cross-correlation, as PyTorch computes it"
     lines = [
         f"Convolution ({kind})",
@@ -239,7 +254,7 @@ def explain_conv(
         f"{_shape_text(kernels[0, 0] if squeeze else kernels[0])}, stride {s}, padding {_pad_text(p)} "
         f"({padding_mode}), dilation {d}",
         "Output size:",
-        *("  " + part for part in formula.split("; ")),
+        *("  " + part for part in formulas),
         *_block_lines(f"Padded input ({_shape_text(xp[0])}):", xp),
     ]
     for fi in range(f):
@@ -284,6 +299,20 @@ def _pool_value(win: np.ndarray, mode: str, divisor: int) -> tuple[float, dict[s
     return total / divisor, {"sum": to_list(np.float64(total)), "divisor": divisor}
 
 
+def _pool_formula(axis: str, n: int, p: int, k: int, s: int, ceil_mode: bool) -> str:
+    """PyTorch's pooling size rule with the numbers filled in, including ceil mode's dropped window."""
+    rule = "ceil" if ceil_mode else "floor"
+    span = n + 2 * p - k
+    raw = (-(-span // s) if ceil_mode else span // s) + 1
+    text = f"{axis}_out = {rule}(({axis} + 2p - k) / s) + 1 = {rule}(({n} + 2*{p} - {k}) / {s}) + 1 = {raw}"
+    if ceil_mode and (raw - 1) * s >= n + p:
+        text += (
+            f", but the last window would start in the right padding ((out-1)*s = {(raw - 1) * s} >= "
+            f"{axis} + p = {n + p}), so PyTorch drops it: {raw - 1}"
+        )
+    return text
+
+
 def explain_pool(
     x: ArrayInput,
     kernel: int | tuple[int, int],
@@ -308,9 +337,11 @@ def explain_pool(
     (ph, _), (pw, _) = p
     c, h, w = xc.shape
     ho, wo = pool_out((h, w), k, s, (ph, pw), ceil_mode=ceil_mode)  # PyTorch's rules, checked there
-    # NaN marks cells that are padding or beyond the padded input; (C, Hp + extra, Wp + extra)
+    # (C, Hp + extra, Wp + extra); NaN ('.') marks cells no window value may use: the padding for max
+    # pooling (PyTorch pads with -inf) and, in ceil mode, cells beyond the padded input
     extra = (max(0, (ho - 1) * s[0] + k[0] - h - 2 * ph), max(0, (wo - 1) * s[1] + k[1] - w - 2 * pw))
-    grid = pad2d(xc, ((ph, ph + extra[0]), (pw, pw + extra[1])), "zeros", fill=np.nan)
+    grid = pad2d(xc, ((ph, ph), (pw, pw)), "zeros", fill=np.nan if mode == "max" else 0.0)
+    grid = pad2d(grid, ((0, extra[0]), (0, extra[1])), "zeros", fill=np.nan)
     out = np.zeros((c, ho, wo))
     steps: list[dict[str, Any]] = []
     step_lines: list[str] = []
@@ -319,9 +350,8 @@ def explain_pool(
             for j in range(wo):
                 r0, c0 = i * s[0], j * s[1]
                 win = grid[ch, r0 : r0 + k[0], c0 : c0 + k[1]]
-                # PyTorch's avg divisor counts padding but not cells beyond it (count_include_pad=True)
-                div = (min(r0 + k[0], h + 2 * ph) - r0) * (min(c0 + k[1], w + 2 * pw) - c0)
-                value, fields = _pool_value(win, mode, div)
+                # PyTorch's avg divisor counts zero padding but not cells beyond it (count_include_pad=True)
+                value, fields = _pool_value(win, mode, int((~np.isnan(win)).sum()))
                 out[ch, i, j] = value
                 step = {
                     "channel": ch,
@@ -337,19 +367,23 @@ def explain_pool(
                     step["index"] = (r0 + r - ph) * w + (c0 + cc - pw)  # flat H*W index, like return_indices
                 steps.append(step)
                 step_lines += _pool_step_lines(step, win, mode, c > 1)
-    rule = "ceil" if ceil_mode else "floor"
-    formula = "; ".join(
-        f"{a}_out = {rule}(({n} + 2*{pp} - {kk}) / {ss}) + 1 = {o}"
-        for a, n, pp, kk, ss, o in (("H", h, ph, k[0], s[0], ho), ("W", w, pw, k[1], s[1], wo))
+    formulas = [
+        _pool_formula(a, n, pp, kk, ss, ceil_mode)
+        for a, n, pp, kk, ss in (("H", h, ph, k[0], s[0]), ("W", w, pw, k[1], s[1]))
+    ]
+    formula = "; ".join(formulas)
+    pad_text = (
+        "max pooling ignores the padding ('.'; PyTorch pads with -inf)"
+        if mode == "max"
+        else "zero padding counts in the window, as PyTorch's default count_include_pad=True does"
     )
     if ceil_mode:
-        formula += " (ceil mode drops a last window that would start in the right padding)"
-    pad_text = "max pooling ignores padding ('.')" if mode == "max" else "padding counts as 0 ('.')"
+        pad_text += "; '.' beyond the padding is never counted"
     lines = [
         f"{mode} pooling: input {_shape_text(xc[0] if squeeze else xc)}, kernel {k}, stride {s}, "
         f"padding {(ph, pw)}, ceil_mode {ceil_mode}; {pad_text}",
         "Output size:",
-        *("  " + part for part in formula.split("; ")),
+        *("  " + part for part in formulas),
         *_block_lines(f"Padded input ({_shape_text(grid[0])}):", grid),
         *step_lines,
         *_block_lines(f"Output ({_shape_text(out[0] if squeeze else out)}):", out),
@@ -433,7 +467,7 @@ def explain_transposed(
     flipped = kernels[..., ::-1, ::-1]
     out, steps, step_lines = _conv_core(zp, flipped, (1, 1), d, np.zeros(len(kernels)), squeeze)
     f = len(kernels)
-    formula = "; ".join(
+    formulas = [
         f"{a}_out = (i-1)*s - 2p + d(k-1) + output_padding + 1 = "
         f"({n}-1)*{ss} - 2*{pp} + {dd}*({kk}-1) + {o} + 1"
         f" = {(n - 1) * ss - 2 * pp + dd * (kk - 1) + o + 1}"
@@ -441,7 +475,8 @@ def explain_transposed(
             ("H", xc.shape[1], s[0], ph, d[0], kh, oph),
             ("W", xc.shape[2], s[1], pw, d[1], kw, opw),
         )
-    )
+    ]
+    formula = "; ".join(formulas)
     lines = [
         "Transposed convolution shown as an equivalent convolution (Dumoulin & Visin, 'A guide to "
         "convolution arithmetic', section 4)",
@@ -456,7 +491,7 @@ def explain_transposed(
         "3. flip the kernel by 180 degrees",
         "4. convolve with stride 1 (cross-correlation with the flipped kernel):",
         "Output size:",
-        *("  " + part for part in formula.split("; ")),
+        *("  " + part for part in formulas),
         *_block_lines(f"Zero-inserted, padded input ({_shape_text(zp[0])}):", zp),
     ]
     for fi in range(f):

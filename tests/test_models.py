@@ -1,0 +1,234 @@
+"""THE registry-parametrized model test: every registered model, whoever wrote it.
+
+Each model is built small (its ``test_kwargs``) at its declared input size on the CPU and must give
+the right output shape, finite values, gradients at the input and a working ``reset_classifier``.
+Its declared metadata is then checked at full size on the meta device (no memory, no compute):
+``params`` against ``sum(p.numel())``, ``macs`` against ``FlopCounterMode`` (flops / 2) and ``rf``
+against a receptive field walked over the ``torch.fx`` graph of ``forward_features``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnnlab.models import create_model, list_models, model_info, register_model
+from cnnlab.models._base import CnnModel
+
+ALL_MODELS = list_models()
+CLASSIFIERS = [n for n in ALL_MODELS if model_info(n).task == "classification"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Measuring helpers (independent of the models' own declarations)
+# ----------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def build_meta(name: str) -> nn.Module:
+    """The full-size default model on the meta device: shapes only, no memory (cached: read-only)."""
+    with torch.device("meta"):
+        model = create_model(name)
+    return model.eval()
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
+    """Conv + linear multiply-adds of one forward pass: FlopCounterMode's flops / 2."""
+    x = torch.empty(1, *input_size, device="meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def _pair(v: Any) -> int:
+    """The height component of an int-or-tuple layer argument (zoo models are square)."""
+    return int(v[0] if isinstance(v, tuple | list) else v)
+
+
+def _rf_step(rf: tuple[int, int], k: int, s: int, d: int) -> tuple[int, int]:
+    # RF_out = RF_in + (k_eff - 1) * j_in;  j_out = j_in * s;  k_eff = k + (k - 1)(d - 1)
+    size, jump = rf
+    k_eff = k + (k - 1) * (d - 1)
+    return size + (k_eff - 1) * jump, jump * s
+
+
+def _module_window(m: nn.Module) -> tuple[int, int, int] | None:
+    """(kernel, stride, dilation) of a windowed layer, or None for a pointwise one."""
+    if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+        if isinstance(m, nn.ConvTranspose2d):
+            raise NotImplementedError("receptive field through a transposed conv is not walked here")
+        return _pair(m.kernel_size), _pair(m.stride), _pair(m.dilation)
+    if isinstance(m, nn.MaxPool2d):
+        return _pair(m.kernel_size), _pair(m.stride), _pair(m.dilation)
+    if isinstance(m, nn.AvgPool2d | nn.LPPool2d):
+        return _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size), 1
+    return None
+
+
+_POOL_FNS = {F.avg_pool2d, F.max_pool2d, torch.max_pool2d}
+
+
+def _function_window(node: fx.Node) -> tuple[int, int, int] | None:
+    if node.target in _POOL_FNS:
+        args = list(node.args) + [None] * 4
+        k = node.kwargs.get("kernel_size", args[1])
+        s = node.kwargs.get("stride", args[2]) or k
+        return _pair(k), _pair(s), 1
+    if node.target in (F.conv2d, torch.conv2d):
+        raise NotImplementedError("functional conv2d is not walked here; use nn.Conv2d")
+    return None
+
+
+class _Features(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)  # type: ignore[operator]
+
+
+def receptive_field(model: nn.Module) -> int:
+    """Largest receptive field (height axis) of the output of ``forward_features``.
+
+    Every node takes the largest (size, jump) of its inputs (residual adds and concatenations keep
+    the largest path, as DESIGN.md's convention says); windowed layers apply the recurrence.
+    """
+    graph = fx.symbolic_trace(_Features(model))
+    modules = dict(graph.named_modules())
+    rf: dict[fx.Node, tuple[int, int]] = {}
+    for node in graph.graph.nodes:
+        if node.op == "placeholder":
+            rf[node] = (1, 1)
+            continue
+        inputs = [rf[n] for n in node.all_input_nodes if n in rf]
+        if not inputs:
+            continue
+        current = max(inputs)
+        window = None
+        if node.op == "call_module":
+            window = _module_window(modules[node.target])
+        elif node.op == "call_function":
+            window = _function_window(node)
+        rf[node] = _rf_step(current, *window) if window else current
+        if node.op == "output":
+            return rf[node][0]
+    raise AssertionError("forward_features has no output node")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The registry-wide tests
+# ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_model_runs_small(name: str) -> None:
+    """Forward shape, finite output, gradients at the input, reset_classifier - at test widths."""
+    info = model_info(name)
+    torch.manual_seed(0)
+    model = create_model(name, **info.test_kwargs)
+    assert isinstance(model, CnnModel)
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters())
+    model.train()
+    x = torch.randn(2, *info.input_size, requires_grad=True)
+    out = model(x)
+    if info.task == "classification":
+        assert out.shape == (2, info.num_classes)
+    else:
+        assert out.shape[0] == 2 and out.shape[-2:] == x.shape[-2:]
+    assert torch.isfinite(out).all()
+    out.float().square().mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0, "no gradient reached the input"
+
+    model.eval()  # dropout off, BN on running statistics: forward is deterministic from here
+    feats = model.forward_features(x.detach())
+    assert feats.shape[1] == model.num_features
+    torch.testing.assert_close(model.forward_head(feats), model(x.detach()))  # forward = head(features)
+    if info.task == "classification":
+        model.reset_classifier(7)
+        assert model(x.detach()).shape == (2, 7)
+        assert model.forward_head(model.forward_features(x.detach()), pre_logits=True).shape[0] == 2
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_declared_params_and_macs(name: str) -> None:
+    """Declared params / MACs equal what the full-size model has, counted on the meta device."""
+    info = model_info(name)
+    model = build_meta(name)
+    if info.params is not None:
+        assert count_params(model) == info.params
+    if info.macs is not None:
+        assert count_macs(model, info.input_size) == info.macs
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if model_info(n).rf is not None])
+def test_declared_receptive_field(name: str) -> None:
+    assert receptive_field(build_meta(name)) == model_info(name).rf
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("vgg16", 138_357_544), ("resnet50", 25_557_032), ("lenet5", 61_706), ("alexnet", 61_100_840)],
+)
+def test_published_parameter_counts(name: str, params: int) -> None:
+    """The published numbers (torchvision's model cards, LeCun 1998 modernised), not our own."""
+    assert count_params(build_meta(name)) == params
+    assert model_info(name).params == params
+
+
+def test_published_receptive_fields() -> None:
+    """VGG-16 pool5 = 212 (the seed's table on 32x32), ResNet-50 layer4 = 427 (DESIGN.md)."""
+    assert receptive_field(build_meta("vgg16")) == 212
+    assert receptive_field(build_meta("resnet50")) == 427
+
+
+def test_lenet5_conv1_macs_match_design_md() -> None:
+    """DESIGN.md: LeNet-5's C1 does 117,600 multiply-adds (6 maps x 28x28 x 25 weights)."""
+    model = build_meta("lenet5")
+    assert count_macs(model.features[0], (1, 32, 32)) == 117_600
+
+
+def test_vgg16_macs_match_published() -> None:
+    """15.47 GMACs at 224x224 (conv + fc), the number every FLOPs table quotes for VGG-16."""
+    assert round(count_macs(build_meta("vgg16"), (3, 224, 224)) / 1e9, 2) == 15.47
+
+
+def test_resnet50_macs_match_published() -> None:
+    assert round(count_macs(build_meta("resnet50"), (3, 224, 224)) / 1e9, 2) == 4.09
+
+
+# ----------------------------------------------------------------------------------------------------
+# The registry's own rules
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_duplicate_registration_raises() -> None:
+    name = ALL_MODELS[0]
+    with pytest.raises(ValueError, match=rf"{name!r} is already registered"):
+
+        @register_model(name, family="dup", input_size=(1, 8, 8))
+        def _dup(num_classes: int = 10, in_chans: int = 1) -> nn.Module:  # pragma: no cover
+            return nn.Identity()
+
+
+def test_unknown_name_lists_close_matches() -> None:
+    with pytest.raises(ValueError, match=r"'resnet05' is not registered\. Did you mean: .*resnet50"):
+        create_model("resnet05")
+
+
+def test_list_models_pattern() -> None:
+    assert {"vgg11", "vgg11_bn", "vgg16", "vgg19_bn"} <= set(list_models("vgg*"))
+    assert all(n.startswith("resnet") for n in list_models("resnet*"))
+    assert list_models("no-such-model-*") == []

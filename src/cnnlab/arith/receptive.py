@@ -15,25 +15,26 @@ padding ``p_left`` updates them as::
 
 Transposed convolution and upsampling make the jump fractional (``jump_in / s``): several output units
 sit between two input pixels. Their receptive field still means *the input region that can influence
-one output unit*: for a transposed conv it is the widest span of input units any single output unit
-receives a kernel tap from, for nearest upsampling one unit, for (bi)linear upsampling two. With a
-fractional jump a later layer's receptive field can be fractional too; :attr:`RF.extent` keeps that
-exact value and :attr:`RF.size` rounds it up to whole pixels (the most any unit sees).
+one output unit*, and ``size`` is the widest such region over all units (some see a pixel less; a
+stride-2 transposed conv with a 1-tap kernel leaves units that see nothing). The continuous formula
+above would round wrongly there, so sizes are computed exactly by :mod:`cnnlab.arith._support` (equal
+to the recurrence while every jump is whole); ``jump`` and ``start`` stay the geometric values, so
+``start + i*jump`` is where output unit ``i`` sits on the input (``align_corners=False`` geometry).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Literal
 
+from cnnlab.arith import _support
 from cnnlab.arith._norm import IntOrTuple, Padding, axis_names, is_finite_positive, to_pairs, to_tuple
+from cnnlab.arith._support import AxisSupport
 from cnnlab.arith.sizes import effective_kernel, same_padding
 
 __all__ = ["RF", "rf_conv", "rf_conv_transpose", "rf_input", "rf_upsample"]
-
-_EPS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class RF:
     size: tuple[int, ...]
     jump: tuple[float, ...]
     start: tuple[float, ...]
-    # exact (possibly fractional after upsampling) size; None means equal to ``size``
-    extent: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
+    # exact per-axis dependence pattern behind ``size`` (see _support); None for a hand-made RF
+    support: tuple[AxisSupport, ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not (len(self.size) == len(self.jump) == len(self.start)):
@@ -62,9 +63,20 @@ class RF:
         """Number of spatial axes."""
         return len(self.size)
 
-    def exact_size(self) -> tuple[float, ...]:
-        """The unrounded receptive-field size per axis."""
-        return self.extent if self.extent is not None else tuple(float(v) for v in self.size)
+    def supports(self) -> tuple[AxisSupport, ...]:
+        """The exact dependence pattern per axis (rebuilt from size/jump/start for a hand-made RF)."""
+        if self.support is not None:
+            return self.support
+        out = []
+        for axis, size, jump, start in zip(axis_names(self.ndim), self.size, self.jump, self.start):
+            sup = _support.from_recurrence(size, jump, start)
+            if sup is None:
+                raise ValueError(
+                    f"an RF with a fractional jump ({jump} along {axis}) must come from rf_conv_transpose "
+                    "or rf_upsample, which record how units map to input pixels; received a hand-made RF."
+                )
+            out.append(sup)
+        return tuple(out)
 
     def center(self, index: int | Sequence[int]) -> tuple[float, ...]:
         """Centre of output unit ``index`` in input coordinates: ``start + index * jump``.
@@ -80,13 +92,9 @@ class RF:
         return {"size": list(self.size), "jump": list(self.jump), "start": list(self.start)}
 
 
-def _make(extent: Sequence[float], jump: Sequence[float], start: Sequence[float]) -> RF:
-    # size = ceil(extent): the largest number of whole input pixels one unit can see
-    size = tuple(max(1, math.ceil(e - _EPS)) for e in extent)
-    exact = tuple(float(e) for e in extent)
-    keep = None if all(abs(e - s) < _EPS for e, s in zip(exact, size)) else exact
-    jumps = tuple(float(j) for j in jump)
-    return RF(size=size, jump=jumps, start=tuple(float(s) for s in start), extent=keep)
+def _make(supports: Sequence[AxisSupport], jump: Sequence[float], start: Sequence[float]) -> RF:
+    size = tuple(sup.widest() for sup in supports)
+    return RF(size=size, jump=tuple(jump), start=tuple(start), support=tuple(supports))
 
 
 def rf_input(ndim: int) -> RF:
@@ -97,7 +105,7 @@ def rf_input(ndim: int) -> RF:
     """
     if isinstance(ndim, bool) or not isinstance(ndim, int) or ndim < 1:
         raise ValueError(f"ndim must be a positive int (1, 2 or 3 spatial axes); received ndim={ndim!r}.")
-    return RF(size=(1,) * ndim, jump=(1.0,) * ndim, start=(0.0,) * ndim)
+    return _make([_support.identity()] * ndim, (1.0,) * ndim, (0.0,) * ndim)
 
 
 def _left_padding(
@@ -139,23 +147,13 @@ def rf_conv(
     ds = to_tuple(d, rf.ndim, "dilation", minimum=1)
     lefts = _left_padding(rf, p, ks, ss, ds, n)
     ke = effective_kernel(ks, ds)
-    extent, jump, start = [], [], []
-    for e, j, st, kei, si, pl in zip(rf.exact_size(), rf.jump, rf.start, ke, ss, lefts):
-        extent.append(e + (kei - 1) * j)  # size_out = size_in + (k_eff - 1) * jump_in
+    supports, jump, start = [], [], []
+    for sup, j, st, ki, kei, si, di, pl in zip(rf.supports(), rf.jump, rf.start, ks, ke, ss, ds, lefts):
+        # size: widest input span of one unit (= size_in + (k_eff - 1) * jump_in while jumps are whole)
+        supports.append(_support.conv(sup, ki, si, pl, di))
         jump.append(j * si)  # jump_out = jump_in * s
         start.append(st + ((kei - 1) / 2 - pl) * j)  # start_out = start_in + ((k_eff-1)/2 - p_left) * jump_in
-    return _make(extent, jump, start)
-
-
-def _transpose_span(k: int, s: int, d: int) -> int:
-    # widest run of input units one output unit draws from: output o = i*s + j*d - p, so for each
-    # residue r = (o + p) mod s the taps j with (r - j*d) % s == 0 reach inputs (j_max - j_min)*d/s + 1 apart
-    best = 1
-    for r in range(s):
-        taps = [j for j in range(k) if (r - j * d) % s == 0]
-        if taps:
-            best = max(best, (max(taps) - min(taps)) * d // s + 1)
-    return best
+    return _make(supports, jump, start)
 
 
 def rf_conv_transpose(rf: RF, k: IntOrTuple, s: IntOrTuple = 1, p: IntOrTuple = 0, d: IntOrTuple = 1) -> RF:
@@ -172,15 +170,15 @@ def rf_conv_transpose(rf: RF, k: IntOrTuple, s: IntOrTuple = 1, p: IntOrTuple = 
     ds = to_tuple(d, rf.ndim, "dilation", minimum=1)
     ps = to_tuple(p, rf.ndim, "padding", minimum=0)
     ke = effective_kernel(ks, ds)
-    extent, jump, start = [], [], []
-    for e, j, st, ki, kei, si, di, pi in zip(rf.exact_size(), rf.jump, rf.start, ks, ke, ss, ds, ps):
-        # size_out = size_in + (span - 1) * jump_in
-        extent.append(e + (_transpose_span(ki, si, di) - 1) * j)
+    supports, jump, start = [], [], []
+    for sup, j, st, ki, kei, si, di, pi in zip(rf.supports(), rf.jump, rf.start, ks, ke, ss, ds, ps):
+        # size: widest run of inputs feeding one output, o = i*s + j*d - p
+        supports.append(_support.conv_transpose(sup, ki, si, pi, di))
         # jump_out = jump_in / s
         jump.append(j / si)
         # start_out = start_in + (p - (k_eff-1)/2) / s * jump_in
         start.append(st + (pi - (kei - 1) / 2) / si * j)
-    return _make(extent, jump, start)
+    return _make(supports, jump, start)
 
 
 def rf_upsample(
@@ -202,10 +200,10 @@ def rf_upsample(
         )
     if mode not in ("nearest", "linear", "bilinear"):
         raise ValueError(f"mode must be 'nearest', 'linear' or 'bilinear'; received mode={mode!r}.")
-    grow = 0.0 if mode == "nearest" else 1.0
-    extent, jump, start = [], [], []
-    for e, j, st, sc in zip(rf.exact_size(), rf.jump, rf.start, scales):
-        extent.append(e + grow * j)  # nearest: one source unit; linear: two neighbours
+    supports, jump, start = [], [], []
+    for sup, j, st, sc in zip(rf.supports(), rf.jump, rf.start, scales):
+        # size: nearest copies one source unit, (bi)linear mixes two neighbours
+        supports.append(_support.upsample(sup, Fraction(sc).limit_denominator(1000), mode != "nearest"))
         jump.append(j / sc)  # jump_out = jump_in / scale
         start.append(st + (0.5 / sc - 0.5) * j)  # centre of output 0 = (0 + 0.5)/scale - 0.5
-    return _make(extent, jump, start)
+    return _make(supports, jump, start)

@@ -134,9 +134,7 @@ def _pad_text(pair: Pair) -> str:
     return str(pair[0]) if pair[0] == pair[1] else f"({pair[0]}, {pair[1]})"
 
 
-def _check_window_fits(
-    what: str, axis: str, n: int, k: int, pair: Pair, s: int, d: int, k_eff: int
-) -> None:
+def _check_window_fits(what: str, axis: str, n: int, k: int, pair: Pair, s: int, d: int, k_eff: int) -> None:
     if n + pair[0] + pair[1] >= k_eff:
         return
     dil = f", dilation {d}" if d != 1 else ""
@@ -224,8 +222,11 @@ def pool_out(
     ke = effective_kernel(ks, ds)
     out = []
     for axis, ni, ki, si, di, kei, pair in zip(axis_names(ndim), ns, ks, ss, ds, ke, pairs):
-        _check_window_fits("pool", axis, ni, ki, pair, si, di, kei)
-        out.append(_floor_or_ceil_out(ni, pair[0], pair[1], kei, si, ceil_mode))
+        size = _floor_or_ceil_out(ni, pair[0], pair[1], kei, si, ceil_mode)
+        if size < 1:
+            # with ceil_mode PyTorch lets the last window hang over the edge, so only an empty output fails
+            _check_window_fits("pool", axis, ni, ki, pair, si, di, kei)
+        out.append(size)
     return tuple(out)
 
 

@@ -1,0 +1,100 @@
+"""Exact receptive-field sizes once upsampling has made the jump fractional (one spatial axis).
+
+The plain recurrence ``size_out = size_in + (k_eff - 1) * jump_in`` is exact while every jump is a
+whole number of pixels. After a transposed convolution or an upsampling layer, output units no
+longer sit on a regular grid of input pixels: some see one pixel more than others, a stride-2
+transposed conv with a 1-tap kernel leaves units that see nothing at all, and rounding errors of the
+continuous formula accumulate (too large or too small) through later layers.
+
+This module tracks the dependence exactly on an infinite grid (no borders). The pattern repeats:
+output unit ``u = q*period + r`` depends on input pixels ``[lo_r + q*shift, hi_r + q*shift]``, so a
+tuple of ``period`` spans (``None`` for a unit that no input pixel reaches) describes a whole layer.
+Only the first and last pixel of each span matter: the union of sets has the min of the mins and the
+max of the maxes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+
+Span = tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class AxisSupport:
+    """Input span of each unit of one period.
+
+    Unit ``q*period + r`` sees the input pixels ``spans[r]`` shifted by ``q*shift``.
+    """
+
+    period: int
+    shift: int
+    spans: tuple[Span, ...]
+
+    def unit(self, u: int) -> Span:
+        """The input span of unit ``u`` (any integer, borders ignored)."""
+        q, r = divmod(u, self.period)
+        span = self.spans[r]
+        return None if span is None else (span[0] + q * self.shift, span[1] + q * self.shift)
+
+    def widest(self) -> int:
+        """Most input pixels any unit spans (0 when no unit is reached by any input pixel)."""
+        return max((hi - lo + 1 for lo, hi in (s for s in self.spans if s is not None)), default=0)
+
+
+def identity() -> AxisSupport:
+    """The input: pixel ``i`` sees itself."""
+    return AxisSupport(period=1, shift=1, spans=((0, 0),))
+
+
+def from_recurrence(size: int, jump: float, start: float) -> AxisSupport | None:
+    """Support of a hand-made RF with a whole-number jump; ``None`` when the jump is fractional."""
+    if jump != int(jump):
+        return None
+    lo = math.floor(start - (size - 1) / 2)
+    return AxisSupport(period=1, shift=int(jump), spans=((lo, lo + size - 1),))
+
+
+def _union(sup: AxisSupport, units: Iterable[int]) -> Span:
+    spans = [s for s in (sup.unit(u) for u in units) if s is not None]
+    if not spans:
+        return None
+    return (min(s[0] for s in spans), max(s[1] for s in spans))
+
+
+def _through(sup: AxisSupport, period: int, shift: int, deps: Callable[[int], Iterable[int]]) -> AxisSupport:
+    return AxisSupport(period, shift, tuple(_union(sup, deps(o)) for o in range(period)))
+
+
+def conv(sup: AxisSupport, k: int, s: int, p_left: int, d: int) -> AxisSupport:
+    """Through a convolution/pooling: unit ``o`` reads units ``o*s - p + j*d`` for ``j < k``."""
+    period = sup.period // math.gcd(sup.period, s)
+    shift = sup.shift * period * s // sup.period
+    return _through(sup, period, shift, lambda o: (o * s - p_left + j * d for j in range(k)))
+
+
+def conv_transpose(sup: AxisSupport, k: int, s: int, p: int, d: int) -> AxisSupport:
+    """Through a transposed convolution: output ``o`` gets input ``i`` when ``o = i*s + j*d - p``."""
+
+    def deps(o: int) -> list[int]:
+        return [(o + p - j * d) // s for j in range(k) if (o + p - j * d) % s == 0]
+
+    return _through(sup, sup.period * s, sup.shift, deps)
+
+
+def upsample(sup: AxisSupport, scale: Fraction, linear: bool) -> AxisSupport:
+    """Through nearest (``floor(o/scale)``) or (bi)linear (``(o + 1/2)/scale - 1/2``) upsampling."""
+    a, b = scale.numerator, scale.denominator
+
+    def deps(o: int) -> list[int]:
+        if not linear:
+            return [math.floor(Fraction(o * b, a))]
+        src = (o + Fraction(1, 2)) * b / a - Fraction(1, 2)
+        lo = math.floor(src)
+        # a weight of exactly 0 on the right neighbour means it does not influence the unit
+        return [lo] if src == lo else [lo, lo + 1]
+
+    return _through(sup, sup.period * a, sup.shift * b, deps)

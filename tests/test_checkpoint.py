@@ -1,0 +1,129 @@
+"""Checkpoint contract 6: save_model / load_run / preprocess, integrity errors, the training state file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cnnlab.errors import CheckpointError
+from cnnlab.models import create_model
+from cnnlab.train.checkpoint import (
+    META_NAME,
+    WEIGHTS_NAME,
+    atomic_write_bytes,
+    load_run,
+    load_train_state,
+    preprocess,
+    save_model,
+    save_train_state,
+)
+
+SMALL = {"widths": [8, 8, 16, 16]}
+
+
+def _meta(num_classes: int = 10) -> dict:
+    return {
+        "model": "fastnet",
+        "model_kwargs": SMALL,
+        "num_classes": num_classes,
+        "in_chans": 1,
+        "input_size": [1, 28, 28],
+        "dataset": "fashion-mnist",
+        "classes": [str(i) for i in range(num_classes)],
+        "normalization": {"mean": [0.286], "std": [0.353]},
+    }
+
+
+@pytest.fixture
+def saved_run(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("fastnet", **SMALL).eval()
+    save_model(model, _meta(), tmp_path)
+    return tmp_path, model
+
+
+def test_round_trip_gives_identical_outputs(saved_run):
+    run_dir, model = saved_run
+    loaded = load_run(run_dir)
+    assert not loaded.model.training
+    assert loaded.weights_path == run_dir / WEIGHTS_NAME
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(loaded.model(x), model(x), rtol=0, atol=0)
+    meta = json.loads((run_dir / META_NAME).read_text())
+    assert len(meta["sha256"]) == 64 and meta["bytes"] == (run_dir / WEIGHTS_NAME).stat().st_size
+    assert load_run(run_dir / WEIGHTS_NAME).meta["model"] == "fastnet"  # the file path works too
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match=r"has no model\.safetensors"):
+        load_run(tmp_path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_run(tmp_path / "nope.safetensors")
+
+
+def test_missing_meta_is_reported(saved_run):
+    run_dir, _ = saved_run
+    (run_dir / META_NAME).unlink()
+    with pytest.raises(CheckpointError, match=r"has no model\.json beside it"):
+        load_run(run_dir)
+
+
+def test_truncated_file_is_reported(saved_run):
+    run_dir, _ = saved_run
+    path = run_dir / WEIGHTS_NAME
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="is truncated"):
+        load_run(run_dir)
+
+
+def test_tampered_file_is_reported(saved_run):
+    run_dir, _ = saved_run
+    path = run_dir / WEIGHTS_NAME
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # flip the bits of one weight byte, same size
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"sha256 \w+\.\.\. on disk"):
+        load_run(run_dir)
+
+
+def test_shape_mismatch_is_reported(saved_run):
+    run_dir, _ = saved_run
+    meta = json.loads((run_dir / META_NAME).read_text())
+    meta["num_classes"] = 7  # the file holds a 10-class head
+    (run_dir / META_NAME).write_text(json.dumps(meta))
+    expected = r"shape mismatch .*fc\.weight: checkpoint \(10, 16\) vs model \(7, 16\)"
+    with pytest.raises(CheckpointError, match=expected):
+        load_run(run_dir)
+
+
+def test_preprocess_matches_training_normalisation():
+    meta = _meta()
+    x = torch.tensor([[[[0, 255]]]], dtype=torch.uint8)
+    out = preprocess(x, meta)
+    expected = (torch.tensor([0.0, 1.0]) - 0.286) / 0.353
+    torch.testing.assert_close(out.flatten(), expected)
+    with pytest.raises(ValueError, match="trained on 1-channel images but received 3 channels"):
+        preprocess(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), meta)
+
+
+def test_train_state_round_trip_without_pickle(tmp_path):
+    tensors = {"model/w": torch.randn(3, 4), "rng/torch": torch.get_rng_state()}
+    info = {"epoch": 2, "step": 17, "history": [{"epoch": 1, "loss": 0.5}]}
+    path = save_train_state(tmp_path / "state.safetensors", tensors, info)
+    loaded, loaded_info = load_train_state(path)
+    assert loaded_info == info
+    torch.testing.assert_close(loaded["model/w"], tensors["model/w"])
+    assert torch.equal(loaded["rng/torch"], tensors["rng/torch"])
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load_train_state(path)
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "a.bin"
+    atomic_write_bytes(target, b"one")
+    atomic_write_bytes(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]

@@ -254,6 +254,7 @@ def test_explain_rejects_bad_settings_with_clear_errors() -> None:
         explain_conv(SEED_INPUT, SEED_KERNEL, padding=1, padding_mode="circular")
 
 
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
 def test_same_padding_keeps_the_size_and_matches_torch() -> None:
     x = parse_matrix(SEED_INPUT)
     d = explain_conv(x, "1 2; 3 4", padding="same")
@@ -270,3 +271,11 @@ def test_pool_formula_explains_the_ceil_mode_drop() -> None:
     assert d["steps"][0]["divisor"] == 4  # zero padding counts (count_include_pad=True)
     assert d["steps"][0]["window"] == [[0, 0], [0, 1]]
     assert d["output"] == [[0.25, 1.25], [2.75, 7]]
+
+
+def test_flip_matches_numpy_convolve_on_a_row() -> None:
+    # np.convolve is the textbook (flipped) convolution; on one row the 2-D trace must agree with it
+    x, w = np.array([[3.0, 1, 4, 1, 5, 9, 2]]), np.array([[2.0, 7, 1]])
+    d = explain_conv(x, w, flip=True)
+    assert d["output"] == [np.convolve(x[0], w[0], mode="valid").astype(int).tolist()]
+    assert d["output"] != explain_conv(x, w)["output"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import itertools
 from collections.abc import Callable
 
@@ -9,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnnlab.reference import (
     avg_pool2d_backward,
@@ -373,3 +377,57 @@ def test_conv2d_same_and_valid_padding_match_torch(kernel: tuple[int, int], d: i
         _close(dx, dx_t)
         _close(dw, dw_t)
     assert conv2d_forward(x, w, padding="same", dilation=d)[0].shape[-2:] == (9, 8)
+
+
+@settings(max_examples=40)
+@given(
+    groups=st.sampled_from([1, 2, 3]),
+    per_group=st.tuples(st.integers(1, 2), st.integers(1, 2)),  # (in, out) channels per group
+    size=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+)
+def test_conv2d_random_configurations_match_torch_or_both_reject(
+    groups: int,
+    per_group: tuple[int, int],
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> None:
+    rng = np.random.default_rng(sum(size) + sum(kernel))
+    x = rng.standard_normal((1, groups * per_group[0], *size))
+    w = rng.standard_normal((groups * per_group[1], per_group[0], *kernel))
+    kwargs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    try:
+        want, dout, (dx_t, dw_t) = _torch_grads(lambda xt, wt: F.conv2d(xt, wt, **kwargs), [x, w])
+    except RuntimeError:
+        with pytest.raises(ValueError, match="conv output would be 0"):
+            conv2d_forward(x, w, **kwargs)
+        return
+    out, cache = conv2d_forward(x, w, **kwargs)
+    _close(out, want)
+    dx, dw, _ = conv2d_backward(dout, cache)
+    _close(dx, dx_t)
+    _close(dw, dw_t)
+
+
+def test_one_by_one_conv_is_a_linear_layer_at_every_pixel() -> None:
+    # seed 001: a 6x6x32 input through five 1x1 filters gives 6x6x5
+    rng = np.random.default_rng(5)
+    x, w, b = rng.standard_normal((1, 32, 6, 6)), rng.standard_normal((5, 32, 1, 1)), rng.standard_normal(5)
+    out, _ = conv2d_forward(x, w, b)
+    assert out.shape == (1, 5, 6, 6)
+    # (1, 32, 6, 6) -> (36, 32) pixels as rows
+    per_pixel, _ = linear_forward(x[0].reshape(32, 36).T, w[:, :, 0, 0], b)
+    _close(out[0].reshape(5, 36).T, per_pixel)
+
+
+@pytest.mark.parametrize("module", ["_common", "_text", "conv", "pool", "ops", "loss", "explain"])
+def test_docstring_examples_run(module: str) -> None:
+    mod = importlib.import_module(f"cnnlab.reference.{module}")
+    result = doctest.testmod(mod)
+    assert result.attempted > 0 and result.failed == 0

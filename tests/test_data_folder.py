@@ -1,0 +1,105 @@
+"""Image folders: classes from sub-folders, resizing, modes, deterministic split, corrupt files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.data import load_dataset
+from cnnlab.data.folder import SkippedImagesWarning, scan_folder
+from cnnlab.errors import DataError
+
+
+def make_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 5,
+                size: tuple[int, int] = (12, 10), mode: str = "L") -> Path:
+    """Class sub-folders of PNG files: pixel (0, 0) encodes (class, index), the rest is a gradient."""
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            value = 10 * c + i
+            shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], 3)
+            pixels = np.full(shape, value, dtype=np.uint8)
+            ramp = (100 + 5 * np.arange(size[0] - 1)).astype(np.uint8)  # along the width
+            pixels[1:, 1:] = ramp[:, None] if mode == "RGB" else ramp
+            Image.fromarray(pixels, mode=mode).save(root / name / f"{i}.png")
+    return root
+
+
+def test_classes_labels_and_pixels(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "imgs")
+    (root / "notes.txt").write_text("not a class")  # files beside the class folders are ignored
+    (root / "dog" / "README.md").write_text("ignored: not an image extension")
+    train = load_dataset(f"folder:{root}", "train", test_fraction=0.4)
+    test = load_dataset(f"folder:{root}", "test", test_fraction=0.4)
+    assert train.classes == ["cat", "dog"] and (len(train), len(test)) == (6, 4)
+    assert train.images.shape == (6, 1, 10, 12)  # (N, C, H, W); size kept from the first image
+    assert test.class_counts().tolist() == [2, 2]
+    values = sorted(train.images[:, 0, 0, 0].tolist() + test.images[:, 0, 0, 0].tolist())
+    assert values == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]  # disjoint and complete
+    for ds in (train, test):
+        assert torch.equal(ds.images[:, 0, 0, 0] // 10, ds.labels)  # the label matches the folder
+    again = load_dataset(f"folder:{root}", "test", test_fraction=0.4)
+    assert torch.equal(again.images, test.images)  # deterministic split
+    other = load_dataset(f"folder:{root}", "test", test_fraction=0.4, seed=1)
+    assert not torch.equal(other.images, test.images)
+
+
+def test_resize_and_colour_conversion(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "rgb", mode="RGB", size=(40, 20))
+    rgb = load_dataset(f"folder:{root}", size=28)
+    assert rgb.images.shape[1:] == (3, 28, 28) and rgb.images.dtype == torch.uint8
+    gray = load_dataset(f"folder:{root}", size=(14, 7), grayscale=True, test_fraction=0.0)
+    assert gray.images.shape[1:] == (1, 14, 7)
+    pil = Image.open(root / "dog" / "3.png").convert("L").resize((7, 14), Image.Resampling.BILINEAR)
+    assert np.array_equal(gray.images[8, 0].numpy(), np.asarray(pil))  # files sorted: cat 0-4, dog 0-4
+
+
+def test_train_test_subfolders_are_used_as_splits(tmp_path: Path) -> None:
+    make_folder(tmp_path / "ds" / "train", per_class=3)
+    make_folder(tmp_path / "ds" / "test", per_class=2)
+    assert len(load_dataset(f"folder:{tmp_path / 'ds'}", "train")) == 6
+    assert len(load_dataset(f"folder:{tmp_path / 'ds'}", "test")) == 4
+
+
+def corrupt_folder(tmp_path: Path) -> Path:
+    root = make_folder(tmp_path / "bad", per_class=4)
+    (root / "cat" / "fake.png").write_text("this is text, not a PNG")
+    (root / "dog" / "empty.jpg").write_bytes(b"")
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((30, 30, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+    (root / "dog" / "cut.jpeg").write_bytes(buffer.getvalue()[:200])  # truncated JPEG
+    return root
+
+
+def test_corrupt_files_are_skipped_with_their_names(tmp_path: Path) -> None:
+    root = corrupt_folder(tmp_path)
+    with pytest.warns(SkippedImagesWarning) as record:
+        ds = load_dataset(f"folder:{root}", test_fraction=0.0, size=10)
+    message = str(record[0].message)
+    assert "skipped 3 unreadable file(s)" in message
+    assert "fake.png (not an image Pillow can identify)" in message
+    assert "empty.jpg (empty file (0 bytes))" in message and "cut.jpeg (cannot decode" in message
+    assert len(ds) == 8 and ds.class_counts().tolist() == [4, 4]
+
+
+def test_corrupt_files_raise_when_asked(tmp_path: Path) -> None:
+    root = corrupt_folder(tmp_path)
+    with pytest.raises(DataError, match=r"3 file\(s\) are not readable images: .*fake\.png .*empty\.jpg.*"
+                       r"on_error='skip'"):
+        load_dataset(f"folder:{root}", test_fraction=0.0, on_error="raise")
+    with pytest.raises(ValueError, match=r"on_error must be one of \['skip', 'raise'\]; received on_error="):
+        load_dataset(f"folder:{root}", on_error="ignore")
+
+
+def test_missing_or_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"Image folder .*nope does not exist"):
+        load_dataset(f"folder:{tmp_path / 'nope'}")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"has no class sub-folders"):
+        scan_folder(tmp_path / "flat")

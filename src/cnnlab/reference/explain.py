@@ -18,17 +18,29 @@ Example (the worked example whose first output is 66):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
-from cnnlab.arith import conv_out, conv_transpose_out, pool_out, resolve_padding
+from cnnlab.arith import conv_out, conv_transpose_out, pool_out
 from cnnlab.reference._common import Pads, pad2d, pads, positive_pair
-from cnnlab.reference._text import matrix_lines, num, parse_matrix, side_by_side, to_list
+from cnnlab.reference._text import matrix_lines, num, parse_matrix, to_list
+from cnnlab.reference._trace import (
+    ArrayInput,
+    as_array,
+    axis_formula,
+    block_lines,
+    channel_view,
+    conv_core,
+    kernels_of,
+    pad_text,
+    prepare_input,
+    resolve_pads,
+    shape_text,
+)
 
 __all__ = ["explain_conv", "explain_pool", "explain_transposed", "parse_matrix"]
 
-ArrayInput = np.ndarray | Sequence[Any] | str
 
 CROSS_CORRELATION_NOTE = (
     "Note: this is cross-correlation, which deep-learning libraries (PyTorch's conv2d, TensorFlow's "
@@ -44,168 +56,6 @@ FLIP_NOTE = (
     "symmetric under a 180-degree rotation; for learned kernels the difference does not matter, because "
     "training simply learns the flipped kernel."
 )
-
-
-def _as_array(value: ArrayInput, name: str) -> np.ndarray:
-    arr = parse_matrix(value) if isinstance(value, str) else np.asarray(value, dtype=np.float64)
-    if arr.ndim < 2 or arr.size == 0 or not np.isfinite(arr).all():
-        raise ValueError(
-            f"{name} must be a non-empty matrix (H, W) or stack of matrices of finite numbers; received "
-            f"shape {arr.shape}. Type it like '1 2 3; 4 5 6'."
-        )
-    return arr
-
-
-def _kernels(x: np.ndarray, w: np.ndarray, name: str = "kernel") -> np.ndarray:
-    """Bring the kernel to (F, C, kh, kw) for an input of C channels."""
-    c = x.shape[0]
-    if w.ndim == 2:
-        w = np.broadcast_to(w, (c, *w.shape)) if c == 1 else w
-        if w.ndim == 2:
-            raise ValueError(
-                f"{name} is a single {w.shape[0]}x{w.shape[1]} matrix but the input has {c} channels. Give "
-                f"one matrix per channel separated by '|' (a stacked filter of shape ({c}, kh, kw))."
-            )
-        return w[None]
-    if w.ndim == 3 and w.shape[0] == c:
-        return w[None]  # one stacked filter (C, kh, kw)
-    if w.ndim == 3 and c == 1:
-        return w[:, None]  # several single-channel filters (F, kh, kw)
-    if w.ndim == 4 and w.shape[1] == c:
-        return w
-    raise ValueError(
-        f"{name} of shape {w.shape} does not fit an input with {c} channels. Use a stacked filter "
-        f"({c}, kh, kw) (channels separated by '|') or several filters ({'F'}, {c}, kh, kw) "
-        f"(filters separated by '||')."
-    )
-
-
-def _axis_formula(axis: str, n: int, k: int, s: int, p: Pads | tuple[int, int], d: int, out: int) -> str:
-    lo, hi = p
-    pad_text = f"2*{lo}" if lo == hi else f"({lo}+{hi})"
-    return (
-        f"{axis}_out = floor(({axis} + 2p - d(k-1) - 1) / s) + 1 = "
-        f"floor(({n} + {pad_text} - {d}*({k}-1) - 1) / {s}) + 1 = {out}"
-    )
-
-
-def _pad_text(p: Pads) -> str:
-    """``(1, 1)`` for symmetric padding, else ``top/bottom 1/2, left/right 0/1``."""
-    if p[0][0] == p[0][1] and p[1][0] == p[1][1]:
-        return str((p[0][0], p[1][0]))
-    return f"top/bottom {p[0][0]}/{p[0][1]}, left/right {p[1][0]}/{p[1][1]}"
-
-
-def _resolve_pads(
-    padding: int | tuple[int, int] | Pads | str,
-    size: tuple[int, ...],
-    k: tuple[int, int],
-    s: tuple[int, int],
-    d: tuple[int, int],
-) -> Pads:
-    """Padding as ((top, bottom), (left, right)); 'same' and 'valid' are resolved by cnnlab.arith."""
-    if isinstance(padding, str):
-        (t, b), (l, r) = resolve_padding(cast(Any, padding), (size[0], size[1]), k, s, d)
-        return ((t, b), (l, r))
-    return pads(padding)
-
-
-def _window(xp: np.ndarray, r0: int, c0: int, k: tuple[int, int], d: tuple[int, int]) -> np.ndarray:
-    """Sampled window (C, kh, kw) whose top-left corner is (r0, c0) in the padded input."""
-    return xp[:, r0 : r0 + d[0] * (k[0] - 1) + 1 : d[0], c0 : c0 + d[1] * (k[1] - 1) + 1 : d[1]]
-
-
-def _channel_view(arr: np.ndarray, squeeze: bool) -> Any:
-    return to_list(arr[0] if squeeze else arr)
-
-
-def _conv_core(
-    xp: np.ndarray,
-    kernels: np.ndarray,
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-    bias: np.ndarray,
-    squeeze: bool,
-) -> tuple[np.ndarray, list[dict[str, Any]], list[str]]:
-    """Slide every filter over the padded input (C, Hp, Wp); return output (F, Ho, Wo), steps, lines."""
-    f, _, kh, kw = kernels.shape
-    ho, wo = conv_out(xp.shape[1:], (kh, kw), stride, 0, dilation)
-    out = np.zeros((f, ho, wo))
-    steps: list[dict[str, Any]] = []
-    lines: list[str] = []
-    for fi in range(f):
-        for i in range(ho):
-            for j in range(wo):
-                r0, c0 = i * stride[0], j * stride[1]
-                win = _window(xp, r0, c0, (kh, kw), dilation)  # (C, kh, kw)
-                prod = win * kernels[fi]
-                per_channel = prod.sum(axis=(1, 2))
-                total = float(per_channel.sum())
-                out[fi, i, j] = total + bias[fi]
-                steps.append(
-                    {
-                        "filter": fi,
-                        "position": [i, j],
-                        "rows": [r0, r0 + dilation[0] * (kh - 1)],
-                        "cols": [c0, c0 + dilation[1] * (kw - 1)],
-                        "window": _channel_view(win, squeeze),
-                        "products": _channel_view(prod, squeeze),
-                        "channel_sums": to_list(per_channel),
-                        "sum": to_list(np.float64(total)),
-                        "bias": to_list(bias[fi]),
-                        "value": to_list(out[fi, i, j]),
-                    }
-                )
-                lines += _step_lines(steps[-1], win, kernels[fi], prod, f > 1)
-    return out, steps, lines
-
-
-def _step_lines(
-    step: dict[str, Any], win: np.ndarray, k: np.ndarray, prod: np.ndarray, many: bool
-) -> list[str]:
-    i, j = step["position"]
-    head = f"filter {step['filter']} " if many else ""
-    lines = [
-        f"{head}output[{i}, {j}]: window rows {step['rows'][0]}-{step['rows'][1]}, "
-        f"cols {step['cols'][0]}-{step['cols'][1]} of the padded input"
-    ]
-    for ch in range(win.shape[0]):
-        if win.shape[0] > 1:
-            lines.append(f"  channel {ch}:")
-        lines += side_by_side(
-            [matrix_lines(win[ch], "    "), matrix_lines(k[ch], ""), matrix_lines(prod[ch], "")], ["⊙", "="]
-        )
-        terms = " + ".join(num(float(v)) for v in prod[ch].ravel())
-        lines.append(f"    sum = {terms} = {num(float(prod[ch].sum()))}")
-    if win.shape[0] > 1:
-        parts = " + ".join(num(float(v)) for v in prod.sum(axis=(1, 2)))
-        lines.append(f"  sum over channels = {parts} = {num(float(prod.sum()))}")
-    if step["bias"] != 0:
-        lines.append(f"  + bias {num(float(step['bias']))} = {num(float(step['value']))}")
-    return lines
-
-
-def _prepare_input(x: ArrayInput) -> tuple[np.ndarray, bool]:
-    arr = _as_array(x, "input")
-    if arr.ndim > 3:
-        raise ValueError(
-            f"input must be (H, W) or (C, H, W); received shape {arr.shape}. Explain one image at a time."
-        )
-    return (arr[None], True) if arr.ndim == 2 else (arr, False)
-
-
-def _shape_text(arr: np.ndarray) -> str:
-    return "x".join(str(n) for n in arr.shape)
-
-
-def _block_lines(title: str, arr: np.ndarray) -> list[str]:
-    """Title plus each channel (C, H, W) as aligned rows."""
-    lines = [title]
-    for ch in range(arr.shape[0]):
-        if arr.shape[0] > 1:
-            lines.append(f"  channel {ch}:")
-        lines += matrix_lines(arr[ch], "    " if arr.shape[0] > 1 else "  ")
-    return lines
 
 
 def explain_conv(
@@ -229,46 +79,46 @@ def explain_conv(
     >>> explain_conv("1 2; 3 4", "1 0; 0 1")["output"]
     [[5]]
     """
-    xc, squeeze = _prepare_input(x)
-    kernels = _kernels(xc, _as_array(w, "kernel"))
+    xc, squeeze = prepare_input(x)
+    kernels = kernels_of(xc, as_array(w, "kernel"))
     if flip:
         kernels = kernels[..., ::-1, ::-1]
     s, d = positive_pair(stride, "stride"), positive_pair(dilation, "dilation")
     f, _, kh, kw = kernels.shape
-    p = _resolve_pads(padding, xc.shape[1:], (kh, kw), s, d)
+    p = resolve_pads(padding, xc.shape[1:], (kh, kw), s, d)
     b = np.broadcast_to(np.asarray(bias, dtype=np.float64), (f,)) if np.ndim(bias) == 0 else np.asarray(bias)
     if b.shape != (f,):
         raise ValueError(f"bias must be one number or one per filter ({f}); received {list(np.ravel(bias))}.")
     ho, wo = conv_out(xc.shape[1:], (kh, kw), s, p, d)
     xp = pad2d(xc, p, padding_mode)
-    out, steps, step_lines = _conv_core(xp, kernels, s, d, b, squeeze)
+    out, steps, step_lines = conv_core(xp, kernels, s, d, b, squeeze)
     formulas = [
-        _axis_formula("H", xc.shape[1], kh, s[0], p[0], d[0], ho),
-        _axis_formula("W", xc.shape[2], kw, s[1], p[1], d[1], wo),
+        axis_formula("H", xc.shape[1], kh, s[0], p[0], d[0], ho),
+        axis_formula("W", xc.shape[2], kw, s[1], p[1], d[1], wo),
     ]
     formula = "; ".join(formulas)
     kind = "textbook convolution (kernel flipped)" if flip else "cross-correlation, as PyTorch computes it"
     lines = [
         f"Convolution ({kind})",
-        f"input {_shape_text(xc[0] if squeeze else xc)}, {f} filter(s) of "
-        f"{_shape_text(kernels[0, 0] if squeeze else kernels[0])}, stride {s}, padding {_pad_text(p)} "
+        f"input {shape_text(xc[0] if squeeze else xc)}, {f} filter(s) of "
+        f"{shape_text(kernels[0, 0] if squeeze else kernels[0])}, stride {s}, padding {pad_text(p)} "
         f"({padding_mode}), dilation {d}",
         "Output size:",
         *("  " + part for part in formulas),
-        *_block_lines(f"Padded input ({_shape_text(xp[0])}):", xp),
+        *block_lines(f"Padded input ({shape_text(xp[0])}):", xp),
     ]
     for fi in range(f):
         title = "Kernel" + (f" {fi}" if f > 1 else "") + (" (after the 180-degree flip)" if flip else "")
-        lines += _block_lines(f"{title}:", kernels[fi])
+        lines += block_lines(f"{title}:", kernels[fi])
     lines += step_lines
-    lines += _block_lines(f"Output ({f}x{ho}x{wo}):" if f > 1 else f"Output ({ho}x{wo}):", out)
+    lines += block_lines(f"Output ({f}x{ho}x{wo}):" if f > 1 else f"Output ({ho}x{wo}):", out)
     lines.append(FLIP_NOTE if flip else CROSS_CORRELATION_NOTE)
     return {
         "operation": "conv",
         "output": to_list(out if f > 1 else out[0]),
         "output_shape": list(out.shape if f > 1 else out.shape[1:]),
         "steps": steps,
-        "padded_input": _channel_view(xp, squeeze),
+        "padded_input": channel_view(xp, squeeze),
         "kernel": to_list(kernels if f > 1 else (kernels[0, 0] if squeeze else kernels[0])),
         "formula": formula,
         "settings": {
@@ -330,7 +180,7 @@ def explain_pool(
     """
     if mode not in ("max", "avg", "sum"):
         raise ValueError(f"mode must be 'max', 'avg' or 'sum'; received {mode!r}. Use mode='max'.")
-    xc, squeeze = _prepare_input(x)
+    xc, squeeze = prepare_input(x)
     k = positive_pair(kernel, "kernel")
     s = k if stride is None else positive_pair(stride, "stride")
     p = pads(padding)
@@ -380,21 +230,21 @@ def explain_pool(
     if ceil_mode:
         pad_text += "; '.' beyond the padding is never counted"
     lines = [
-        f"{mode} pooling: input {_shape_text(xc[0] if squeeze else xc)}, kernel {k}, stride {s}, "
+        f"{mode} pooling: input {shape_text(xc[0] if squeeze else xc)}, kernel {k}, stride {s}, "
         f"padding {(ph, pw)}, ceil_mode {ceil_mode}; {pad_text}",
         "Output size:",
         *("  " + part for part in formulas),
-        *_block_lines(f"Padded input ({_shape_text(grid[0])}):", grid),
+        *block_lines(f"Padded input ({shape_text(grid[0])}):", grid),
         *step_lines,
-        *_block_lines(f"Output ({_shape_text(out[0] if squeeze else out)}):", out),
+        *block_lines(f"Output ({shape_text(out[0] if squeeze else out)}):", out),
     ]
     return {
         "operation": "pool",
         "mode": mode,
-        "output": _channel_view(out, squeeze),
+        "output": channel_view(out, squeeze),
         "output_shape": list(out.shape[1:] if squeeze else out.shape),
         "steps": steps,
-        "padded_input": _channel_view(grid, squeeze),
+        "padded_input": channel_view(grid, squeeze),
         "formula": formula,
         "settings": {"kernel": list(k), "stride": list(s), "padding": [ph, pw], "ceil_mode": ceil_mode},
         "lines": lines,
@@ -447,10 +297,10 @@ def explain_transposed(
     >>> explain_transposed("1 2; 3 4", "1 1; 1 1")["output"]
     [[1, 3, 2], [4, 10, 6], [3, 7, 4]]
     """
-    xc, squeeze = _prepare_input(x)
-    wa = _as_array(w, "kernel")
+    xc, squeeze = prepare_input(x)
+    wa = as_array(w, "kernel")
     # PyTorch's ConvTranspose weight is (C_in, F, kh, kw); the equivalent conv needs (F, C_in, kh, kw)
-    kernels = _kernels(xc, wa.swapaxes(0, 1) if wa.ndim == 4 else wa)
+    kernels = kernels_of(xc, wa.swapaxes(0, 1) if wa.ndim == 4 else wa)
     s, d = positive_pair(stride, "stride"), positive_pair(dilation, "dilation")
     p, op = pads(padding), pads(output_padding)
     (ph, _), (pw, _) = p
@@ -465,7 +315,7 @@ def explain_transposed(
     crop = (max(-q[0], 0), max(-q[1], 0))
     zp = zp[:, crop[0] : zp.shape[1] - crop[0], crop[1] : zp.shape[2] - crop[1]]
     flipped = kernels[..., ::-1, ::-1]
-    out, steps, step_lines = _conv_core(zp, flipped, (1, 1), d, np.zeros(len(kernels)), squeeze)
+    out, steps, step_lines = conv_core(zp, flipped, (1, 1), d, np.zeros(len(kernels)), squeeze)
     f = len(kernels)
     formulas = [
         f"{a}_out = (i-1)*s - 2p + d(k-1) + output_padding + 1 = "
@@ -480,7 +330,7 @@ def explain_transposed(
     lines = [
         "Transposed convolution shown as an equivalent convolution (Dumoulin & Visin, 'A guide to "
         "convolution arithmetic', section 4)",
-        f"input {_shape_text(xc[0] if squeeze else xc)}, kernel {kh}x{kw}, stride {s}, padding {(ph, pw)}, "
+        f"input {shape_text(xc[0] if squeeze else xc)}, kernel {kh}x{kw}, stride {s}, padding {(ph, pw)}, "
         f"output_padding {(oph, opw)}, dilation {d}",
         f"1. insert s-1 = {(s[0] - 1, s[1] - 1)} zero(s) between input pixels: "
         f"{xc.shape[1]}x{xc.shape[2]} -> {z.shape[1]}x{z.shape[2]} (i~ = i + (i-1)(s-1))",
@@ -492,12 +342,12 @@ def explain_transposed(
         "4. convolve with stride 1 (cross-correlation with the flipped kernel):",
         "Output size:",
         *("  " + part for part in formulas),
-        *_block_lines(f"Zero-inserted, padded input ({_shape_text(zp[0])}):", zp),
+        *block_lines(f"Zero-inserted, padded input ({shape_text(zp[0])}):", zp),
     ]
     for fi in range(f):
-        lines += _block_lines("Flipped kernel" + (f" {fi}" if f > 1 else "") + ":", flipped[fi])
+        lines += block_lines("Flipped kernel" + (f" {fi}" if f > 1 else "") + ":", flipped[fi])
     lines += step_lines
-    lines += _block_lines(f"Output ({_shape_text(out if f > 1 else out[0])}):", out)
+    lines += block_lines(f"Output ({shape_text(out if f > 1 else out[0])}):", out)
     lines.append(
         "Equivalently, each input pixel scatters pixel * kernel onto the output at stride s and the "
         "overlaps add up; padding p then crops p rows/columns from each side."
@@ -507,8 +357,8 @@ def explain_transposed(
         "output": to_list(out if f > 1 else out[0]),
         "output_shape": list(out.shape if f > 1 else out.shape[1:]),
         "steps": steps,
-        "padded_input": _channel_view(zp, squeeze),
-        "zero_inserted": _channel_view(z, squeeze),
+        "padded_input": channel_view(zp, squeeze),
+        "zero_inserted": channel_view(z, squeeze),
         "equivalent": {
             "input_size": [xc.shape[1], xc.shape[2]],
             "zero_inserted_size": [z.shape[1], z.shape[2]],

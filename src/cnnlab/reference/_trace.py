@@ -1,0 +1,178 @@
+"""Shared machinery of the explain traces: input checks, the window-by-window convolution loop and
+the text blocks that show matrices side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import numpy as np
+
+from cnnlab.arith import conv_out, resolve_padding
+from cnnlab.reference._common import Pads, pads
+from cnnlab.reference._text import matrix_lines, num, parse_matrix, side_by_side, to_list
+
+ArrayInput = np.ndarray | Sequence[Any] | str
+
+
+def as_array(value: ArrayInput, name: str) -> np.ndarray:
+    arr = parse_matrix(value) if isinstance(value, str) else np.asarray(value, dtype=np.float64)
+    if arr.ndim < 2 or arr.size == 0 or not np.isfinite(arr).all():
+        raise ValueError(
+            f"{name} must be a non-empty matrix (H, W) or stack of matrices of finite numbers; received "
+            f"shape {arr.shape}. Type it like '1 2 3; 4 5 6'."
+        )
+    return arr
+
+
+def kernels_of(x: np.ndarray, w: np.ndarray, name: str = "kernel") -> np.ndarray:
+    """Bring the kernel to (F, C, kh, kw) for an input of C channels."""
+    c = x.shape[0]
+    if w.ndim == 2:
+        w = np.broadcast_to(w, (c, *w.shape)) if c == 1 else w
+        if w.ndim == 2:
+            raise ValueError(
+                f"{name} is a single {w.shape[0]}x{w.shape[1]} matrix but the input has {c} channels. Give "
+                f"one matrix per channel separated by '|' (a stacked filter of shape ({c}, kh, kw))."
+            )
+        return w[None]
+    if w.ndim == 3 and w.shape[0] == c:
+        return w[None]  # one stacked filter (C, kh, kw)
+    if w.ndim == 3 and c == 1:
+        return w[:, None]  # several single-channel filters (F, kh, kw)
+    if w.ndim == 4 and w.shape[1] == c:
+        return w
+    raise ValueError(
+        f"{name} of shape {w.shape} does not fit an input with {c} channels. Use a stacked filter "
+        f"({c}, kh, kw) (channels separated by '|') or several filters ({'F'}, {c}, kh, kw) "
+        f"(filters separated by '||')."
+    )
+
+
+def axis_formula(axis: str, n: int, k: int, s: int, p: Pads | tuple[int, int], d: int, out: int) -> str:
+    lo, hi = p
+    pad_text = f"2*{lo}" if lo == hi else f"({lo}+{hi})"
+    return (
+        f"{axis}_out = floor(({axis} + 2p - d(k-1) - 1) / s) + 1 = "
+        f"floor(({n} + {pad_text} - {d}*({k}-1) - 1) / {s}) + 1 = {out}"
+    )
+
+
+def pad_text(p: Pads) -> str:
+    """``(1, 1)`` for symmetric padding, else ``top/bottom 1/2, left/right 0/1``."""
+    if p[0][0] == p[0][1] and p[1][0] == p[1][1]:
+        return str((p[0][0], p[1][0]))
+    return f"top/bottom {p[0][0]}/{p[0][1]}, left/right {p[1][0]}/{p[1][1]}"
+
+
+def resolve_pads(
+    padding: int | tuple[int, int] | Pads | str,
+    size: tuple[int, ...],
+    k: tuple[int, int],
+    s: tuple[int, int],
+    d: tuple[int, int],
+) -> Pads:
+    """Padding as ((top, bottom), (left, right)); 'same' and 'valid' are resolved by cnnlab.arith."""
+    if isinstance(padding, str):
+        (t, b), (l, r) = resolve_padding(cast(Any, padding), (size[0], size[1]), k, s, d)
+        return ((t, b), (l, r))
+    return pads(padding)
+
+
+def window(xp: np.ndarray, r0: int, c0: int, k: tuple[int, int], d: tuple[int, int]) -> np.ndarray:
+    """Sampled window (C, kh, kw) whose top-left corner is (r0, c0) in the padded input."""
+    return xp[:, r0 : r0 + d[0] * (k[0] - 1) + 1 : d[0], c0 : c0 + d[1] * (k[1] - 1) + 1 : d[1]]
+
+
+def channel_view(arr: np.ndarray, squeeze: bool) -> Any:
+    return to_list(arr[0] if squeeze else arr)
+
+
+def conv_core(
+    xp: np.ndarray,
+    kernels: np.ndarray,
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    bias: np.ndarray,
+    squeeze: bool,
+) -> tuple[np.ndarray, list[dict[str, Any]], list[str]]:
+    """Slide every filter over the padded input (C, Hp, Wp); return output (F, Ho, Wo), steps, lines."""
+    f, _, kh, kw = kernels.shape
+    ho, wo = conv_out(xp.shape[1:], (kh, kw), stride, 0, dilation)
+    out = np.zeros((f, ho, wo))
+    steps: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for fi in range(f):
+        for i in range(ho):
+            for j in range(wo):
+                r0, c0 = i * stride[0], j * stride[1]
+                win = window(xp, r0, c0, (kh, kw), dilation)  # (C, kh, kw)
+                prod = win * kernels[fi]
+                per_channel = prod.sum(axis=(1, 2))
+                total = float(per_channel.sum())
+                out[fi, i, j] = total + bias[fi]
+                steps.append(
+                    {
+                        "filter": fi,
+                        "position": [i, j],
+                        "rows": [r0, r0 + dilation[0] * (kh - 1)],
+                        "cols": [c0, c0 + dilation[1] * (kw - 1)],
+                        "window": channel_view(win, squeeze),
+                        "products": channel_view(prod, squeeze),
+                        "channel_sums": to_list(per_channel),
+                        "sum": to_list(np.float64(total)),
+                        "bias": to_list(bias[fi]),
+                        "value": to_list(out[fi, i, j]),
+                    }
+                )
+                lines += step_lines(steps[-1], win, kernels[fi], prod, f > 1)
+    return out, steps, lines
+
+
+def step_lines(
+    step: dict[str, Any], win: np.ndarray, k: np.ndarray, prod: np.ndarray, many: bool
+) -> list[str]:
+    i, j = step["position"]
+    head = f"filter {step['filter']} " if many else ""
+    lines = [
+        f"{head}output[{i}, {j}]: window rows {step['rows'][0]}-{step['rows'][1]}, "
+        f"cols {step['cols'][0]}-{step['cols'][1]} of the padded input"
+    ]
+    for ch in range(win.shape[0]):
+        if win.shape[0] > 1:
+            lines.append(f"  channel {ch}:")
+        lines += side_by_side(
+            [matrix_lines(win[ch], "    "), matrix_lines(k[ch], ""), matrix_lines(prod[ch], "")], ["⊙", "="]
+        )
+        terms = " + ".join(num(float(v)) for v in prod[ch].ravel())
+        lines.append(f"    sum = {terms} = {num(float(prod[ch].sum()))}")
+    if win.shape[0] > 1:
+        parts = " + ".join(num(float(v)) for v in prod.sum(axis=(1, 2)))
+        lines.append(f"  sum over channels = {parts} = {num(float(prod.sum()))}")
+    if step["bias"] != 0:
+        lines.append(f"  + bias {num(float(step['bias']))} = {num(float(step['value']))}")
+    return lines
+
+
+def prepare_input(x: ArrayInput) -> tuple[np.ndarray, bool]:
+    arr = as_array(x, "input")
+    if arr.ndim > 3:
+        raise ValueError(
+            f"input must be (H, W) or (C, H, W); received shape {arr.shape}. Explain one image at a time."
+        )
+    return (arr[None], True) if arr.ndim == 2 else (arr, False)
+
+
+def shape_text(arr: np.ndarray) -> str:
+    return "x".join(str(n) for n in arr.shape)
+
+
+def block_lines(title: str, arr: np.ndarray) -> list[str]:
+    """Title plus each channel (C, H, W) as aligned rows."""
+    lines = [title]
+    for ch in range(arr.shape[0]):
+        if arr.shape[0] > 1:
+            lines.append(f"  channel {ch}:")
+        lines += matrix_lines(arr[ch], "    " if arr.shape[0] > 1 else "  ")
+    return lines

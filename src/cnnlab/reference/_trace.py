@@ -17,6 +17,7 @@ ArrayInput = np.ndarray | Sequence[Any] | str
 
 
 def as_array(value: ArrayInput, name: str) -> np.ndarray:
+    """Text (parsed by :func:`parse_matrix`) or nested lists -> float64 array of at least 2 axes."""
     arr = parse_matrix(value) if isinstance(value, str) else np.asarray(value, dtype=np.float64)
     if arr.ndim < 2 or arr.size == 0 or not np.isfinite(arr).all():
         raise ValueError(
@@ -45,12 +46,13 @@ def kernels_of(x: np.ndarray, w: np.ndarray, name: str = "kernel") -> np.ndarray
         return w
     raise ValueError(
         f"{name} of shape {w.shape} does not fit an input with {c} channels. Use a stacked filter "
-        f"({c}, kh, kw) (channels separated by '|') or several filters ({'F'}, {c}, kh, kw) "
+        f"({c}, kh, kw) (channels separated by '|') or several filters (F, {c}, kh, kw) "
         f"(filters separated by '||')."
     )
 
 
 def axis_formula(axis: str, n: int, k: int, s: int, p: Pads | tuple[int, int], d: int, out: int) -> str:
+    """The conv output-size formula for one axis with the user's numbers filled in."""
     lo, hi = p
     pad_text = f"2*{lo}" if lo == hi else f"({lo}+{hi})"
     return (
@@ -86,6 +88,7 @@ def window(xp: np.ndarray, r0: int, c0: int, k: tuple[int, int], d: tuple[int, i
 
 
 def channel_view(arr: np.ndarray, squeeze: bool) -> Any:
+    """Nested lists of (C, ...) data, without the channel axis when the input was a plain matrix."""
     return to_list(arr[0] if squeeze else arr)
 
 
@@ -133,6 +136,7 @@ def conv_core(
 def step_lines(
     step: dict[str, Any], win: np.ndarray, k: np.ndarray, prod: np.ndarray, many: bool
 ) -> list[str]:
+    """Text of one conv step: window ⊙ kernel = products per channel, then the sums."""
     i, j = step["position"]
     head = f"filter {step['filter']} " if many else ""
     lines = [
@@ -156,6 +160,7 @@ def step_lines(
 
 
 def prepare_input(x: ArrayInput) -> tuple[np.ndarray, bool]:
+    """Input as (C, H, W) plus whether it was a plain (H, W) matrix (then outputs drop the C axis)."""
     arr = as_array(x, "input")
     if arr.ndim > 3:
         raise ValueError(
@@ -165,6 +170,7 @@ def prepare_input(x: ArrayInput) -> tuple[np.ndarray, bool]:
 
 
 def shape_text(arr: np.ndarray) -> str:
+    """``4x5`` for an array of shape (4, 5)."""
     return "x".join(str(n) for n in arr.shape)
 
 

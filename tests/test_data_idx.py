@@ -228,3 +228,25 @@ def test_unknown_name_and_split() -> None:
         load_dataset("fashion_mnist")
     with pytest.raises(ValueError, match=r"split must be one of \['train', 'test'\]; received split='val'"):
         load_dataset("mnist", "val")
+
+
+def test_rich_progress_bar_on_a_terminal(
+    isolated: Path, mirror: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.data import download as dl
+
+    url, root = mirror
+    payload = bytes(range(256)) * 1000
+    (root / "big.bin").write_bytes(payload)
+    monkeypatch.setattr(dl, "_is_tty", lambda: True)
+    dest = dl.download(url + "big.bin", isolated / "dl" / "big.bin", hashlib.sha256(payload).hexdigest())
+    assert dest.read_bytes() == payload
+    assert [p.name for p in dest.parent.iterdir()] == ["big.bin"]  # the temporary file is gone
+    with pytest.raises(ValueError, match=r"checksum must be 32 \(md5\) or 64 \(sha256\) hex digits"):
+        dl.download(url + "big.bin", isolated / "dl" / "other.bin", "abc")
+
+
+def test_unknown_loader_option_lists_the_accepted_ones() -> None:
+    with pytest.raises(ValueError, match=r"'fashion-mnist' does not take the option\(s\) size; it accepts "
+                       r"mirror, checksums, system_dirs, quiet"):
+        load_dataset("fashion-mnist", size=32)

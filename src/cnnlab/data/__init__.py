@@ -17,6 +17,8 @@
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,42 +29,30 @@ from cnnlab.data.split import split_train_val
 DEFAULT_DATASET = "fashion-mnist"
 SPLITS = ("train", "test")
 
-Loader = Callable[..., ImageDataset]
-
-
-def _load_idx(name: str) -> Loader:
-    def load(split: str, data_dir: str | Path | None, **opts: Any) -> ImageDataset:
-        from cnnlab.data.idx import load_idx_dataset
-
-        return load_idx_dataset(name, split, data_dir, **opts)
-
-    return load
-
-
-def _load_cifar(name: str) -> Loader:
-    def load(split: str, data_dir: str | Path | None, **opts: Any) -> ImageDataset:
-        from cnnlab.data.cifar import load_cifar
-
-        return load_cifar(name, split, data_dir, **opts)
-
-    return load
-
-
-def _load_shapes(split: str, data_dir: str | Path | None, **opts: Any) -> ImageDataset:
-    from cnnlab.data.shapes import load_shapes
-
-    return load_shapes(split, **opts)
-
-
-# name -> loader(split, data_dir, **opts); "folder:PATH" and "rot-<name>" are parsed in load_dataset.
-_REGISTRY: dict[str, Loader] = {
-    "fashion-mnist": _load_idx("fashion-mnist"),
-    "mnist": _load_idx("mnist"),
-    "cifar10": _load_cifar("cifar10"),
-    "cifar100": _load_cifar("cifar100"),
-    "shapes": _load_shapes,
+# name -> (module, function, leading positional arguments); modules are imported on first use.
+_REGISTRY: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "fashion-mnist": ("cnnlab.data.idx", "load_idx_dataset", ("fashion-mnist",)),
+    "mnist": ("cnnlab.data.idx", "load_idx_dataset", ("mnist",)),
+    "cifar10": ("cnnlab.data.cifar", "load_cifar", ("cifar10",)),
+    "cifar100": ("cnnlab.data.cifar", "load_cifar", ("cifar100",)),
+    "shapes": ("cnnlab.data.shapes", "load_shapes", ()),
 }
 _PATTERNS = ("folder:PATH", "rot-<name>")
+
+
+def _check_options(fn: Callable[..., Any], opts: dict[str, Any], dataset: str) -> None:
+    """Reject options the loader does not take, listing those it does (instead of a TypeError)."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # forwards its options (rot-<name>): the base loader checks them
+    allowed = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"dataset {dataset!r} does not take the option(s) {', '.join(unknown)}; it accepts "
+            f"{', '.join(allowed) or 'no options'}. Fix the options given to load_dataset (data_opts "
+            "in the training config)."
+        )
 
 
 def list_datasets() -> list[str]:
@@ -92,22 +82,24 @@ def load_dataset(
             f"split must be one of {list(SPLITS)}; received split={split!r}. Validation data comes "
             "from the training split: use split_train_val(load_dataset(name, 'train'), fraction, seed)."
         )
+    args: tuple[str | Path | None, ...]
     if name.startswith("folder:"):
-        from cnnlab.data.folder import load_folder
-
-        return load_folder(name[len("folder:") :], split, **opts)
-    if name.startswith("rot-"):
-        from cnnlab.data.rotated import load_rotated
-
-        base = name[len("rot-") :]
-        return load_rotated(base, split, data_dir, **opts)
-    if name not in _REGISTRY:
+        module, function, args = "cnnlab.data.folder", "load_folder", (name[len("folder:") :], split)
+    elif name.startswith("rot-"):
+        module, function, args = "cnnlab.data.rotated", "load_rotated", (name[len("rot-") :], split, data_dir)
+    elif name in _REGISTRY:
+        module, function, leading = _REGISTRY[name]
+        args = (*leading, split) if name == "shapes" else (*leading, split, data_dir)
+    else:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(
             f"dataset must be one of {', '.join(list_datasets())}; received {name!r}.{hint}"
         )
-    return _REGISTRY[name](split, data_dir, **opts)
+    loader = getattr(importlib.import_module(module), function)
+    _check_options(loader, opts, name)
+    dataset: ImageDataset = loader(*args, **opts)
+    return dataset
 
 
 __all__ = ["DEFAULT_DATASET", "ImageDataset", "list_datasets", "load_dataset", "split_train_val"]

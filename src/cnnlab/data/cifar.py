@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from cnnlab.data.dataset import ImageDataset, check_labels
-from cnnlab.data.download import cache_dir, download, mirror_url, search_dirs
+from cnnlab.data.download import ChecksumError, cache_dir, download, mirror_url, search_dirs
 from cnnlab.errors import DataError
 
 PIXELS = 3 * 32 * 32  # bytes of one image
@@ -156,6 +156,8 @@ def load_cifar(
             raise DataError(_missing_message(source, dirs, "Downloading is switched off."))
         try:
             folder = _download_release(source, target, mirror, checksum, quiet)
+        except ChecksumError:
+            raise
         except DataError as exc:
             raise DataError(_missing_message(source, dirs, str(exc))) from exc
     label_index = 0 if label_mode == "coarse" or source.label_bytes == 1 else 1

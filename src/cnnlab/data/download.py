@@ -25,6 +25,10 @@ CHUNK = 1 << 16  # bytes read per network call
 TIMEOUT_S = 30.0  # seconds without data before a download is abandoned
 
 
+class ChecksumError(DataError):
+    """A downloaded file whose checksum differs from the published one (it was deleted)."""
+
+
 def cache_root() -> Path:
     """The user cache for cnnlab datasets: ``$XDG_CACHE_HOME/cnnlab`` or ``~/.cache/cnnlab``.
 
@@ -120,7 +124,7 @@ def download(url: str, dest: Path, checksum: str | None = None, *, quiet: bool =
             out.flush()
             os.fsync(out.fileno())
         if checksum and digest != checksum.lower():
-            raise DataError(
+            raise ChecksumError(
                 f"Downloaded file {dest.name} from {url} has {algorithm} {digest}, but the published "
                 f"checksum is {checksum}. The download is corrupt or the mirror serves another file; "
                 "it was deleted. Try again, or set CNNLAB_MIRROR to another mirror."

@@ -8,6 +8,7 @@ labels ``idx1`` (N,) uint8.
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from cnnlab.data.dataset import ImageDataset, check_labels
-from cnnlab.data.download import cache_dir, download, find_file, mirror_url, search_dirs
+from cnnlab.data.download import ChecksumError, cache_dir, download, find_file, mirror_url, search_dirs
 from cnnlab.errors import DataError
 
 # IDX type byte -> big-endian numpy dtype
@@ -30,7 +31,7 @@ class IdxSource:
 
     name: str
     classes: tuple[str, ...]
-    base_url: str
+    base_urls: tuple[str, ...]  # official locations, tried in order
     files: Mapping[str, tuple[str, str]]  # split -> (images file, labels file)
     md5: Mapping[str, str]  # file name -> md5 of the .gz file as published
     system_dirs: tuple[Path, ...]
@@ -41,8 +42,11 @@ FASHION_MNIST = IdxSource(
     name="fashion-mnist",
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
              "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-    # Zalando's own S3 bucket; the same files are in the GitHub repository under data/fashion/.
-    base_url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    # Zalando's own S3 bucket, then the same files in their GitHub repository.
+    base_urls=(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+    ),
     files={
         "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
         "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -56,13 +60,12 @@ FASHION_MNIST = IdxSource(
     system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
     apt_package="dataset-fashion-mnist",
 )
-FASHION_MNIST_GITHUB = "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"
 
 MNIST = IdxSource(
     name="mnist",
     classes=tuple(str(d) for d in range(10)),
     # The PyTorch project's mirror (yann.lecun.com refuses automated downloads).
-    base_url="https://ossci-datasets.s3.amazonaws.com/mnist/",
+    base_urls=("https://ossci-datasets.s3.amazonaws.com/mnist/",),
     files={
         "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
         "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -186,15 +189,32 @@ def locate_or_download(
     for filename in source.files[split]:
         path = find_file(filename, dirs)
         if path is None:
-            url = mirror_url(source.base_url, mirror) + filename
-            try:
-                path = download(url, target / filename, sums.get(filename), quiet=quiet)
-            except DataError as exc:
-                if "checksum" in str(exc):
-                    raise
-                raise DataError(_missing_message(source, filename, dirs, str(exc))) from exc
+            path = _download_first(source, filename, target, sums.get(filename), mirror, quiet, dirs)
         found.append(path)
     return found[0], found[1]
+
+
+def _download_first(
+    source: IdxSource,
+    filename: str,
+    target: Path,
+    checksum: str | None,
+    mirror: str | None,
+    quiet: bool,
+    dirs: list[Path],
+) -> Path:
+    """Download ``filename`` from the mirror if one is set, else from each official URL in turn."""
+    chosen = mirror or os.environ.get("CNNLAB_MIRROR")
+    bases = [mirror_url("", chosen)] if chosen else list(source.base_urls)
+    reasons = []
+    for base in bases:
+        try:
+            return download(base + filename, target / filename, checksum, quiet=quiet)
+        except ChecksumError:
+            raise  # the server answered with the wrong bytes: say so rather than "missing"
+        except DataError as exc:
+            reasons.append(str(exc))
+    raise DataError(_missing_message(source, filename, dirs, " ".join(reasons)))
 
 
 def _missing_message(source: IdxSource, filename: str, dirs: list[Path], reason: str) -> str:
@@ -203,9 +223,7 @@ def _missing_message(source: IdxSource, filename: str, dirs: list[Path], reason:
         f"install the Debian package (sudo apt-get install {source.apt_package}, files in "
         f"{source.system_dirs[0]}); or " if source.apt_package else ""
     )
-    urls = source.base_url + filename
-    if source.name == FASHION_MNIST.name:
-        urls += f" (or {FASHION_MNIST_GITHUB}{filename})"
+    urls = " (or ".join(base + filename for base in source.base_urls) + ")" * (len(source.base_urls) - 1)
     return (
         f"Dataset {source.name!r} is missing file {filename} and it could not be downloaded. "
         f"{reason} Looked in: {looked}. To fix: {apt}download {urls} and the other files of the "

@@ -1,0 +1,126 @@
+"""``analyze(model, input_shape)``: capture the graph once, then count, measure and lint it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn as nn
+
+from cnnlab.analysis.capture import Graph, capture
+from cnnlab.analysis.counts import node_connections, node_macs, node_params, unused_params
+from cnnlab.analysis.lint import run_rules
+from cnnlab.analysis.memory import Memory, measure
+from cnnlab.analysis.receptive import RFState, propagate
+from cnnlab.analysis.report import LayerRow, LintWarning, ModelReport, Totals
+
+
+def check_input_shape(input_shape: Sequence[int] | str) -> tuple[int, ...]:
+    """Validate ``(C, H, W)`` (or ``(C, L)`` / ``(C, D, H, W)``); a string like "3,224,224" is parsed.
+
+    >>> check_input_shape("3,32,32")
+    (3, 32, 32)
+    """
+    if isinstance(input_shape, str):
+        parts = [p for p in input_shape.replace("x", ",").split(",") if p.strip()]
+        try:
+            input_shape = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(
+                f"input shape must be integers C,H,W (for example 3,224,224); received {input_shape!r}."
+            ) from None
+    shape = tuple(input_shape)
+    if not 2 <= len(shape) <= 4 or not all(isinstance(v, int) and v > 0 for v in shape):
+        raise ValueError(
+            f"input shape must be (C, H, W) - or (C, L), (C, D, H, W) - with positive integers, without "
+            f"the batch axis; received {shape!r}. Use for example (3, 224, 224)."
+        )
+    return shape
+
+
+def analyze(
+    model: nn.Module, input_shape: Sequence[int] | str, *, name: str | None = None, lint: bool = True
+) -> ModelReport:
+    """Shapes, params, MACs, activation memory, receptive fields and design warnings of ``model``.
+
+    The model is copied to the meta device (no weight data copied, no compute); ``input_shape`` is
+    one sample without the batch axis, the report is for batch 1.
+
+    >>> import torch.nn as nn
+    >>> report = analyze(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.LazyLinear(10)), (3, 8, 8))
+    Traceback (most recent call last):
+    ...
+    cnnlab.errors.AnalysisError: ...
+    """
+    shape = check_input_shape(input_shape)
+    graph = capture(model, shape)
+    memory = measure(graph)
+    rows = _rows(graph, memory)
+    states, rf_warnings = propagate(graph)
+    for row, state in zip(rows, states):
+        _set_rf(row, state)
+    extra, extra_trainable = unused_params(graph)
+    if extra:
+        rows.append(LayerRow("(unused parameters)", "-", "unused", [], (), extra, extra_trainable))
+    totals = _totals(rows, memory.peak_inference_bytes)
+    types = {n: type(m).__name__ for n, m in graph.model.named_modules()} if graph.model is not None else {}
+    report = ModelReport(
+        name or type(model).__name__, shape, rows, totals, capture=graph.path, module_types=types
+    )
+    warnings: list[LintWarning] = [LintWarning("capture", "info", "-", note) for note in graph.notes]
+    if extra:
+        warnings.append(
+            LintWarning(
+                "unused-params",
+                "info",
+                "(unused parameters)",
+                f"{extra:,} parameters are never used by forward(); they still count in sum(p.numel())",
+            )
+        )
+    warnings.extend(rf_warnings)
+    if lint:
+        warnings.extend(run_rules(graph, report, states))
+    report.warnings = warnings
+    return report
+
+
+def _rows(graph: Graph, memory: Memory) -> list[LayerRow]:
+    params = node_params(graph)
+    rows = []
+    for i, node in enumerate(graph.nodes):
+        macs = node_macs(node)
+        rows.append(
+            LayerRow(
+                name=node.name,
+                type=node.type,
+                kind=node.geometry.kind,
+                input_shapes=node.input_shapes,
+                output_shape=node.output_shape,
+                params=params[i][0],
+                trainable_params=params[i][1],
+                macs=macs,
+                connections=node_connections(node, macs),
+                activation_bytes=memory.output_bytes[i],
+                saved_bytes=memory.saved_bytes[i],
+                depth=node.name.count(".") if i else 0,
+            )
+        )
+    return rows
+
+
+def _set_rf(row: LayerRow, state: RFState | None) -> None:
+    if state is None:
+        return
+    row.rf = state.hi
+    row.rf_min = state.lo.size
+
+
+def _totals(rows: list[LayerRow], peak: int) -> Totals:
+    return Totals(
+        params=sum(r.params for r in rows),
+        trainable_params=sum(r.trainable_params for r in rows),
+        macs=sum(r.macs for r in rows),
+        connections=sum(r.connections for r in rows),
+        activation_bytes=sum(r.activation_bytes for r in rows),
+        saved_bytes=sum(r.saved_bytes for r in rows),
+        peak_inference_bytes=peak,
+    )

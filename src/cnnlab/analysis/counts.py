@@ -1,0 +1,76 @@
+"""Parameters, MACs and LeCun's 'connections' per node.
+
+Parameters are attributed to the first node that uses them, so a shared parameter is counted once
+and the column sums to ``sum(p.numel())``. MACs of convolution, transposed convolution and linear
+layers come from :mod:`cnnlab.arith`; any other op (a functional ``matmul``, an unknown leaf module)
+gets the conv/matmul multiply-adds that ``torch.utils.flop_counter.FlopCounterMode`` saw while it ran.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cnnlab.analysis import nodes as K
+from cnnlab.analysis.capture import Graph, Node
+from cnnlab.arith import conv_macs, conv_transpose_macs, linear_macs
+
+
+def node_params(graph: Graph) -> list[tuple[int, int]]:
+    """(params, trainable params) per node; a parameter used by several nodes counts at its first use."""
+    seen: set[int] = set()
+    out = []
+    for node in graph.nodes:
+        total = trainable = 0
+        for p in node.params:
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            total += p.numel()
+            trainable += p.numel() if p.requires_grad else 0
+        out.append((total, trainable))
+    return out
+
+
+def unused_params(graph: Graph) -> tuple[int, int]:
+    """Parameters of the captured model the forward pass never touched (still in ``sum(p.numel())``)."""
+    if graph.model is None:
+        return 0, 0
+    model = graph.model
+    used = {id(p) for node in graph.nodes for p in node.params}
+    total = trainable = 0
+    for p in model.parameters():
+        if id(p) not in used:
+            total += p.numel()
+            trainable += p.numel() if p.requires_grad else 0
+    return total, trainable
+
+
+def node_macs(node: Node) -> int:
+    """Multiply-adds of one node (batch included): arith formulas for conv/linear, else FlopCounterMode's."""
+    g = node.geometry
+    batch = node.output_shape[0] if node.output_shape else 1
+    if g.kind == K.CONV and g.in_ch:
+        out_size = node.output_shape[-len(g.k) :]
+        # (B, C_out, *out) positions x (C_in / groups) x prod(k)
+        return batch * conv_macs(g.in_ch, g.out_ch, g.k, out_size, g.groups, ndim=len(g.k))
+    if g.kind == K.CONV_T and g.in_ch:
+        in_size = node.input_shapes[0][-len(g.k) :]
+        return batch * conv_transpose_macs(g.in_ch, g.out_ch, g.k, in_size, g.groups, ndim=len(g.k))
+    if g.kind == K.LINEAR and g.in_ch:
+        positions = math.prod(node.output_shape[:-1])  # (..., out_f): every leading index is a position
+        return linear_macs(g.in_ch, g.out_ch, positions)
+    return node.counter_macs
+
+
+def node_connections(node: Node, macs: int) -> int:
+    """MACs plus one bias addition per output value (the 1998 LeNet-5 paper's 'connections')."""
+    g = node.geometry
+    if g.bias and g.kind in (K.CONV, K.CONV_T, K.LINEAR):
+        return macs + math.prod(node.output_shape)
+    return macs
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()

@@ -1,0 +1,443 @@
+"""What each graph node does to the spatial grid: its op class and geometry (kernel, stride, padding).
+
+Modules are classified with ``isinstance`` against torch's own base classes (never by class-name
+substrings); functional ops (``F.conv2d``, ``torch.cat``, ``x.view``) by the function's name and
+bound arguments. The result drives MAC counting, receptive fields and the lint rules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn.modules import conv as _conv
+from torch.nn.modules import pooling as _pool
+
+Pairs = tuple[tuple[int, int], ...]
+
+# op classes (Geometry.kind)
+CONV, CONV_T, LINEAR, POOL, ADAPTIVE, UPSAMPLE, PAD, CROP = (
+    "conv",
+    "conv_transpose",
+    "linear",
+    "pool",
+    "adaptive_pool",
+    "upsample",
+    "pad",
+    "crop",
+)
+MERGE, ELEMENTWISE, NORM, DROPOUT, COLLAPSE, INPUT, UNKNOWN, MATMUL = (
+    "merge",
+    "elementwise",
+    "norm",
+    "dropout",
+    "collapse",
+    "input",
+    "unknown",
+    "matmul",
+)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How one op maps its input grid to its output grid (per spatial axis)."""
+
+    kind: str
+    k: tuple[int, ...] = ()
+    s: tuple[int, ...] = ()
+    p: Pairs = ()
+    d: tuple[int, ...] = ()
+    groups: int = 1
+    ceil_mode: bool = False
+    same: bool = False  # padding='same' was requested
+    scale: tuple[float, ...] = ()  # upsample factor per axis
+    mode: str = "nearest"
+    offset: tuple[int, ...] = ()  # crop: first kept index per axis
+    bias: bool = False
+    in_ch: int = 0
+    out_ch: int = 0
+
+
+def _tup(v: Any, nd: int) -> tuple[int, ...]:
+    if isinstance(v, (tuple, list)):
+        return tuple(int(x) for x in v) if len(v) == nd else tuple(int(v[0]) for _ in range(nd))
+    return (int(v),) * nd
+
+
+def _pairs(p: Any, k: tuple[int, ...], d: tuple[int, ...]) -> tuple[Pairs, bool]:
+    """(left, right) per axis; PyTorch's 'same' puts the odd extra pixel on the right."""
+    nd = len(k)
+    if p == "valid":
+        return ((0, 0),) * nd, False
+    if p == "same":
+        totals = [di * (ki - 1) for ki, di in zip(k, d)]
+        return tuple((t // 2, t - t // 2) for t in totals), True
+    sym = _tup(p, nd)
+    return tuple((v, v) for v in sym), False
+
+
+def _spatial(shape: tuple[int, ...], nd: int) -> tuple[int, ...]:
+    return tuple(shape[-nd:]) if len(shape) >= nd + 1 else ()
+
+
+def classify_module(m: nn.Module, nd: int, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Geometry:
+    """Geometry of a leaf module call (``in_shape``/``out_shape`` include the batch axis)."""
+    if isinstance(m, _conv._ConvNd):
+        nd = len(m.kernel_size)  # a Conv1d inside a 2-D net keeps its own axes
+    if isinstance(m, _conv._ConvTransposeNd):
+        k, s, d = _tup(m.kernel_size, nd), _tup(m.stride, nd), _tup(m.dilation, nd)
+        pad = _tup(m.padding, nd)
+        return Geometry(
+            CONV_T,
+            k,
+            s,
+            tuple((v, v) for v in pad),
+            d,
+            m.groups,
+            bias=m.bias is not None,
+            in_ch=m.in_channels,
+            out_ch=m.out_channels,
+        )
+    if isinstance(m, _conv._ConvNd):
+        k, s, d = _tup(m.kernel_size, nd), _tup(m.stride, nd), _tup(m.dilation, nd)
+        pairs, same = _pairs(m.padding, k, d)
+        return Geometry(
+            CONV,
+            k,
+            s,
+            pairs,
+            d,
+            m.groups,
+            same=same,
+            bias=m.bias is not None,
+            in_ch=m.in_channels,
+            out_ch=m.out_channels,
+        )
+    if isinstance(m, nn.Linear):
+        return Geometry(LINEAR, bias=m.bias is not None, in_ch=m.in_features, out_ch=m.out_features)
+    if isinstance(m, (_pool._MaxPoolNd, _pool._AvgPoolNd, _pool._LPPoolNd)):
+        k = _tup(m.kernel_size, nd)
+        s = _tup(m.stride if m.stride else m.kernel_size, nd)
+        pad = _tup(getattr(m, "padding", 0), nd)
+        d = _tup(getattr(m, "dilation", 1), nd)
+        return Geometry(POOL, k, s, tuple((v, v) for v in pad), d, ceil_mode=bool(m.ceil_mode))
+    if isinstance(m, (_pool._AdaptiveAvgPoolNd, _pool._AdaptiveMaxPoolNd)):
+        return Geometry(ADAPTIVE)
+    if isinstance(m, _pool._MaxUnpoolNd):
+        k, s = _tup(m.kernel_size, nd), _tup(m.stride, nd)
+        pad = _tup(m.padding, nd)
+        return Geometry(CONV_T, k, s, tuple((v, v) for v in pad), (1,) * nd)
+    if isinstance(m, (nn.Upsample, nn.PixelShuffle)):
+        mode = getattr(m, "mode", "nearest")
+        return _upsample(nd, in_shape, out_shape, mode)
+    if isinstance(m, nn.PixelUnshuffle):
+        r = (int(m.downscale_factor),) * nd
+        return Geometry(POOL, r, r, ((0, 0),) * nd, (1,) * nd)
+    if isinstance(m, nn.Flatten):
+        return _reshape_geometry(nd, in_shape, out_shape)
+    if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)):
+        return Geometry(NORM)
+    if isinstance(m, nn.modules.dropout._DropoutNd):
+        return Geometry(DROPOUT)
+    if isinstance(
+        m,
+        nn.modules.padding._ConstantPadNd
+        | nn.modules.padding._ReflectionPadNd
+        | nn.modules.padding._ReplicationPadNd
+        | nn.modules.padding._CircularPadNd,
+    ):
+        return _pad_geometry(m.padding, nd)
+    if type(m).__module__.startswith("torch.nn.modules.activation") or isinstance(m, nn.Identity):
+        return Geometry(ELEMENTWISE)
+    return _shape_geometry(nd, in_shape, out_shape)
+
+
+def _upsample(nd: int, in_shape: tuple[int, ...], out_shape: tuple[int, ...], mode: str) -> Geometry:
+    si, so = _spatial(in_shape, nd), _spatial(out_shape, nd)
+    scale = tuple(o / i for i, o in zip(si, so))
+    rf_mode = "nearest" if mode in ("nearest", "nearest-exact") else "bilinear"
+    return Geometry(UPSAMPLE, scale=scale, mode=rf_mode)
+
+
+def _pad_geometry(pad: Any, nd: int) -> Geometry:
+    # F.pad order: last axis first, (left, right) per axis
+    flat = _tup(pad, 2 * nd) if isinstance(pad, (tuple, list)) else (int(pad),) * (2 * nd)
+    pairs = [(0, 0)] * nd
+    for i in range(min(nd, len(flat) // 2)):
+        pairs[nd - 1 - i] = (flat[2 * i], flat[2 * i + 1])
+    return Geometry(PAD, p=tuple(pairs))
+
+
+def _reshape_geometry(nd: int, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Geometry:
+    """A reshape that keeps the trailing spatial axes is harmless; one that merges them is global."""
+    if (
+        len(in_shape) >= nd + 2
+        and _spatial(out_shape, nd) == _spatial(in_shape, nd)
+        and len(out_shape) >= nd + 2
+    ):
+        return Geometry(ELEMENTWISE)
+    if len(in_shape) < nd + 2:
+        return Geometry(ELEMENTWISE)
+    return Geometry(COLLAPSE)
+
+
+def _shape_geometry(nd: int, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Geometry:
+    """Fallback for ops we do not know: same grid -> elementwise; merged grid -> global; else unknown."""
+    if len(in_shape) < nd + 2:
+        return Geometry(ELEMENTWISE)
+    if len(out_shape) >= nd + 2 and _spatial(out_shape, nd) == _spatial(in_shape, nd):
+        return Geometry(ELEMENTWISE)
+    if len(out_shape) < nd + 2 or all(v == 1 for v in _spatial(out_shape, nd)):
+        return Geometry(COLLAPSE)
+    return Geometry(UNKNOWN)
+
+
+_CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_CONVT_ARGS = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
+_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode")
+_AVG_ARGS = ("input", "kernel_size", "stride", "padding", "ceil_mode")
+_MERGE = {
+    "add",
+    "iadd",
+    "sub",
+    "isub",
+    "mul",
+    "imul",
+    "truediv",
+    "div",
+    "cat",
+    "concat",
+    "concatenate",
+    "stack",
+    "where",
+    "maximum",
+    "minimum",
+    "addcmul",
+}
+_RESHAPE = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous", "permute", "transpose"}
+_REDUCE = {"mean", "sum", "amax", "amin", "max", "min", "logsumexp", "std", "var"}
+
+
+_SIMPLE_MODULES: tuple[type[nn.Module], ...] = (
+    _conv._ConvNd,
+    nn.Linear,
+    _pool._MaxPoolNd,
+    _pool._AvgPoolNd,
+    _pool._AdaptiveAvgPoolNd,
+    _pool._AdaptiveMaxPoolNd,
+    _pool._MaxUnpoolNd,
+    nn.modules.batchnorm._NormBase,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.modules.dropout._DropoutNd,
+    nn.Upsample,
+    nn.Flatten,
+    nn.Identity,
+    nn.PixelShuffle,
+    nn.PixelUnshuffle,
+    nn.modules.padding._ConstantPadNd,
+    nn.modules.padding._ReflectionPadNd,
+    nn.modules.padding._ReplicationPadNd,
+)
+SIMPLE_FUNCTIONS = (
+    _MERGE
+    | _RESHAPE
+    | _REDUCE
+    | {
+        "getitem",
+        "getattr",
+        "relu",
+        "relu6",
+        "gelu",
+        "silu",
+        "sigmoid",
+        "tanh",
+        "hardswish",
+        "hardsigmoid",
+        "leaky_relu",
+        "elu",
+        "softmax",
+        "log_softmax",
+        "interpolate",
+        "pad",
+        "dropout",
+        "batch_norm",
+        "size",
+        "chunk",
+        "split",
+        "neg",
+        "exp",
+        "clamp",
+        "abs",
+        "sqrt",
+        "pow",
+        "float",
+        "to",
+        "type_as",
+        "adaptive_avg_pool2d",
+        "adaptive_max_pool2d",
+        "max_pool2d",
+        "avg_pool2d",
+        "max_pool1d",
+        "avg_pool1d",
+        "max_pool3d",
+        "avg_pool3d",
+        "adaptive_avg_pool1d",
+        "adaptive_avg_pool3d",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "linear",
+    }
+)
+
+
+def module_is_simple(m: nn.Module) -> bool:
+    """torch.nn layers whose MACs the arith formulas give exactly (or that have none)."""
+    return isinstance(m, _SIMPLE_MODULES) or type(m).__module__.startswith("torch.nn.modules.activation")
+
+
+def _bind(names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    bound = dict(zip(names, args))
+    bound.update(kwargs)
+    return bound
+
+
+def op_name(target: Any) -> str:
+    """``F.conv2d`` -> "conv2d", ``operator.add`` -> "add", "view" (a method name) -> "view"."""
+    if isinstance(target, str):
+        return target
+    return str(getattr(target, "__name__", target)).lstrip("_")
+
+
+def classify_function(
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    nd: int,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    n_tensor_inputs: int,
+) -> Geometry:
+    """Geometry of a functional op or tensor method (``name`` as from :func:`op_name`)."""
+    base = name.rstrip("_")
+    if base in (f"conv{nd}d", "convolution") and len(args) > 1:
+        b = _bind(_CONV_ARGS, args, kwargs)
+        w = b["weight"]
+        k, s, d = (
+            tuple(int(v) for v in w.shape[2:]),
+            _tup(b.get("stride", 1), nd),
+            _tup(b.get("dilation", 1), nd),
+        )
+        pairs, same = _pairs(b.get("padding", 0), k, d)
+        g = int(b.get("groups", 1))
+        return Geometry(
+            CONV,
+            k,
+            s,
+            pairs,
+            d,
+            g,
+            same=same,
+            bias=b.get("bias") is not None,
+            in_ch=int(w.shape[1]) * g,
+            out_ch=int(w.shape[0]),
+        )
+    if base == f"conv_transpose{nd}d":
+        b = _bind(_CONVT_ARGS, args, kwargs)
+        w = b["weight"]
+        k, s, d = (
+            tuple(int(v) for v in w.shape[2:]),
+            _tup(b.get("stride", 1), nd),
+            _tup(b.get("dilation", 1), nd),
+        )
+        pad = _tup(b.get("padding", 0), nd)
+        g = int(b.get("groups", 1))
+        return Geometry(
+            CONV_T,
+            k,
+            s,
+            tuple((v, v) for v in pad),
+            d,
+            g,
+            bias=b.get("bias") is not None,
+            in_ch=int(w.shape[0]),
+            out_ch=int(w.shape[1]) * g,
+        )
+    if base == "linear":
+        b = _bind(("input", "weight", "bias"), args, kwargs)
+        w = b["weight"]
+        return Geometry(LINEAR, bias=b.get("bias") is not None, in_ch=int(w.shape[1]), out_ch=int(w.shape[0]))
+    if base in ("matmul", "mm", "bmm", "einsum"):
+        return Geometry(MATMUL)
+    if base in (f"max_pool{nd}d", f"max_pool{nd}d_with_indices", f"avg_pool{nd}d", f"lp_pool{nd}d"):
+        b = _bind(_AVG_ARGS if base.startswith("avg") else _POOL_ARGS, args, kwargs)
+        k = _tup(b["kernel_size"], nd)
+        s = _tup(b.get("stride") or b["kernel_size"], nd)
+        pad = _tup(b.get("padding", 0), nd)
+        return Geometry(
+            POOL,
+            k,
+            s,
+            tuple((v, v) for v in pad),
+            _tup(b.get("dilation", 1), nd),
+            ceil_mode=bool(b.get("ceil_mode", False)),
+        )
+    if base.startswith(("adaptive_avg_pool", "adaptive_max_pool")):
+        return Geometry(ADAPTIVE)
+    if base in ("interpolate", "upsample", "upsample_nearest", "upsample_bilinear", "pixel_shuffle"):
+        mode = str(kwargs.get("mode", args[3] if len(args) > 3 else "nearest"))
+        return _upsample(nd, in_shape, out_shape, mode)
+    if base == "pad":
+        return _pad_geometry(kwargs.get("pad", args[1] if len(args) > 1 else 0), nd)
+    if base == "getitem":
+        return _getitem_geometry(args, nd, in_shape, out_shape)
+    if base in _MERGE and n_tensor_inputs > 1:
+        return Geometry(MERGE)
+    if base in _RESHAPE or base in _REDUCE:
+        return _reshape_geometry(nd, in_shape, out_shape)
+    if base in ("dropout", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"):
+        return Geometry(DROPOUT)
+    if base in ("batch_norm", "group_norm", "layer_norm", "instance_norm"):
+        return Geometry(NORM)
+    return _shape_geometry(nd, in_shape, out_shape)
+
+
+def _getitem_geometry(
+    args: tuple[Any, ...], nd: int, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> Geometry:
+    """``x[..., a:b, c:d]`` crops the grid (U-Net skip crops); other indexing keeps it."""
+    if not (isinstance(args[0], torch.Tensor) and len(in_shape) >= nd + 2):
+        return Geometry(ELEMENTWISE)
+    index = args[1] if isinstance(args[1], tuple) else (args[1],)
+    if any(i is Ellipsis or i is None or not isinstance(i, (slice, int)) for i in index):
+        return _shape_geometry(nd, in_shape, out_shape)
+    if len(index) <= len(in_shape) - nd or any(isinstance(i, int) for i in index):
+        return _shape_geometry(nd, in_shape, out_shape)
+    offsets, steps = [], []
+    spatial_index = list(index[len(in_shape) - nd :]) + [slice(None)] * (len(in_shape) - len(index))
+    for sl, n in zip(spatial_index, _spatial(in_shape, nd)):
+        start, _, step = sl.indices(n)
+        offsets.append(start)
+        steps.append(step)
+    return Geometry(CROP, s=tuple(steps), offset=tuple(offsets))
+
+
+def adaptive_windows(n: int, m: int) -> tuple[int, int, float, float]:
+    """Adaptive pooling of ``n`` cells to ``m``: (largest window, smallest window, step, centre of window 0).
+
+    PyTorch's window ``i`` spans ``[floor(i*n/m), ceil((i+1)*n/m))``.
+    """
+    starts = [(i * n) // m for i in range(m)]
+    ends = [math.ceil((i + 1) * n / m) for i in range(m)]
+    sizes = [e - s for s, e in zip(starts, ends)]
+    centres = [(s + e - 1) / 2 for s, e in zip(starts, ends)]
+    # mean spacing of the window centres: n/m when m divides n, 0 when every window is the same cell
+    step = (centres[-1] - centres[0]) / (m - 1) if m > 1 else float(n)
+    return max(sizes), min(sizes), step, centres[0]

@@ -1,0 +1,236 @@
+"""Shapes, parameters and receptive fields of a layer stack, with every formula filled in.
+
+The stack is written in the small language of :mod:`cnnlab.arith._spec` (``"conv f=5 c=8; pool f=2;
+fc 10"``) and the input as ``H,W,C`` (``32,32,3``, the seeds' ``32x32x3``) or, with ``layout="chw"``,
+PyTorch's ``C,H,W``. Each ``explain_*`` function returns ``{"output": ..., "steps": [...], "lines":
+[...]}``: one JSON-serialisable step per layer and the same for people as text lines.
+
+>>> d = explain_params("conv f=5 c=8; pool f=2 s=2; conv f=5 c=16; pool f=2 s=2; fc 120; fc 84; fc 10",
+...                    "32,32,3")
+>>> d["output"], [s["params"] for s in d["steps"]]
+(62958, [608, 0, 3216, 0, 48120, 10164, 850])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cnnlab.arith._norm import axis_names
+from cnnlab.arith._spec import Layer, parse_input, parse_spec, shape_list
+from cnnlab.arith._steps import LayerStep, step_layer
+from cnnlab.arith.receptive import RF, rf_input
+
+__all__ = ["compare_rf", "explain_params", "explain_rf", "explain_shape", "parse_input", "parse_spec"]
+
+
+@dataclass
+class _Walk:
+    steps: list[LayerStep]
+    input_shape: list[int]
+    layout: str
+
+
+def _walk(spec: str, input_shape: str, layout: str) -> _Walk:
+    layers: list[Layer] = parse_spec(spec)
+    spatial, channels = parse_input(input_shape, layout)
+    state: tuple[tuple[int, ...] | None, int, RF] = (spatial, channels, rf_input(len(spatial)))
+    steps = []
+    for layer in layers:
+        step = step_layer(layer, state, layout)
+        steps.append(step)
+        state = (step.spatial, step.channels, step.rf)
+    return _Walk(steps=steps, input_shape=shape_list(spatial, channels, layout), layout=layout)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*header).rstrip(), *(fmt.format(*r).rstrip() for r in rows)]
+
+
+def _in_text(walk: _Walk) -> str:
+    order = "C,H,W" if walk.layout == "chw" else "H,W,C"
+    return f"input {'x'.join(str(v) for v in walk.input_shape)} ({order})"
+
+
+def explain_shape(spec: str, input_shape: str, *, layout: str = "hwc") -> dict[str, Any]:
+    """Output shape of every layer with the size formula and its numbers.
+
+    >>> explain_shape("conv f=11 s=4 c=96; pool f=3 s=2", "227,227,3")["output"]
+    [27, 27, 96]
+    """
+    walk = _walk(spec, input_shape, layout)
+    lines = [f"{_in_text(walk)}; output size per axis: floor((n + 2p - d(k-1) - 1)/s) + 1"]
+    for st in walk.steps:
+        lines.append(f"{st.name}: {st.layer.text}  ->  {st.shape_text}  ({st.activations:,} activations)")
+        lines += [f"    {f}" for f in st.size_formulas]
+    last = walk.steps[-1]
+    lines.append(f"output: {last.shape_text}")
+    return {"output": last.shape, "steps": [s.to_dict() for s in walk.steps], "lines": lines}
+
+
+def _diagnose(st: LayerStep, total: int) -> str:
+    """Why a claimed parameter count differs from the real one, when a simple cause explains it."""
+    claimed, out = st.layer.claimed_params or 0, st.channels
+    bias = out if st.bias else 0
+    if st.kind == "fc" and (claimed - bias) % out == 0 and (claimed - bias) // out != st.in_features:
+        fed = (claimed - bias) // out
+        missing = st.in_features * fed + fed
+        return (
+            f"{claimed:,} = {fed}*{out} + {bias} is what an fc layer fed by {fed} units has, but {st.name} "
+            f"follows {st.in_features} units. The table leaves out a layer of {fed} units before {st.name} "
+            f"({st.in_features}*{fed} + {fed} = {missing:,} parameters); with it the network has "
+            f"{total - st.params + claimed + missing:,} parameters."
+        )
+    if st.kind in ("conv", "convT") and claimed == st.params - bias:
+        return f"{claimed:,} is the count without the {out} biases."
+    return f"No single change explains {claimed:,}; recheck the kernel, channels and bias of {st.name}."
+
+
+def _claim_lines(walk: _Walk, total: int, claimed_total: int | None) -> tuple[list[str], list[str]]:
+    problems, lines = [], []
+    claimed_rows = [s for s in walk.steps if s.layer.claimed_params is not None]
+    for st in claimed_rows:
+        if st.layer.claimed_params != st.params:
+            problems.append(
+                f"{st.name} ({st.layer.text}): the table says {st.layer.claimed_params:,} but the layer has "
+                f"{st.params_formula} = {st.params:,}. {_diagnose(st, total)}"
+            )
+    unclaimed = [s for s in walk.steps if s.layer.claimed_params is None and s.params]
+    if claimed_rows and unclaimed:
+        listed = ", ".join(f"{s.name} ({s.params:,})" for s in unclaimed)
+        problems.append(
+            f"layers with parameters but no claimed count (the table may leave them out): {listed}."
+        )
+    if claimed_total is not None:
+        row_sum = sum(s.layer.claimed_params or 0 for s in claimed_rows)
+        if claimed_total == total:
+            lines.append(f"claimed total {claimed_total:,}: correct")
+        else:
+            wrong_rows = any(s.layer.claimed_params != s.params for s in claimed_rows)
+            cause = "the rows themselves are wrong" if wrong_rows else "the table leaves out layers"
+            rows_note = (
+                f" The table's rows do sum to {row_sum:,}, so the addition is fine; {cause}, see below."
+                if claimed_rows and row_sum == claimed_total
+                else ""
+            )
+            problems.insert(
+                0,
+                f"the claimed total {claimed_total:,} is wrong: these layers have {total:,} parameters "
+                f"(claimed {claimed_total - total:+,}).{rows_note}",
+            )
+    if claimed_rows and not problems:
+        lines.append("every claimed row is correct")
+    return problems, lines
+
+
+def explain_params(
+    spec: str, input_shape: str, *, layout: str = "hwc", claimed_total: int | None = None
+) -> dict[str, Any]:
+    """Parameters of every layer, the total, and a check of any claimed counts (``params=N`` per layer,
+    ``claimed_total`` for the table's total) with a line saying where a table goes wrong.
+
+    >>> d = explain_params("conv f=5 c=8; fc 10 params=850", "32,32,3", claimed_total=1000)
+    >>> d["output"], len(d["problems"])
+    (63338, 2)
+    """
+    walk = _walk(spec, input_shape, layout)
+    total = sum(s.params for s in walk.steps)
+    rows = [
+        [
+            st.name,
+            st.layer.text,
+            st.shape_text,
+            f"{st.activations:,}",
+            f"{st.params_formula} = {st.params:,}" if st.params else "0",
+            "" if st.layer.claimed_params is None else f"{st.layer.claimed_params:,}",
+        ]
+        for st in walk.steps
+    ]
+    show_claims = any(st.layer.claimed_params is not None for st in walk.steps)
+    header = ["layer", "spec", "shape", "activations", "parameters", *(["claimed"] if show_claims else [])]
+    lines = [_in_text(walk), *_table(header, [r if show_claims else r[:-1] for r in rows])]
+    lines.append(f"total parameters: {total:,} (correct total for the layers above)")
+    problems, ok_lines = _claim_lines(walk, total, claimed_total)
+    lines += ok_lines + [f"WRONG: {p}" for p in problems]
+    return {
+        "output": total,
+        "steps": [s.to_dict() for s in walk.steps],
+        "lines": lines,
+        "claimed_total": claimed_total,
+        "problems": problems,
+    }
+
+
+def explain_rf(spec: str, input_shape: str, *, layout: str = "hwc") -> dict[str, Any]:
+    """Receptive-field table (n, jump j, RF, start) with the recurrence filled in per layer.
+
+    >>> explain_rf("conv f=3 p=1; conv f=3 p=1; pool f=2", "32,32,3")["output"]["size"]
+    [6, 6]
+    """
+    walk = _walk(spec, input_shape, layout)
+    n0 = walk.input_shape[1] if layout == "chw" else walk.input_shape[0]
+    rows = [["0", "input", str(n0), "1", "1", "0"]]
+    for i, st in enumerate(walk.steps, start=1):
+        n = "-" if st.spatial is None else str(st.spatial[0])
+        j, size, start = st.rf.jump[0], st.rf.size[0], st.rf.start[0]
+        rows.append([str(i), st.name, n, f"{j:g}", str(size), f"{start:g}"])
+    names = ", ".join(axis_names(walk.steps[-1].rf.ndim))
+    lines = [
+        f"{_in_text(walk)}; columns for the first axis of {names}",
+        "RF_out = RF_in + (k_eff-1)*j_in,  j_out = j_in*s,  start_out = start_in + ((k_eff-1)/2 - p)*j_in",
+        *_table(["#", "name", "n", "j", "RF", "start"], rows),
+    ]
+    for st in walk.steps:
+        lines += [f"{st.name}: {f}" for f in st.rf_formulas]
+    return {"output": walk.steps[-1].rf.to_dict(), "steps": [s.to_dict() for s in walk.steps], "lines": lines}
+
+
+def _c2_coefficient(walk: _Walk, c: int) -> int | None:
+    # weights of a stack of C->C convolutions are (sum of kernel volumes) * C^2
+    convs = [s for s in walk.steps if s.kind == "conv"]
+    if not convs or any(s.in_channels != c or s.channels != c or s.groups != 1 for s in convs):
+        return None
+    return sum(s.kernel_volume for s in convs)
+
+
+def compare_rf(spec_a: str, spec_b: str, *, channels: int = 64, size: int = 32) -> dict[str, Any]:
+    """Receptive field and parameters of two stacks side by side (C channels in and out).
+
+    Two stacked 3x3 convolutions see 5x5, like one 5x5, with 2*9C^2 instead of 25C^2 weights:
+
+    >>> d = compare_rf("conv f=3; conv f=3", "conv f=5", channels=64)
+    >>> [o["rf"]["size"] for o in d["output"]], [o["weights"] for o in d["output"]]
+    ([[5, 5], [5, 5]], [73728, 102400])
+    """
+    outputs: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for label, spec in (("A", spec_a), ("B", spec_b)):
+        walk = _walk(spec, f"{size},{size},{channels}", "hwc")
+        params = sum(s.params for s in walk.steps)
+        weights = sum(s.weights for s in walk.steps)
+        coef = _c2_coefficient(walk, channels)
+        rf = walk.steps[-1].rf
+        sym = f" = {coef}C^2" if coef is not None else ""
+        outputs.append(
+            {"spec": spec, "rf": rf.to_dict(), "params": params, "weights": weights, "c2_coefficient": coef}
+        )
+        lines.append(
+            f"{label}: {spec}: receptive field {'x'.join(map(str, rf.size))}, weights {weights:,}{sym} "
+            f"(C={channels}), parameters with biases {params:,}"
+        )
+        lines += [f"    {st.name}: {f}" for st in walk.steps for f in st.rf_formulas]
+    a, b = outputs
+    same = a["rf"]["size"] == b["rf"]["size"]
+    verdict = "the same receptive field" if same else "different receptive fields"
+    ratio = a["weights"] / b["weights"] if b["weights"] else float("inf")
+    lines.append(
+        f"A and B have {verdict}; A uses {ratio:.2f}x the weights of B"
+        + (
+            " and adds a non-linearity between its layers when each conv is followed by a ReLU."
+            if same
+            else "."
+        )
+    )
+    return {"output": outputs, "steps": [], "lines": lines}

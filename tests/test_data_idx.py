@@ -18,6 +18,7 @@ import torch
 from cnnlab.data import load_dataset, split_train_val
 from cnnlab.data.download import cache_dir, download
 from cnnlab.data.idx import FASHION_MNIST, parse_idx, read_idx
+from cnnlab.data.loader import channel_stats
 from cnnlab.errors import DataError
 
 DEBIAN_DIR = FASHION_MNIST.system_dirs[0]
@@ -161,6 +162,9 @@ def test_fashion_mnist_from_debian_location(isolated: Path) -> None:
     assert test.class_counts().tolist() == [1000] * 10
     tr, va = split_train_val(train, 0.1, seed=0)
     assert (len(tr), len(va)) == (54000, 6000)
+    # The widely quoted normalisation constants of Fashion-MNIST's training set.
+    mean, std = channel_stats(train.images)
+    assert round(mean[0], 4) == 0.2860 and round(std[0], 4) == 0.3530
 
 
 # -- download --------------------------------------------------------------------------------------

@@ -212,7 +212,10 @@ def compare_rf(spec_a: str, spec_b: str, *, channels: int = 64, size: int = 32) 
         weights = sum(s.weights for s in walk.steps)
         coef = _c2_coefficient(walk, channels)
         rf = walk.steps[-1].rf
-        sym = f" = {coef}C^2" if coef is not None else ""
+        terms = [f"{s.kernel_volume}C^2" for s in walk.steps if s.kind == "conv"]
+        sym = ""
+        if coef is not None:
+            sym = f" = {' + '.join(terms)}" + (f" = {coef}C^2" if len(terms) > 1 else "")
         outputs.append(
             {"spec": spec, "rf": rf.to_dict(), "params": params, "weights": weights, "c2_coefficient": coef}
         )

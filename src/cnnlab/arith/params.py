@@ -31,10 +31,12 @@ def _check_groups(in_ch: int, out_ch: int, groups: int) -> None:
     _positive(groups, "groups")
     for name, ch in (("in_channels", in_ch), ("out_channels", out_ch)):
         if ch % groups:
+            common = math.gcd(in_ch, out_ch)
+            hint = f"groups={common} or groups=1" if common > 1 else "groups=1"
             raise ValueError(
                 f"{name} must be divisible by groups (each group sees {name}/groups channels); received "
                 f"{name}={ch}, groups={groups}. Use groups that divides both in_channels={in_ch} and "
-                f"out_channels={out_ch}, e.g. groups={math.gcd(in_ch, out_ch)} or 1."
+                f"out_channels={out_ch}, e.g. {hint}."
             )
 
 

@@ -1,0 +1,251 @@
+"""``cnnlab explain conv|pool|transposed|shape|params|rf``: textbook CNN arithmetic, step by step.
+
+``conv``, ``pool`` and ``transposed`` trace a small matrix window by window (cnnlab.reference.explain);
+``shape``, ``params`` and ``rf`` walk a layer stack written like ``"conv f=5 c=8; pool f=2; fc 10"``
+(cnnlab.arith.explain). ``--format json`` prints ``{"output": ..., "steps": [...]}``. numpy and the
+arithmetic modules are imported inside :func:`run`, so ``cnnlab --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+NAME = "explain"
+HELP = "Reproduce textbook CNN arithmetic step by step with your own numbers (conv, pool, shapes, RF)."
+
+LAYER_LANGUAGE = """\
+layer language (layers separated by ';'; optional 'NAME:' prefix; params=N is a claimed count to check):
+  conv f=K [s=1] [p=0|same|valid] [d=1] [c=OUT] [g=1] [bias=1]   (K, s, p, d: 3 or HxW like 1x7)
+  pool|maxpool|avgpool f=K [s=K] [p=0] [d=1] [ceil=0]     convT f=K [s=1] [p=0] [op=0] [d=1] [c=OUT]
+  up [s=2] [mode=nearest|bilinear]   fc N   gap   bn   relu   dropout   flatten
+input: H,W,C as the seeds write 32x32x3 (or --chw for PyTorch's C,H,W); 1-D: L,C; 3-D: D,H,W,C"""
+
+EXAMPLES = """\
+examples:
+  cnnlab explain conv --input "1 2 3 4 5; 6 7 8 2 3; 2 5 9 9 5; 4 8 8 2 1" --kernel "1 1 1; 2 1 2; 3 2 1"
+  cnnlab explain conv --input "1 2 3; 4 5 6; 7 8 9" --kernel "1 0; 0 -1" --flip
+  cnnlab explain pool --input "3 3 2 1 0; 0 0 1 3 1; 3 1 2 2 3; 2 0 0 2 2; 2 0 0 0 1" --kernel 3 --stride 1
+  cnnlab explain transposed --input "1 2; 3 4" --kernel "1 1; 1 1" --stride 2
+  cnnlab explain shape "conv f=11 s=4 c=96; pool f=3 s=2; conv f=5 p=2 c=256" --input 227,227,3
+  # seed 001's table as printed (its FC4 claims 850 parameters), checked row by row:
+  cnnlab explain params "conv f=5 c=8 params=608; pool f=2 s=2; conv f=5 c=16 params=3216; pool f=2 s=2;
+      FC3: fc 120 params=48120; FC4: fc 10 params=850" --input 32,32,3 --claimed-total 52794
+  # why two stacked 3x3 convolutions see as far as one 5x5 with fewer parameters (2*9C^2 vs 25C^2):
+  cnnlab explain rf --compare "conv f=3; relu; conv f=3" "conv f=5" --channels 64
+  cnnlab explain rf "conv f=3 p=1; conv f=3 p=1; pool f=2 s=2" --input 32,32,3"""
+
+
+def _add_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format", choices=["text", "json"], default="text", help="text for people, json for scripts"
+    )
+
+
+def _add_matrix_ops(p: argparse.ArgumentParser, kernel_help: str) -> None:
+    p.add_argument("--input", required=True, help='matrix "1 2 3; 4 5 6" (| between channels) or @FILE')
+    p.add_argument("--kernel", required=True, help=kernel_help)
+    p.add_argument("--stride", default="1", help="int or H,W (default 1)")
+    _add_format(p)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXAMPLES
+    sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
+
+    conv = sub.add_parser(
+        "conv", help="a convolution, window by window", epilog=EXAMPLES, formatter_class=raw
+    )
+    _add_matrix_ops(conv, 'matrix "1 0; 0 1", | between channels, || between filters, or @FILE')
+    conv.add_argument("--padding", default="0", help="int, H,W, top,bottom,left,right, same or valid")
+    conv.add_argument("--dilation", default="1", help="int or H,W (default 1)")
+    conv.add_argument("--padding-mode", choices=["zeros", "reflect", "replicate"], default="zeros")
+    conv.add_argument("--groups", type=int, default=1, help="split channels and filters into groups")
+    conv.add_argument("--bias", default="0", help="one number, or one per filter separated by commas")
+    conv.add_argument(
+        "--flip",
+        action="store_true",
+        help="textbook convolution (kernel rotated 180 degrees), not cross-correlation",
+    )
+
+    pool = sub.add_parser("pool", help="max / average / sum pooling, window by window", epilog=EXAMPLES,
+                          formatter_class=raw)  # fmt: skip
+    _add_matrix_ops(pool, "window size: int or H,W")
+    pool.set_defaults(stride=None)
+    pool.add_argument("--padding", default="0", help="int or H,W (at most half the window)")
+    pool.add_argument("--mode", choices=["max", "avg", "sum"], default="max")
+    pool.add_argument("--ceil-mode", action="store_true", help="keep a last partial window (PyTorch's rule)")
+
+    tr = sub.add_parser("transposed", help="a transposed convolution as zero insertion + convolution",
+                        epilog=EXAMPLES, formatter_class=raw)  # fmt: skip
+    _add_matrix_ops(tr, 'matrix "1 1; 1 1" (| between input channels) or @FILE')
+    tr.add_argument("--padding", default="0", help="int or H,W")
+    tr.add_argument("--output-padding", default="0", help="int or H,W (smaller than stride or dilation)")
+    tr.add_argument("--dilation", default="1", help="int or H,W")
+
+    for name, text in (
+        ("shape", "output shape of every layer of a stack, with the size formula"),
+        ("params", "parameters of every layer, the total, and a check of a table's claimed counts"),
+        ("rf", "receptive field (n, jump, RF, start) of every layer; --compare two stacks"),
+    ):
+        p = sub.add_parser(name, help=text, description=text, epilog=f"{LAYER_LANGUAGE}\n\n{EXAMPLES}",
+                           formatter_class=raw)  # fmt: skip
+        p.add_argument("spec", nargs="?", help='layers, e.g. "conv f=5 c=8; pool f=2; fc 10", or @FILE')
+        p.add_argument("--input", help="input shape H,W,C such as 32,32,3 (C,H,W with --chw)")
+        p.add_argument("--chw", action="store_true", help="read --input as C,H,W (PyTorch order)")
+        _add_format(p)
+        if name == "params":
+            p.add_argument("--claimed-total", help="a table's printed total, to check (e.g. 52794 or 52,794)")
+        if name == "rf":
+            p.add_argument("--compare", nargs=2, metavar=("SPEC_A", "SPEC_B"), help="compare two stacks")
+            p.add_argument("--channels", type=int, default=64, help="C for --compare (default 64)")
+
+
+def _text(value: str) -> str:
+    """A value given inline or as @FILE."""
+    if value.startswith("@"):
+        return Path(value[1:]).read_text()
+    return value
+
+
+def _ints(value: str, option: str, counts: tuple[int, ...] = (1, 2)) -> Any:
+    """``"2"`` -> 2, ``"2,1"`` / ``"2x1"`` -> (2, 1); anything else is a one-paragraph error."""
+    parts = [p for p in re.split(r"[,x\s]+", value.strip()) if p]
+    try:
+        nums = tuple(int(p) for p in parts)
+    except ValueError:
+        nums = ()
+    if len(nums) not in counts:
+        shapes = " or ".join({1: "an int", 2: "H,W", 4: "top,bottom,left,right"}[c] for c in counts)
+        raise ValueError(f"{option} must be {shapes}; received {option} {value!r}. Write e.g. {option} 1.")
+    return nums[0] if len(nums) == 1 else nums
+
+
+def _padding(value: str) -> Any:
+    if value.strip().lower() in ("same", "valid"):
+        return value.strip().lower()
+    p = _ints(value, "--padding", (1, 2, 4))
+    if isinstance(p, tuple) and len(p) == 4:
+        return ((p[0], p[1]), (p[2], p[3]))
+    return p
+
+
+def _grouped_conv(args: argparse.Namespace, common: dict[str, Any]) -> dict[str, Any]:
+    """Split channels and filters into ``--groups`` and explain each group's convolution."""
+    import numpy as np
+
+    from cnnlab.arith import conv_params
+    from cnnlab.reference.explain import explain_conv, parse_matrix
+
+    x, w = parse_matrix(_text(args.input)), parse_matrix(_text(args.kernel))
+    x = x[None] if x.ndim == 2 else x  # (C, H, W)
+    c, g = x.shape[0], args.groups
+    # groups must divide channels and filters (ValueError with PyTorch's rule)
+    conv_params(c, w.shape[0] if w.ndim >= 3 else 1, w.shape[-2:], g)
+    if w.ndim == 3 and c // max(g, 1) == 1:
+        w = w[:, None]  # depthwise: (F, kh, kw) -> (F, 1, kh, kw)
+    if w.ndim != 4:
+        raise ValueError(
+            f"--kernel for --groups {g} must hold filters of {c // max(g, 1)} channel(s) each, separated by "
+            f"'||'; received a kernel of shape {w.shape}."
+        )
+    fg, cg = w.shape[0] // g, c // g
+    if w.shape[1] != cg:
+        raise ValueError(
+            f"with {c} input channels and --groups {g} each filter needs {cg} channel(s); received filters "
+            f"of {w.shape[1]} channel(s). Separate channels with '|' and filters with '||'."
+        )
+    parts = [explain_conv(x[i * cg : (i + 1) * cg], w[i * fg : (i + 1) * fg], **common) for i in range(g)]
+    outs = [np.asarray(p["output"], dtype=float) for p in parts]
+    out = np.concatenate([o.reshape(-1, *o.shape[-2:]) for o in outs])
+    lines = [f"{c} channels in {g} groups of {cg}; {w.shape[0]} filters in {g} groups of {fg}"]
+    steps = []
+    for i, part in enumerate(parts):
+        lines += [f"group {i}:"] + [f"  {line}" for line in part["lines"]]
+        steps += [{"group": i, **s} for s in part["steps"]]
+    as_int = np.all(out == np.round(out))
+    output = out.astype(int).tolist() if as_int else out.tolist()
+    return {"output": output, "steps": steps, "groups": g, "lines": lines}
+
+
+def _explain_matrix(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.reference.explain import explain_conv, explain_pool, explain_transposed
+
+    stride = _ints(args.stride, "--stride") if args.stride is not None else None
+    if args.what == "pool":
+        kernel = _ints(args.kernel, "--kernel")
+        padding = _ints(args.padding, "--padding")
+        return explain_pool(
+            _text(args.input),
+            kernel,
+            stride=stride,
+            padding=padding,
+            mode=args.mode,
+            ceil_mode=args.ceil_mode,
+        )
+    if args.what == "transposed":
+        return explain_transposed(
+            _text(args.input), _text(args.kernel), stride=stride or 1,
+            padding=_ints(args.padding, "--padding"),
+            output_padding=_ints(args.output_padding, "--output-padding"),
+            dilation=_ints(args.dilation, "--dilation"),
+        )  # fmt: skip
+    bias = [float(b) for b in args.bias.split(",")] if "," in args.bias else float(args.bias)
+    common = {
+        "stride": stride or 1,
+        "padding": _padding(args.padding),
+        "dilation": _ints(args.dilation, "--dilation"),
+        "padding_mode": args.padding_mode,
+        "flip": args.flip,
+    }
+    if args.groups != 1:
+        return _grouped_conv(args, common)
+    return explain_conv(_text(args.input), _text(args.kernel), bias=bias, **common)
+
+
+def _explain_stack(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.arith import explain as ex
+
+    if args.what == "rf" and args.compare:
+        return ex.compare_rf(_text(args.compare[0]), _text(args.compare[1]), channels=args.channels)
+    if not args.spec:
+        raise ValueError(
+            f"explain {args.what} needs a layer spec, e.g. cnnlab explain {args.what} "
+            '"conv f=5 c=8; pool f=2 s=2; fc 10" --input 32,32,3 (see --help for the layer language).'
+        )
+    if not args.input:
+        raise ValueError(
+            f"explain {args.what} needs --input, the input shape as H,W,C (e.g. --input 32,32,3), or C,H,W "
+            "with --chw."
+        )
+    spec, layout = _text(args.spec), "chw" if args.chw else "hwc"
+    if args.what == "shape":
+        return ex.explain_shape(spec, args.input, layout=layout)
+    if args.what == "rf":
+        return ex.explain_rf(spec, args.input, layout=layout)
+    claimed = None
+    if args.claimed_total is not None:
+        digits = args.claimed_total.replace(",", "").replace("_", "")
+        if not digits.isdigit():
+            raise ValueError(f"--claimed-total must be a whole number; received {args.claimed_total!r}.")
+        claimed = int(digits)
+    return ex.explain_params(spec, args.input, layout=layout, claimed_total=claimed)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.what in ("conv", "pool", "transposed"):
+        result = _explain_matrix(args)
+    else:
+        result = _explain_stack(args)
+    if args.format == "json":
+        json.dump({k: v for k, v in result.items() if k != "lines"}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(result["lines"]))
+    return 0

@@ -153,8 +153,8 @@ def test_lookup_order_data_dir_env_cache(isolated: Path, monkeypatch: pytest.Mon
     not (DEBIAN_DIR / FILES[0]).is_file(), reason="Debian package dataset-fashion-mnist absent"
 )
 def test_fashion_mnist_from_debian_location(isolated: Path) -> None:
-    train = load_dataset("fashion-mnist", "train", mirror=closed_port_url())
-    test = load_dataset("fashion-mnist", "test", mirror=closed_port_url())
+    train = load_dataset("fashion-mnist", "train", mirror=closed_port_url(), cache_tensors=False)
+    test = load_dataset("fashion-mnist", "test", mirror=closed_port_url(), cache_tensors=False)
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
     assert train.num_classes == 10 and train.classes[0] == "T-shirt/top" and train.classes[9] == "Ankle boot"
     # Fashion-MNIST is balanced: 6000 training and 1000 test images per class.
@@ -177,7 +177,8 @@ def test_download_from_loopback_mirror(isolated: Path, mirror: tuple[str, Path])
     ds = load_dataset("mnist", "train", mirror=url, checksums=sums, quiet=True)
     assert len(ds) == 20 and ds.labels.tolist() == [i % 10 for i in range(20)]
     cached = cache_dir("mnist")
-    assert sorted(p.name for p in cached.iterdir()) == sorted(FILES[:2])  # test split not fetched
+    downloaded = sorted(p.name for p in cached.iterdir() if p.is_file())
+    assert downloaded == sorted(FILES[:2])  # the test split was not fetched
     assert (cached / FILES[0]).read_bytes() == files[FILES[0]]
     # A second load reads the cache, even with the server gone.
     again = load_dataset("mnist", "train", mirror=closed_port_url())
@@ -252,5 +253,27 @@ def test_rich_progress_bar_on_a_terminal(
 
 def test_unknown_loader_option_lists_the_accepted_ones() -> None:
     with pytest.raises(ValueError, match=r"'fashion-mnist' does not take the option\(s\) size; it accepts "
-                       r"mirror, checksums, system_dirs, quiet"):
+                       r"mirror, checksums, system_dirs, quiet, cache_tensors"):
         load_dataset("fashion-mnist", size=32)
+
+
+def test_tensor_cache_is_used_refreshed_and_survives_corruption(isolated: Path) -> None:
+    folder = isolated / "data"
+    write_small_mnist(folder, n_train=10)
+    first = load_dataset("mnist", data_dir=folder, mirror=closed_port_url())
+    cached = list((cache_dir("mnist") / "parsed").glob("train-*.pt"))
+    assert len(cached) == 1
+    # The second load reads the cache: prove it by planting different (valid) tensors there.
+    torch.save({"images": first.images[:3].clone(), "labels": first.labels[:3].clone()}, cached[0])
+    assert len(load_dataset("mnist", data_dir=folder, mirror=closed_port_url())) == 3
+    # Replacing a source file changes the key, so the stale cache is not used (and is removed).
+    new = write_small_mnist(folder / "new", n_train=12)
+    for name in FILES[:2]:
+        (folder / name).write_bytes(new[name])
+    assert len(load_dataset("mnist", data_dir=folder, mirror=closed_port_url())) == 12
+    current = list((cache_dir("mnist") / "parsed").glob("train-*.pt"))
+    assert len(current) == 1 and current != cached
+    current[0].write_bytes(b"garbage")  # a damaged cache is ignored and rebuilt
+    assert len(load_dataset("mnist", data_dir=folder, mirror=closed_port_url())) == 12
+    uncached = load_dataset("mnist", data_dir=folder, mirror=closed_port_url(), cache_tensors=False)
+    assert uncached.labels.numel() == 12

@@ -129,6 +129,7 @@ def download(url: str, dest: Path, checksum: str | None = None, *, quiet: bool =
                 f"checksum is {checksum}. The download is corrupt or the mirror serves another file; "
                 "it was deleted. Try again, or set CNNLAB_MIRROR to another mirror."
             )
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; dataset files are ordinary readable files
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
     finally:

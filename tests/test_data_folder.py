@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data import load_dataset
-from cnnlab.data.folder import SkippedImagesWarning, scan_folder
+from cnnlab.data.folder import SkippedImagesWarning, scan_folder, write_folder
 from cnnlab.errors import DataError
 
 
@@ -103,3 +103,15 @@ def test_missing_or_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "flat" / "a.png").write_bytes(b"")
     with pytest.raises(DataError, match=r"has no class sub-folders"):
         scan_folder(tmp_path / "flat")
+
+
+def test_write_folder_round_trip(tmp_path: Path) -> None:
+    shapes = load_dataset("shapes", "test", n=24, size=16, channels=3)
+    root = write_folder(shapes, tmp_path / "png", per_class=5)
+    back = load_dataset(f"folder:{root}", test_fraction=0.0)
+    assert back.classes == ["0-background", "1-circle", "2-square", "3-triangle"]
+    counts = shapes.class_counts().clamp(max=5)
+    assert back.class_counts().tolist() == counts.tolist() and back.in_chans == 3
+    for label in range(4):  # PNG is lossless: the same pixels, in the same order
+        original = shapes.images[shapes.labels == label][:5]
+        assert torch.equal(back.images[back.labels == label], original)

@@ -180,3 +180,29 @@ def _to_array(images: list[object], size: int | tuple[int, int] | None, grayscal
         arr = np.asarray(im, dtype=np.uint8)
         arrays.append(arr[None] if gray else arr.transpose(2, 0, 1))  # (H, W[, 3]) -> (C, H, W)
     return np.stack(arrays)
+
+
+def write_folder(ds: ImageDataset, root: str | Path, *, per_class: int | None = None) -> Path:
+    """Save ``ds`` as PNG files in ``root/<class>/<index>.png`` (lossless), the layout ``folder:`` reads.
+
+    ``per_class`` keeps only the first images of each class. Class names are made safe as folder
+    names (``/`` becomes ``-``) and prefixed with their id so the alphabetical order keeps the ids.
+
+    >>> write_folder(load_dataset("mnist", "test"), "/tmp/mnist-png", per_class=20)  # doctest: +SKIP
+    PosixPath('/tmp/mnist-png')
+    """
+    from PIL import Image
+
+    out = Path(root).expanduser()
+    width = len(str(ds.num_classes - 1))
+    for label, name in enumerate(ds.classes):
+        members = torch.nonzero(ds.labels == label).flatten()
+        if per_class is not None:
+            members = members[:per_class]
+        folder = out / f"{label:0{width}d}-{name.replace('/', '-')}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in members.tolist():
+            pixels = ds.images[i].permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
+            image = Image.fromarray(pixels[:, :, 0] if ds.in_chans == 1 else pixels)
+            image.save(folder / f"{i:06d}.png")
+    return out

@@ -277,3 +277,17 @@ def test_tensor_cache_is_used_refreshed_and_survives_corruption(isolated: Path) 
     assert len(load_dataset("mnist", data_dir=folder, mirror=closed_port_url())) == 12
     uncached = load_dataset("mnist", data_dir=folder, mirror=closed_port_url(), cache_tensors=False)
     assert uncached.labels.numel() == 12
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (bytes([0, 0, 8, 1]) + b"\xff\xff\xff\xff", r"declares a negative size in its header: shape \(-1,\)"),
+        (bytes([0, 0, 8, 2]) + b"\x7f\xff\xff\xff" * 2, r"has 12 bytes, but its header .* requires 46116860"),
+        (bytes([0, 0, 8, 3, 0, 0]), r"truncated inside its header \(6 bytes\)"),
+        (b"", r"wrong magic number.*received an empty file"),
+    ],
+)
+def test_bad_headers(raw: bytes, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        parse_idx(raw, "x.idx")

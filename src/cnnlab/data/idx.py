@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import tempfile
 import zlib
@@ -126,7 +127,9 @@ def parse_idx(raw: bytes, source: str = "<bytes>") -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"IDX file {source} is truncated inside its header ({len(raw)} bytes).")
     shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if any(s < 0 for s in shape):
+        raise DataError(f"IDX file {source} declares a negative size in its header: shape {shape}.")
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow on bad headers
     if len(raw) != expected:
         raise DataError(
             f"IDX file {source} has {len(raw)} bytes, but its header (shape {shape}, "

@@ -162,3 +162,17 @@ def test_errors_name_the_argument() -> None:
         A.hflip(torch.zeros(1, 1, 2, 2), p=1.5)
     with pytest.raises(ValueError, match="per-sample rotations need square images"):
         A.rot90(torch.zeros(2, 1, 3, 4), torch.tensor([0, 1]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batches_get_the_same_augmentation_as_cpu() -> None:
+    # Random parameters are drawn on the CPU generator, so the device does not change the result.
+    x = torch.randint(0, 256, (16, 3, 12, 12), dtype=torch.uint8)
+
+    def pipeline(batch: torch.Tensor) -> torch.Tensor:
+        g = gen(11)
+        y = A.random_crop(A.hflip(batch, generator=g), 2, generator=g)
+        y = A.random_rot90(A.cutout(y, 3, generator=g), generator=g)
+        return A.random_rotate(y.float(), 30.0, generator=g)
+
+    assert_close(pipeline(x.cuda()).cpu(), pipeline(x), atol=1e-3)

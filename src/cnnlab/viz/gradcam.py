@@ -1,0 +1,118 @@
+"""Grad-CAM (Selvaraju et al. 2017) and gradient saliency (Simonyan et al. 2014) for any model.
+
+Grad-CAM weighs the activation maps ``A`` (C, h, w) of a spatial layer by the mean gradient of the
+class score over each map, ``cam = relu(sum_c mean(dS/dA_c) * A_c)``, and upsamples it to the input.
+The layer defaults to the last leaf module whose output is still spatial (more than one position).
+Saliency is ``max_c |dS/dx|``. Hooks are removed and in-place flags restored afterwards.
+
+>>> import torch.nn as nn
+>>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+...                     nn.Linear(4, 2))
+>>> grad_cam(net, torch.rand(1, 1, 8, 8)).cam.shape
+torch.Size([8, 8])
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cnnlab.viz.hooks import is_passive, leaf_modules, no_inplace, record_leaves, released_hooks
+
+__all__ = ["GradCam", "grad_cam", "last_spatial_layer"]
+
+
+@dataclass
+class GradCam:
+    """Result of :func:`grad_cam` for one image: maps are ``(H, W)`` in 0..1 at input resolution."""
+
+    cam: torch.Tensor
+    saliency: torch.Tensor
+    raw_cam: torch.Tensor  # (h, w) at the layer's resolution, before normalisation
+    layer: str
+    target: int
+    probs: torch.Tensor  # (num_classes,)
+
+
+def last_spatial_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """Name of the last leaf module whose output is ``(N, C, h, w)`` with ``h * w > 1``."""
+    calls, _ = record_leaves(model, x)
+    spatial = [c for c in calls if c.output.ndim == 4 and c.output.shape[2] * c.output.shape[3] > 1]
+    spatial = [c for c in spatial if not is_passive(c.module)] or spatial
+    if not spatial:
+        raise ValueError(
+            f"Grad-CAM needs a layer with a spatial output (N, C, h, w); {type(model).__name__} has no "
+            f"leaf module with one for an input of shape {tuple(x.shape)}."
+        )
+    return spatial[-1].name
+
+
+def _module(model: nn.Module, name: str) -> nn.Module:
+    modules = dict(model.named_modules())
+    if name not in modules or not name:
+        names = [n for n, _ in leaf_modules(model)]
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.3)
+        raise ValueError(
+            f"--layer must name a module of the model; received {name!r}."
+            + (f" Did you mean {', '.join(close)}?" if close else f" Modules: {', '.join(names[:20])}.")
+        )
+    module: nn.Module = modules[name]
+    return module
+
+
+def _normalise(m: torch.Tensor) -> torch.Tensor:
+    lo, hi = m.min(), m.max()
+    return (m - lo) / (hi - lo) if hi > lo else torch.zeros_like(m)
+
+
+def grad_cam(
+    model: nn.Module, x: torch.Tensor, *, target: int | None = None, layer: str | None = None
+) -> GradCam:
+    """Grad-CAM and saliency of class ``target`` (default: the predicted class) for one image.
+
+    ``x`` is the preprocessed input ``(1, C, H, W)`` or ``(C, H, W)``; ``layer`` a module name (default
+    :func:`last_spatial_layer`).
+    """
+    x = (x.unsqueeze(0) if x.ndim == 3 else x)[:1].detach().float()
+    name = layer if layer is not None else last_spatial_layer(model, x)
+    module = _module(model, name)
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(_m: nn.Module, _args: Any, out: Any) -> None:
+        captured["a"] = out
+
+    was_training = model.training
+    model.eval()
+    try:
+        with no_inplace(model), released_hooks() as handles, torch.enable_grad():
+            handles.append(module.register_forward_hook(keep))
+            xg = x.clone().requires_grad_(True)
+            logits = model(xg)
+            if "a" not in captured or not isinstance(captured["a"], torch.Tensor) or captured["a"].ndim != 4:
+                raise ValueError(
+                    f"layer {name!r} did not produce a (N, C, h, w) tensor; choose a conv layer."
+                )
+            if logits.ndim != 2:
+                raise ValueError(
+                    f"Grad-CAM needs class scores (N, classes); the model returned {tuple(logits.shape)}."
+                )
+            cls = int(logits[0].argmax()) if target is None else int(target)
+            if not 0 <= cls < logits.shape[1]:
+                raise ValueError(
+                    f"target must be a class index in 0..{logits.shape[1] - 1}; received {target}."
+                )
+            act = captured["a"]
+            g_act, g_x = torch.autograd.grad(logits[0, cls], [act, xg])
+    finally:
+        model.train(was_training)
+    weights = g_act[0].mean(dim=(1, 2))  # (C, h, w) -> (C,)
+    raw = F.relu((weights[:, None, None] * act[0].detach()).sum(0))  # (h, w)
+    up = F.interpolate(raw[None, None], size=x.shape[2:], mode="bilinear", align_corners=False)[0, 0]
+    saliency = g_x[0].abs().amax(0)  # (C, H, W) -> (H, W)
+    probs = logits[0].detach().softmax(0)
+    return GradCam(_normalise(up), _normalise(saliency), raw.detach(), name, cls, probs)

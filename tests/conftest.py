@@ -18,7 +18,7 @@ settings.register_profile(
 settings.load_profile("cnnlab")
 
 
-def pytest_configure(config):  # noqa: D103 - pytest hook
+def pytest_configure(config):  # pytest hook: one thread per test worker
     try:
         import torch
 

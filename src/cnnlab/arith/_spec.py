@@ -134,11 +134,8 @@ def parse_input(text: str, layout: str = "hwc") -> tuple[tuple[int, ...], int]:
     >>> parse_input("3,224,224", "chw")
     ((224, 224), 3)
     """
-    parts = [p for p in re.split(r"[,x×\s]+", text.strip()) if p]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
+    well_formed = re.fullmatch(r"\d+(\s*[,x×]\s*\d+|\s+\d+)*", text.strip()) is not None
+    values = [int(p) for p in re.split(r"[,x×\s]+", text.strip())] if well_formed else []
     if not 2 <= len(values) <= 4 or min(values) < 1 or layout not in ("hwc", "chw"):
         raise ValueError(
             f"input must be 2 to 4 positive whole numbers such as '32,32,3' (H,W,C; with layout chw: C,H,W); "

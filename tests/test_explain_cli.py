@@ -1,0 +1,208 @@
+"""`cnnlab explain ...` in-process: acceptance outputs, agreement with torch, and error wording."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnlab.cli.main import main
+
+SEED003_INPUT = "1 2 3 4 5; 6 7 8 2 3; 2 5 9 9 5; 4 8 8 2 1"
+SEED003_KERNEL = "1 1 1; 2 1 2; 3 2 1"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["explain", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    code, out, err = _run(capsys, *argv, "--format", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def _torch(x: str, w: str, **kw: object) -> list:
+    xt = torch.tensor(np.array([[float(v) for v in r.split()] for r in x.split(";")]))[None, None]
+    wt = torch.tensor(np.array([[float(v) for v in r.split()] for r in w.split(";")]))[None, None]
+    return F.conv2d(xt, wt, **kw)[0, 0].tolist()
+
+
+def test_acceptance_conv_json_first_value_66(capsys: pytest.CaptureFixture[str]) -> None:
+    d = _json(capsys, "conv", "--input", SEED003_INPUT, "--kernel", SEED003_KERNEL)
+    assert d["output"] == [[66, 77, 86], [84, 96, 79]] == _torch(SEED003_INPUT, SEED003_KERNEL)
+    assert d["steps"][0]["sum"] == 66
+    assert "lines" not in d
+
+
+def test_conv_text_shows_windows_products_and_sum(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "conv", "--input", SEED003_INPUT, "--kernel", SEED003_KERNEL)
+    assert code == 0
+    assert "sum = 1 + 2 + 3 + 12 + 7 + 16 + 6 + 10 + 9 = 66" in out
+    assert "floor((4 + 2*0 - 1*(3-1) - 1) / 1) + 1 = 2" in out
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"stride": 2, "padding": 1},
+        {"dilation": 2, "padding": 2},
+        {"stride": (1, 2), "padding": (0, 1)},
+    ],
+)
+def test_conv_options_match_torch(capsys: pytest.CaptureFixture[str], opts: dict) -> None:
+    argv = ["conv", "--input", SEED003_INPUT, "--kernel", SEED003_KERNEL]
+    for key, value in opts.items():
+        argv += [f"--{key}", ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    assert _json(capsys, *argv)["output"] == _torch(SEED003_INPUT, SEED003_KERNEL, **opts)
+
+
+def test_flip_is_textbook_convolution(capsys: pytest.CaptureFixture[str]) -> None:
+    flipped = "1 2 3; 2 1 2; 1 1 1"  # the seed kernel rotated by 180 degrees
+    d = _json(capsys, "conv", "--input", SEED003_INPUT, "--kernel", SEED003_KERNEL, "--flip")
+    assert d["output"] == _torch(SEED003_INPUT, flipped)
+    assert d["output"] != _torch(SEED003_INPUT, SEED003_KERNEL)
+
+
+def test_seed_5x5_kernel_example(capsys: pytest.CaptureFixture[str]) -> None:
+    image = "1 1 1 0 0; 0 1 1 1 0; 0 0 1 1 1; 0 0 1 1 0; 0 1 1 0 0"
+    kernel = "1 0 1; 0 1 0; 1 0 1"
+    assert _json(capsys, "conv", "--input", image, "--kernel", kernel)["output"] == [
+        [4, 3, 4],
+        [2, 4, 3],
+        [2, 3, 4],
+    ]
+
+
+def test_grouped_conv_matches_torch(capsys: pytest.CaptureFixture[str]) -> None:
+    x = "1 2; 3 4 | 0 1; 1 0 | 2 2; 1 1 | 5 0; 0 5"
+    w = "1 | 2 || -1 | 1"  # 2 filters of 2 channels each -> groups=2 over 4 channels
+    d = _json(capsys, "conv", "--input", x, "--kernel", w, "--groups", "2")
+    xt = torch.tensor([[[1.0, 2], [3, 4]], [[0, 1], [1, 0]], [[2, 2], [1, 1]], [[5, 0], [0, 5]]])[None]
+    wt = torch.tensor([[1.0, 2], [-1, 1]]).view(2, 2, 1, 1)
+    assert d["output"] == F.conv2d(xt, wt, groups=2)[0].tolist()
+
+
+def test_pool_seed_example(capsys: pytest.CaptureFixture[str]) -> None:
+    x = "3 3 2 1 0; 0 0 1 3 1; 3 1 2 2 3; 2 0 0 2 2; 2 0 0 0 1"
+    d = _json(capsys, "pool", "--input", x, "--kernel", "3", "--stride", "1")
+    assert d["output"] == [[3, 3, 3], [3, 3, 3], [3, 2, 3]]
+    avg = _json(capsys, "pool", "--input", x, "--kernel", "2", "--mode", "avg", "--ceil-mode")
+    xt = torch.tensor([[float(v) for v in r.split()] for r in x.split(";")])[None, None]
+    assert avg["output"] == F.avg_pool2d(xt, 2, ceil_mode=True)[0, 0].tolist()
+
+
+def test_transposed_matches_torch(capsys: pytest.CaptureFixture[str]) -> None:
+    d = _json(
+        capsys,
+        "transposed",
+        "--input",
+        "1 2; 3 4",
+        "--kernel",
+        "1 2 1; 0 1 0; 2 0 1",
+        "--stride",
+        "2",
+        "--padding",
+        "1",
+        "--output-padding",
+        "1",
+    )
+    xt = torch.tensor([[1.0, 2], [3, 4]])[None, None]
+    wt = torch.tensor([[1.0, 2, 1], [0, 1, 0], [2, 0, 1]])[None, None]
+    assert d["output"] == F.conv_transpose2d(xt, wt, stride=2, padding=1, output_padding=1)[0, 0].tolist()
+
+
+def test_params_seed001_as_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = (
+        "CONV1: conv f=5 c=8 params=608; POOL1: pool f=2 s=2; CONV2: conv f=5 c=16 params=3216; "
+        "POOL2: pool f=2 s=2; FC3: fc 120 params=48120; FC4: fc 10 params=850"
+    )
+    code, out, _ = _run(capsys, "params", spec, "--input", "32,32,3", "--claimed-total", "52,794")
+    assert code == 0
+    for name in ("CONV1", "POOL1", "CONV2", "POOL2", "FC3", "FC4"):
+        assert f"\n{name} " in out
+    assert "total parameters: 53,154" in out
+    assert "WRONG: the claimed total 52,794 is wrong" in out
+    assert "The table leaves out a layer of 84 units before FC4" in out
+    with_84 = spec.replace("FC4:", "F6: fc 84; FC4:")
+    d = _json(capsys, "params", with_84, "--input", "32,32,3", "--claimed-total", "52794")
+    assert d["output"] == 62958 and d["claimed_total"] == 52794 and d["problems"]
+
+
+def test_shape_and_rf_and_compare(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    spec_file = tmp_path / "net.txt"
+    spec_file.write_text("conv f=11 s=4 c=96\npool f=3 s=2\n")
+    d = _json(capsys, "shape", f"@{spec_file}", "--input", "3,227,227", "--chw")
+    assert d["output"] == [96, 27, 27]
+    rf = _json(capsys, "rf", "conv f=3 d=1; conv f=3 d=2; conv f=3 d=3", "--input", "100,1")
+    assert rf["output"]["size"] == [13]
+    code, out, _ = _run(capsys, "rf", "--compare", "conv f=3; relu; conv f=3", "conv f=5", "--channels", "16")
+    assert code == 0 and "9C^2 + 9C^2 = 18C^2" in out and "25C^2" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (
+            ["conv", "--input", "1 2 3; 4 5", "--kernel", "1"],
+            r"error: matrix text is not rectangular: row 2 has 2",
+        ),
+        (
+            ["conv", "--input", SEED003_INPUT, "--kernel", SEED003_KERNEL, "--stride", "-1"],
+            r"error: stride must be >= 1 along each axis; received stride=-1",
+        ),
+        (
+            ["conv", "--input", "1 2; 3 4", "--kernel", SEED003_KERNEL],
+            r"error: conv output would be 0 along H: input 2, kernel 3, padding 0, stride 1 need input \+",
+        ),
+        (
+            ["conv", "--input", "1 2; 3 4 | 1 1; 1 1 | 0 0; 0 0", "--kernel", "1 | 1", "--groups", "2"],
+            r"error: in_channels must be divisible by groups .* received in_channels=3, groups=2",
+        ),
+        (
+            ["conv", "--input", "1 2; 3 4", "--kernel", "1", "--padding", "two"],
+            r"error: --padding must be an int or H,W or top,bottom,left,right; received --padding 'two'",
+        ),
+        (
+            ["pool", "--input", "1 2; 3 4", "--kernel", "2", "--padding", "2"],
+            r"error: pooling padding must be",
+        ),
+        (
+            ["transposed", "--input", "1 2; 3 4", "--kernel", "1 1; 1 1", "--output-padding", "1"],
+            r"error: output_padding must be >= 0 and smaller than either stride or dilation",
+        ),
+        (
+            ["params", "conv f=3 c=6 g=4", "--input", "8,8,4"],
+            r"error: out_channels must be divisible by groups .* received out_channels=6, groups=4",
+        ),
+        (["shape", "conv f=3"], r"error: explain shape needs --input"),
+        (["params", "--input", "8,8,1"], r"error: explain params needs a layer spec"),
+        (["conv", "--input", "@/nonexistent/m.txt", "--kernel", "1"], r"No such file"),
+    ],
+)
+def test_bad_input_is_one_paragraph_and_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], pattern: str
+) -> None:
+    code, out, err = _run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert "\n\n" not in err.strip()  # one paragraph
+    assert __import__("re").search(pattern, " ".join(err.split())), err
+
+
+def test_explain_parser_imports_neither_torch_nor_numpy() -> None:
+    # `cnnlab --help` builds every command's parser; this one must stay light
+    code = (
+        "import argparse, sys, cnnlab.cli.cmd_explain as c\n"
+        "p = argparse.ArgumentParser(); c.add_arguments(p); p.format_help()\n"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'numpy')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

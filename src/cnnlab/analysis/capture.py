@@ -70,6 +70,16 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return is_leaf(m)
 
+    def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
+        # a container built inside forward (``self.classifier[:-1](x)``) is not installed under a
+        # name; trace through it: its children are installed and become nodes as usual
+        if not is_leaf(m):
+            try:
+                self.path_of_module(m)
+            except NameError:
+                return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
 
 def meta_copy(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` whose parameters, buffers and tensor attributes live on the meta device.
@@ -146,6 +156,31 @@ def standin_module(
     return None
 
 
+def torch_reason(err: BaseException) -> str:
+    """PyTorch's message on one line, without the fx interpreter's "While executing ..." appendix."""
+    return " ".join(str(err).split("\n\nWhile executing")[0].split())
+
+
+def precheck(m: nn.Module, shapes: list[tuple[int, ...]]) -> str | None:
+    """PyTorch-style reason for the common mismatches (the meta kernels' own messages are terse)."""
+    if not shapes:
+        return None
+    x = shapes[0]
+    if isinstance(m, nn.modules.conv._ConvNd) and len(x) >= 2 and x[1] != m.in_channels:
+        weight = list(m.weight.shape)
+        return (
+            f"Given groups={m.groups}, weight of size {weight}, expected input{list(x)} to have "
+            f"{m.in_channels} channels, but got {x[1]} channels instead."
+        )
+    if isinstance(m, nn.Linear) and x[-1] != m.in_features:
+        return (
+            f"expected the last axis to have in_features={m.in_features}, but the input has {x[-1]} "
+            f"(mat1 and mat2 shapes cannot be multiplied ({'x'.join(map(str, x))} and "
+            f"{m.in_features}x{m.out_features}))."
+        )
+    return None
+
+
 def tensors_in(value: Any) -> list[torch.Tensor]:
     """Every tensor inside a (nested) argument structure."""
     return [v for v in tree_flatten(value)[0] if isinstance(v, torch.Tensor)]
@@ -215,7 +250,9 @@ class _Recorder(fx.Interpreter):
             if n.op == "call_module"
             else K.op_name(n.target)
         )
-        reason = " ".join(str(err).split())
+        reason = torch_reason(err)
+        if n.op == "call_module":
+            reason = precheck(self.module.get_submodule(str(n.target)), shapes) or reason
         return AnalysisError(
             f"layer {where!r} ({kind}) fails on input shape(s) {shapes_text(shapes)}: {reason} "
             "Check the --input size (C,H,W) or the layer's channels, kernel and stride."
@@ -336,14 +373,24 @@ def capture_fx(model: nn.Module, input_shape: tuple[int, ...], gm: fx.GraphModul
 
 def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Graph:
     """Capture ``model`` at ``input_shape`` (C, *spatial): fx first, forward hooks if tracing fails."""
-    from cnnlab.analysis.hooks import capture_hooks
+    from cnnlab.analysis.hooks import capture_hooks, data_dependent
 
     twin = meta_copy(model)
     try:
         gm = trace(twin)
     except Exception as err:  # tracing failures come in many types (TraceError, TypeError, ...)
-        graph = capture_hooks(twin, input_shape)
-        graph.model = twin
+        try:
+            graph = capture_hooks(twin, input_shape)
+            graph.model = twin
+        except AnalysisError as meta_err:
+            if not data_dependent(meta_err):
+                raise
+            graph = capture_hooks(model, input_shape, real=True)
+            graph.model = model
+            graph.notes.append(
+                "forward() branches on tensor values, so the model ran once on a random CPU input "
+                "(training memory is not measured on this path)"
+            )
         reason = " ".join(str(err).split())[:200]
         graph.notes.append(
             f"torch.fx could not trace the model ({type(err).__name__}: {reason}); "

@@ -21,9 +21,11 @@ from cnnlab.analysis.capture import (
     attach_saved,
     is_leaf,
     meta_input,
+    precheck,
     saved_hooks,
     shapes_text,
     tensors_in,
+    torch_reason,
 )
 from cnnlab.errors import AnalysisError
 
@@ -105,9 +107,19 @@ def _post(state: _HookState, name: str) -> Any:
     return hook
 
 
-def capture_hooks(model: nn.Module, input_shape: tuple[int, ...]) -> Graph:
-    """Run ``model`` (a meta copy) once with hooks on its leaf modules and record every call."""
-    x = meta_input(input_shape)
+def capture_hooks(model: nn.Module, input_shape: tuple[int, ...], *, real: bool = False) -> Graph:
+    """Run ``model`` (a meta copy) once with hooks on its leaf modules and record every call.
+
+    ``real=True`` runs the model itself on a random CPU input without autograd, for models whose
+    forward branches on tensor values (meta tensors have none): tensors saved for backward are then
+    not measured.
+    """
+    if real:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        x = torch.randn((1, *input_shape), device=device)
+    else:
+        x = meta_input(input_shape)
     counter = FlopCounterMode(display=False)
     state = _HookState(x, len(input_shape) - 1, counter)
     handles = []
@@ -115,8 +127,12 @@ def capture_hooks(model: nn.Module, input_shape: tuple[int, ...]) -> Graph:
         handles.append(m.register_forward_pre_hook(_pre(state, name)))
         handles.append(m.register_forward_hook(_post(state, name)))
     try:
-        with counter, saved_hooks(state), torch.device("meta"):
-            model(x)
+        if real:
+            with counter, torch.no_grad():
+                model(x)
+        else:
+            with counter, saved_hooks(state), torch.device("meta"):
+                model(x)
     except AnalysisError:
         raise
     except Exception as err:
@@ -134,10 +150,18 @@ def capture_hooks(model: nn.Module, input_shape: tuple[int, ...]) -> Graph:
     return graph
 
 
+def data_dependent(err: BaseException) -> bool:
+    """True when a forward failed only because meta tensors carry no values."""
+    cause = err.__cause__ or err
+    text = str(cause)
+    return "meta tensor" in text or "data-dependent" in text or "Cannot copy out of meta" in text
+
+
 def _hook_error(state: _HookState, err: Exception) -> AnalysisError:
-    reason = " ".join(str(err).split())
+    reason = torch_reason(err)
     if state.open:
         name, module, shapes, _ = state.open[-1]
+        reason = precheck(module, shapes) or reason
         return AnalysisError(
             f"layer {name!r} ({type(module).__name__}) fails on input shape(s) {shapes_text(shapes)}: "
             f"{reason} Check the --input size (C,H,W) or the layer's channels, kernel and stride."

@@ -148,6 +148,11 @@ def _step(
     return _merge(states, shapes, node, nd)
 
 
+def _flattened(produced: tuple[int, ...], node: Node, nd: int) -> bool:
+    received = node.input_shapes[0] if node.input_shapes else produced
+    return len(produced) >= nd + 2 and len(received) < nd + 2
+
+
 def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
     """Receptive-field state of every node in ``graph`` (None where unknown) and alignment warnings."""
     nd = graph.ndim
@@ -164,6 +169,9 @@ def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
             states.append(None)
             continue
         shapes = [graph.nodes[j].output_shape for j in node.inputs]
+        if len(known) == 1 and known[0].spatial and _flattened(shapes[0], node, nd):
+            # the hooks path cannot see a flatten between modules: collapse here
+            known = [_collapse(known[0], shapes[0][-nd:])]
         state, warning = _step(node, known, shapes, nd)
         states.append(state)
         if warning is not None:

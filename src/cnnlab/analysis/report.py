@@ -157,8 +157,11 @@ class ModelReport:
         """The receptive field of the last node that still has spatial axes (before global pooling)."""
         ndim = len(self.input_shape) - 1
         for row in reversed(self.layers):
-            if row.rf is not None and len(row.output_shape) == ndim + 2 and row.kind != "collapse":
-                return row.rf
+            if row.rf is None or len(row.output_shape) != ndim + 2 or row.kind == "collapse":
+                continue
+            if row.kind == "adaptive_pool" and all(v == 1 for v in row.output_shape[2:]):
+                continue  # global pooling: the head's view, not a feature map
+            return row.rf
         return None
 
     def to_dict(self) -> dict[str, Any]:

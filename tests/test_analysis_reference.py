@@ -1,0 +1,104 @@
+"""Pinned reference numbers: DESIGN.md's table, the seeds' worked examples and textbook receptive fields."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cnnlab.analysis import analyze
+from cnnlab.models import create_model
+
+
+def _meta_model(name: str, **kwargs: object) -> nn.Module:
+    # full-size zoo models built on the meta device: exact shapes and counts, no weight memory
+    with torch.device("meta"):
+        return create_model(name, **kwargs)
+
+
+def test_vgg16_at_224() -> None:
+    report = analyze(_meta_model("vgg16"), (3, 224, 224))
+    assert report.totals.params == 138_357_544
+    assert round(report.totals.macs / 1e9, 2) == 15.47
+    conv5_3, pool5 = report.layer("features.28"), report.layer("features.30")
+    assert conv5_3.rf is not None and pool5.rf is not None
+    assert (conv5_3.rf.size, conv5_3.rf.jump) == ((196, 196), (16.0, 16.0))
+    assert (pool5.rf.size, pool5.rf.jump) == ((212, 212), (32.0, 32.0))
+
+
+def test_resnet50_at_224() -> None:
+    report = analyze(_meta_model("resnet50"), (3, 224, 224))
+    assert report.totals.params == 25_557_032
+    assert round(report.totals.macs / 1e9, 2) == 4.09
+    last = report.final_spatial_rf
+    assert last is not None and last.size == (427, 427) and last.jump == (32.0, 32.0)
+    # the shortcut path of 1x1 convs is the smallest receptive field into the last stage
+    assert report.layer("layer4.2.add").rf_min == (11, 11)
+
+
+# seed 000_826d3f3e8e67bb60.txt: "# name n j RF" for VGG-16 on a 32x32 input
+SEED_VGG16_32 = [
+    ("input", 32, 1, 1), ("conv1_1", 32, 1, 3), ("conv1_2", 32, 1, 5), ("maxpool", 16, 2, 6),
+    ("conv2_1", 16, 2, 10), ("conv2_2", 16, 2, 14), ("maxpool", 8, 4, 16), ("conv3_1", 8, 4, 24),
+    ("conv3_2", 8, 4, 32), ("conv3_3", 8, 4, 40), ("maxpool", 4, 8, 44), ("conv4_1", 4, 8, 60),
+    ("conv4_2", 4, 8, 76), ("conv4_3", 4, 8, 92), ("maxpool", 2, 16, 100), ("conv5_1", 2, 16, 132),
+    ("conv5_2", 2, 16, 164), ("conv5_3", 2, 16, 196), ("maxpool", 1, 32, 212), ("adaptivepool", 1, 32, 212),
+    ("linear", 1, 32, 212),
+]  # fmt: skip
+
+
+def test_seed_vgg16_table_on_32x32() -> None:
+    report = analyze(_meta_model("vgg16_cifar"), (3, 32, 32))
+    kinds = ("input", "conv", "pool", "adaptive_pool", "linear")
+    rows = [r for r in report.layers if r.kind in kinds]
+    assert len(rows) == len(SEED_VGG16_32) == 21
+    for row, (label, n, j, rf) in zip(rows, SEED_VGG16_32):
+        assert row.rf is not None
+        spatial = row.output_shape[2:] or (1, 1)  # the linear layer's features: a 1x1 grid
+        assert (spatial[0], row.rf.jump[0], row.rf.size[0]) == (n, j, rf), label
+
+
+def test_lenet5_conv1_macs_and_connections() -> None:
+    report = analyze(create_model("lenet5"), (1, 32, 32))
+    conv1 = report.layers[1]
+    assert conv1.type == "Conv2d"
+    assert conv1.macs == 117_600  # 6 maps x 28x28 positions x 5x5 taps
+    assert conv1.connections == 122_304  # the 1998 paper counts the bias as a connection too
+    assert report.totals.params == 61_706
+
+
+def test_dilated_1d_stack_has_rf_13() -> None:
+    net = nn.Sequential(*(nn.Conv1d(1, 1, 3, dilation=d) for d in (1, 2, 3)))
+    report = analyze(net, (1, 64))
+    assert report.layer("2").rf is not None and report.layer("2").rf.size == (13,)
+    assert report.layer("2").output_shape == (1, 1, 64 - 12)
+
+
+def test_factorised_7x7() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, (1, 7)), nn.Conv2d(8, 8, (7, 1)))
+    report = analyze(net, (3, 20, 20))
+    assert report.layer("0").rf.size == (1, 7)  # type: ignore[union-attr]
+    assert report.layer("1").rf.size == (7, 7)  # type: ignore[union-attr]
+
+
+def test_seed_conv_layer_params() -> None:
+    # seed 001: a 3x3 conv from 3 to 10 channels has (3*3*3*10)+10 = 280 parameters;
+    # seed 000: 64 filters of 5x5 over 3 channels have 3*5*5*64+64 = 4,864
+    assert analyze(nn.Conv2d(3, 10, 3), (3, 32, 32)).totals.params == 280
+    assert analyze(nn.Conv2d(3, 64, 5), (3, 224, 224)).layers[-1].output_shape == (1, 64, 220, 220)
+    assert analyze(nn.Conv2d(3, 6, 5), (3, 32, 32)).totals.params == 456
+
+
+def test_alexnet_layer_shapes_seed_004() -> None:
+    report = analyze(_meta_model("alexnet_original"), (3, 227, 227))
+    convs = [r.output_shape[1:] for r in report.layers if r.kind == "conv"]
+    assert convs[0] == (96, 55, 55)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_upsample_keeps_size_and_divides_jump(scale: int) -> None:
+    net = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2, padding=1), nn.Upsample(scale_factor=scale))
+    report = analyze(net, (1, 16, 16))
+    up = report.layer("1")
+    assert up.rf is not None and up.rf.size == (3, 3)  # nearest: one source unit
+    assert up.rf.jump == (2 / scale, 2 / scale)

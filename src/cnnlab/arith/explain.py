@@ -13,6 +13,7 @@ PyTorch's ``C,H,W``. Each ``explain_*`` function returns ``{"output": ..., "step
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +164,12 @@ def explain_params(
     }
 
 
+def _axes(values: Sequence[float]) -> str:
+    # "32" when every axis agrees, else "1x7"
+    texts = [f"{v:g}" for v in values]
+    return texts[0] if len(set(texts)) == 1 else "x".join(texts)
+
+
 def explain_rf(spec: str, input_shape: str, *, layout: str = "hwc") -> dict[str, Any]:
     """Receptive-field table (n, jump j, RF, start) with the recurrence filled in per layer.
 
@@ -170,15 +177,15 @@ def explain_rf(spec: str, input_shape: str, *, layout: str = "hwc") -> dict[str,
     [6, 6]
     """
     walk = _walk(spec, input_shape, layout)
-    n0 = walk.input_shape[1] if layout == "chw" else walk.input_shape[0]
-    rows = [["0", "input", str(n0), "1", "1", "0"]]
+    spatial0 = walk.input_shape[1:] if layout == "chw" else walk.input_shape[:-1]
+    ones = [1] * len(spatial0)
+    rows = [["0", "input", _axes(spatial0), _axes(ones), _axes(ones), _axes([0] * len(spatial0))]]
     for i, st in enumerate(walk.steps, start=1):
-        n = "-" if st.spatial is None else str(st.spatial[0])
-        j, size, start = st.rf.jump[0], st.rf.size[0], st.rf.start[0]
-        rows.append([str(i), st.name, n, f"{j:g}", str(size), f"{start:g}"])
-    names = ", ".join(axis_names(walk.steps[-1].rf.ndim))
+        n = "-" if st.spatial is None else _axes(st.spatial)
+        rows.append([str(i), st.name, n, _axes(st.rf.jump), _axes(st.rf.size), _axes(st.rf.start)])
+    names = "x".join(axis_names(walk.steps[-1].rf.ndim))
     lines = [
-        f"{_in_text(walk)}; columns for the first axis of {names}",
+        f"{_in_text(walk)}; one value when all axes agree, else {names}",
         "RF_out = RF_in + (k_eff-1)*j_in,  j_out = j_in*s,  start_out = start_in + ((k_eff-1)/2 - p)*j_in",
         *_table(["#", "name", "n", "j", "RF", "start"], rows),
     ]

@@ -186,8 +186,9 @@ def rf_upsample(
 ) -> RF:
     """Receptive field after upsampling by ``scale`` (``align_corners=False`` geometry).
 
-    Nearest copies one input unit (size unchanged); (bi)linear mixes two neighbours per axis (size +
-    one jump). Output unit 0 is centred at ``start_in + (0.5/scale - 0.5) * jump_in``.
+    Nearest copies one input unit (``floor(o / scale)``); (bi)linear mixes the two neighbours of
+    ``(o + 1/2)/scale - 1/2``. Output unit 0 is centred at ``start_in + (0.5/scale - 0.5) * jump_in``.
+    A non-integer scale is read as the nearest fraction with a denominator of at most 16 (1.5 = 3/2).
 
     >>> rf_upsample(rf_input(2), 2)
     RF(size=(1, 1), jump=(0.5, 0.5), start=(-0.25, -0.25))
@@ -203,7 +204,7 @@ def rf_upsample(
     supports, jump, start = [], [], []
     for sup, j, st, sc in zip(rf.supports(), rf.jump, rf.start, scales):
         # size: nearest copies one source unit, (bi)linear mixes two neighbours
-        supports.append(_support.upsample(sup, Fraction(sc).limit_denominator(1000), mode != "nearest"))
+        supports.append(_support.upsample(sup, Fraction(sc).limit_denominator(16), mode != "nearest"))
         jump.append(j / sc)  # jump_out = jump_in / scale
         start.append(st + (0.5 / sc - 0.5) * j)  # centre of output 0 = (0 + 0.5)/scale - 0.5
     return _make(supports, jump, start)

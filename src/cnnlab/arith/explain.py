@@ -132,7 +132,7 @@ def explain_params(
     """Parameters of every layer, the total, and a check of any claimed counts (``params=N`` per layer,
     ``claimed_total`` for the table's total) with a line saying where a table goes wrong.
 
-    >>> d = explain_params("conv f=5 c=8; fc 10 params=850", "32,32,3", claimed_total=1000)
+    >>> d = explain_params("conv f=5 c=8 params=608; fc 10 params=850", "32,32,3", claimed_total=1458)
     >>> d["output"], len(d["problems"])
     (63338, 2)
     """

@@ -150,10 +150,12 @@ def test_holes_and_rounding_that_the_continuous_formula_gets_wrong() -> None:
     assert rf.size == (9,)
 
 
-def test_hand_made_rf_with_fractional_jump_is_refused() -> None:
-    with pytest.raises(ValueError, match="fractional jump"):
-        rf_conv(RF(size=(3,), jump=(0.5,), start=(0.0,)), 3)
+def test_hand_made_rf_uses_the_continuous_recurrence() -> None:
+    # a hand-made RF (e.g. merged from branches) has no recorded support: continuous formula
+    assert rf_conv(RF(size=(3,), jump=(0.5,), start=(0.0,)), 3).size == (4,)
     assert rf_conv(RF(size=(3,), jump=(2.0,), start=(1.0,)), 3).size == (7,)
+    with pytest.raises(ValueError, match="jump > 0"):
+        rf_conv(RF(size=(3,), jump=(0.0,), start=(0.0,)), 3)
 
 
 def test_transposed_conv_rf_examples() -> None:

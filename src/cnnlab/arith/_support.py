@@ -50,12 +50,20 @@ def identity() -> AxisSupport:
     return AxisSupport(period=1, shift=1, spans=((0, 0),))
 
 
-def from_recurrence(size: int, jump: float, start: float) -> AxisSupport | None:
-    """Support of a hand-made RF with a whole-number jump; ``None`` when the jump is fractional."""
-    if jump != int(jump):
-        return None
-    lo = math.floor(start - (size - 1) / 2)
-    return AxisSupport(period=1, shift=int(jump), spans=((lo, lo + size - 1),))
+def from_recurrence(size: int, jump: float, start: float) -> AxisSupport:
+    """Support of a hand-made RF: unit ``u`` sees ``size`` pixels centred at ``start + u*jump``.
+
+    A fractional jump is read as the nearest fraction with a denominator of at most 64; the result
+    is then the continuous approximation, since a hand-made RF does not say which units see more.
+    """
+    frac = Fraction(jump).limit_denominator(64)
+    if frac <= 0 or size < 0:
+        raise ValueError(f"an RF needs jump > 0 and size >= 0; received size={size}, jump={jump}.")
+    spans: list[Span] = []
+    for r in range(frac.denominator):
+        lo = math.floor(start + r * frac - Fraction(size - 1, 2) + Fraction(1, 10**9))
+        spans.append((lo, lo + size - 1) if size > 0 else None)
+    return AxisSupport(period=frac.denominator, shift=frac.numerator, spans=tuple(spans))
 
 
 def _union(sup: AxisSupport, units: Iterable[int]) -> Span:

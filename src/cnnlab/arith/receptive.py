@@ -67,16 +67,10 @@ class RF:
         """The exact dependence pattern per axis (rebuilt from size/jump/start for a hand-made RF)."""
         if self.support is not None:
             return self.support
-        out = []
-        for axis, size, jump, start in zip(axis_names(self.ndim), self.size, self.jump, self.start):
-            sup = _support.from_recurrence(size, jump, start)
-            if sup is None:
-                raise ValueError(
-                    f"an RF with a fractional jump ({jump} along {axis}) must come from rf_conv_transpose "
-                    "or rf_upsample, which record how units map to input pixels; received a hand-made RF."
-                )
-            out.append(sup)
-        return tuple(out)
+        return tuple(
+            _support.from_recurrence(size, jump, start)
+            for size, jump, start in zip(self.size, self.jump, self.start)
+        )
 
     def center(self, index: int | Sequence[int]) -> tuple[float, ...]:
         """Centre of output unit ``index`` in input coordinates: ``start + index * jump``.

@@ -171,6 +171,10 @@ def test_shape_and_rf_and_compare(capsys: pytest.CaptureFixture[str], tmp_path) 
             r"error: --padding must be an int or H,W or top,bottom,left,right; received --padding 'two'",
         ),
         (
+            ["conv", "--input", "1 2; 3 4", "--kernel", "1", "--bias", "one"],
+            r"error: --bias must be one number",
+        ),
+        (
             ["pool", "--input", "1 2; 3 4", "--kernel", "2", "--padding", "2"],
             r"error: pooling padding must be",
         ),

@@ -127,6 +127,17 @@ def _ints(value: str, option: str, counts: tuple[int, ...] = (1, 2)) -> Any:
     return nums[0] if len(nums) == 1 else nums
 
 
+def _bias(value: str) -> float | list[float]:
+    try:
+        numbers = [float(b) for b in value.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--bias must be one number or one per filter separated by commas; received --bias {value!r}. "
+            "Write e.g. --bias 1 or --bias 1,-0.5."
+        ) from None
+    return numbers if len(numbers) > 1 else numbers[0]
+
+
 def _padding(value: str) -> Any:
     if value.strip().lower() in ("same", "valid"):
         return value.strip().lower()
@@ -196,7 +207,7 @@ def _explain_matrix(args: argparse.Namespace) -> dict[str, Any]:
             output_padding=_ints(args.output_padding, "--output-padding"),
             dilation=_ints(args.dilation, "--dilation"),
         )  # fmt: skip
-    bias = [float(b) for b in args.bias.split(",")] if "," in args.bias else float(args.bias)
+    bias = _bias(args.bias)
     common = {
         "stride": stride or 1,
         "padding": _padding(args.padding),

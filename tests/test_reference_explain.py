@@ -241,6 +241,15 @@ def test_parse_matrix_rejects_mismatched_channels_and_empty_text() -> None:
         parse_matrix("[[1, 2], [3]]")
 
 
+def test_explain_errors_name_the_matrix_argument() -> None:
+    with pytest.raises(ValueError, match=r"row 2 has 2 numbers but row 1 has 3.*Received input='1 2 3; 4 5'"):
+        explain_conv("1 2 3; 4 5", "1")
+    with pytest.raises(
+        ValueError, match=r"'y' in row 1, column 2 is not a finite number.*Received kernel='1 y'"
+    ):
+        explain_transposed("1 2; 3 4", "1 y")
+
+
 def test_explain_rejects_bad_settings_with_clear_errors() -> None:
     with pytest.raises(ValueError, match=r"conv output would be 0 along H: input 2, kernel 3"):
         explain_conv("1 2; 3 4", "1 1 1; 1 1 1; 1 1 1")

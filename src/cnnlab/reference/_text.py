@@ -25,7 +25,12 @@ def _short(text: str) -> str:
     return flat if len(flat) <= 80 else flat[:77] + "..."
 
 
-def _parse_rows(block: str, where: str, original: str) -> list[list[float]]:
+def _echo(text: str, name: str | None) -> str:
+    """The received text, quoted and shortened, named after the argument when known."""
+    return f"{name}={_short(text)!r}" if name else repr(_short(text))
+
+
+def _parse_rows(block: str, where: str, original: str, name: str | None) -> list[list[float]]:
     rows: list[list[float]] = []
     for line in _ROW_SPLIT.split(block):
         tokens = [t for t in _NUM_SPLIT.split(line.strip()) if t]
@@ -40,44 +45,45 @@ def _parse_rows(block: str, where: str, original: str) -> list[list[float]]:
             if not math.isfinite(value):
                 raise ValueError(
                     f"matrix text: {token!r} in row {len(rows) + 1}, column {col}{where} is not a finite "
-                    f"number. Received {_short(original)!r}. {_HOWTO}"
+                    f"number. Received {_echo(original, name)}. {_HOWTO}"
                 )
             values.append(value)
         if rows and len(values) != len(rows[0]):
             raise ValueError(
                 f"matrix text is not rectangular: row {len(rows) + 1}{where} has {len(values)} numbers but "
-                f"row 1 has {len(rows[0])}. Every row needs the same count. Received {_short(original)!r}. "
-                f"{_HOWTO}"
+                f"row 1 has {len(rows[0])}. Every row needs the same count. "
+                f"Received {_echo(original, name)}. {_HOWTO}"
             )
         rows.append(values)
     if not rows:
-        raise ValueError(f"matrix text{where} holds no numbers. Received {_short(original)!r}. {_HOWTO}")
+        raise ValueError(f"matrix text{where} holds no numbers. Received {_echo(original, name)}. {_HOWTO}")
     return rows
 
 
-def _parse_json(text: str) -> np.ndarray:
+def _parse_json(text: str, name: str | None) -> np.ndarray:
     try:
         arr = np.asarray(json.loads(text), dtype=np.float64)
     except (json.JSONDecodeError, ValueError, TypeError) as err:
         raise ValueError(
             f"matrix text looks like a bracketed list but is not a rectangular list of numbers ({err}). "
-            f"Received {_short(text)!r}. Write it as '[[1, 2], [3, 4]]' or as '1 2; 3 4'."
+            f"Received {_echo(text, name)}. Write it as '[[1, 2], [3, 4]]' or as '1 2; 3 4'."
         ) from None
     if arr.ndim < 2 or not np.isfinite(arr).all():
         raise ValueError(
             f"matrix text must be a 2-D or deeper list of finite numbers; received shape {arr.shape} from "
-            f"{_short(text)!r}. Write it as '[[1, 2], [3, 4]]' or as '1 2; 3 4'."
+            f"{_echo(text, name)}. Write it as '[[1, 2], [3, 4]]' or as '1 2; 3 4'."
         )
     return arr
 
 
-def parse_matrix(text: str) -> np.ndarray:
+def parse_matrix(text: str, *, name: str | None = None) -> np.ndarray:
     """Parse a matrix typed inline into a float64 array.
 
     ``"1 2 3; 4 5 6"`` -> shape (2, 3). Rows are separated by ``;`` or newlines, numbers by spaces or
     commas. ``|`` separates channels -> (C, H, W); ``||`` separates filters -> (F, C, H, W). A
     bracketed list such as ``"[[1, 0], [0, 1]]"`` is read as JSON. Raises ``ValueError`` naming the
-    row and the counts when the text is not rectangular or not numeric.
+    row and the counts when the text is not rectangular or not numeric; ``name`` (for example
+    ``"kernel"``) is echoed with the received text so the message says which argument was wrong.
 
     >>> parse_matrix("1 2 3; 4 5 6").shape
     (2, 3)
@@ -85,9 +91,11 @@ def parse_matrix(text: str) -> np.ndarray:
     (2, 2, 2)
     """
     if not isinstance(text, str):
-        raise ValueError(f"matrix text must be a string such as '1 2; 3 4'; received {type(text).__name__}.")
+        raise ValueError(
+            f"{name or 'matrix text'} must be a string such as '1 2; 3 4'; received {type(text).__name__}."
+        )
     if text.strip().startswith("["):
-        return _parse_json(text)
+        return _parse_json(text, name)
     filters = text.split("||")
     blocks: list[list[list[list[float]]]] = []
     for fi, ftext in enumerate(filters, start=1):
@@ -98,19 +106,19 @@ def parse_matrix(text: str) -> np.ndarray:
                 where += f" of filter {fi}"
             if "|" in ftext:
                 where += f" of channel {ci}"
-            channels.append(_parse_rows(ctext, where, text))
+            channels.append(_parse_rows(ctext, where, text, name))
         blocks.append(channels)
     shapes = {(len(ch), len(ch[0])) for f in blocks for ch in f}
     if len(shapes) > 1:
         listed = ", ".join(f"{h}x{w}" for h, w in sorted(shapes))
         raise ValueError(
             f"matrix text: all channels and filters must have the same height and width, but found {listed}. "
-            f"Received {_short(text)!r}. {_HOWTO}"
+            f"Received {_echo(text, name)}. {_HOWTO}"
         )
     if len({len(f) for f in blocks}) > 1:
         raise ValueError(
             f"matrix text: every filter needs the same number of channels, but found "
-            f"{[len(f) for f in blocks]}. Received {_short(text)!r}. {_HOWTO}"
+            f"{[len(f) for f in blocks]}. Received {_echo(text, name)}. {_HOWTO}"
         )
     arr = np.asarray(blocks, dtype=np.float64)  # (F, C, H, W)
     if len(filters) == 1:

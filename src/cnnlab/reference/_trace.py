@@ -18,7 +18,7 @@ ArrayInput = np.ndarray | Sequence[Any] | str
 
 def as_array(value: ArrayInput, name: str) -> np.ndarray:
     """Text (parsed by :func:`parse_matrix`) or nested lists -> float64 array of at least 2 axes."""
-    arr = parse_matrix(value) if isinstance(value, str) else np.asarray(value, dtype=np.float64)
+    arr = parse_matrix(value, name=name) if isinstance(value, str) else np.asarray(value, dtype=np.float64)
     if arr.ndim < 2 or arr.size == 0 or not np.isfinite(arr).all():
         raise ValueError(
             f"{name} must be a non-empty matrix (H, W) or stack of matrices of finite numbers; received "

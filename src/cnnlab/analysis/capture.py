@@ -158,7 +158,8 @@ def standin_module(
 
 def torch_reason(err: BaseException) -> str:
     """PyTorch's message on one line, without the fx interpreter's "While executing ..." appendix."""
-    return " ".join(str(err).split("\n\nWhile executing")[0].split())
+    text = " ".join(str(err).split("While executing")[0].split())
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def precheck(m: nn.Module, shapes: list[tuple[int, ...]]) -> str | None:
@@ -195,6 +196,7 @@ class _Recorder(fx.Interpreter):
 
     def __init__(self, gm: fx.GraphModule, ndim: int) -> None:
         super().__init__(gm, garbage_collect_values=False)
+        self.extra_traceback = False  # our errors already name the layer; keep them one paragraph
         self.ndim = ndim
         self.nodes: list[Node] = []
         self.row_of: dict[fx.Node, int] = {}

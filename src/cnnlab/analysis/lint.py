@@ -239,8 +239,8 @@ def dropout_before_bn(graph: Graph, users: list[list[int]]) -> Iterator[LintWarn
                     "and used with it off (variance shift); put dropout after the last BN",
                 )
                 break
-            if nxt.geometry.kind not in (K.ELEMENTWISE,):
-                break
+            if nxt.geometry.kind not in (K.ELEMENTWISE, K.CONV, K.LINEAR, K.POOL):
+                break  # linear ops and activations carry the shifted variance on to the BN
 
 
 def channels_shrink(graph: Graph) -> Iterator[LintWarning]:

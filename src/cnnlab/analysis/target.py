@@ -1,0 +1,113 @@
+"""Resolve a command-line TARGET to a model: a registered name, a spec file, or ``file.py:factory``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from cnnlab.errors import SpecError
+
+SPEC_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+
+
+@dataclass
+class Target:
+    """A model to analyse, its display name and the input size it declares (None if it declares none)."""
+
+    model: nn.Module
+    name: str
+    input_size: tuple[int, ...] | None
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    if path.suffix == ".json":
+        data = json.loads(text)
+    elif path.suffix == ".toml":
+        import tomllib
+
+        data = tomllib.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"spec file {path} must hold a mapping (a network description); received {type(data).__name__}."
+        )
+    return data
+
+
+def _declared_size(obj: Any) -> tuple[int, ...] | None:
+    for key in ("input_size", "input_shape", "input"):
+        value = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
+            return tuple(value)
+    return None
+
+
+def _from_spec(path: Path) -> Target:
+    try:
+        from_spec = importlib.import_module("cnnlab.models").from_spec
+    except AttributeError:
+        raise SpecError(
+            f"TARGET {path} is a spec file, but this cnnlab has no cnnlab.models.from_spec yet; "
+            "use a registered model name or path/to/file.py:factory instead."
+        ) from None
+    model = from_spec(path)
+    size = _declared_size(model) or _declared_size(_read_spec(path))
+    return Target(model, path.stem, size)
+
+
+def _from_python(spec: str) -> Target:
+    file_part, _, factory_name = spec.rpartition(":")
+    path = Path(file_part)
+    if not path.is_file():
+        raise FileNotFoundError(f"TARGET {spec!r}: the Python file {file_part!r} does not exist.")
+    module_name = f"_cnnlab_target_{abs(hash(path.resolve()))}"
+    loader_spec = importlib.util.spec_from_file_location(module_name, path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise SpecError(f"TARGET {spec!r}: cannot import {file_part!r} as a Python module.")
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[module_name] = module
+    loader_spec.loader.exec_module(module)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        names = sorted(n for n in vars(module) if callable(getattr(module, n)) and not n.startswith("_"))
+        raise SpecError(
+            f"TARGET {spec!r}: {file_part} has no callable {factory_name!r}; it defines: {', '.join(names)}. "
+            "Write path/to/file.py:FUNCTION where FUNCTION returns an nn.Module."
+        )
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"TARGET {spec!r}: {factory_name}() returned {type(model).__name__}, not an nn.Module.")
+    size = _declared_size(model) or _declared_size(vars(module))
+    return Target(model, factory_name, size)
+
+
+def load_target(target: str) -> Target:
+    """A registered model name, a spec file (.toml/.yaml/.json) or ``path/to/file.py:factory``.
+
+    >>> load_target("lenet5").input_size  # doctest: +SKIP
+    (1, 32, 32)
+    """
+    if ".py:" in target or target.endswith(".py"):
+        if ":" not in target:
+            raise ValueError(f"TARGET {target!r} is a Python file: add the factory, as in {target}:build_model.")
+        return _from_python(target)
+    path = Path(target)
+    if path.suffix in SPEC_SUFFIXES:
+        if not path.is_file():
+            raise FileNotFoundError(f"TARGET {target!r}: the spec file does not exist.")
+        return _from_spec(path)
+    from cnnlab.models import create_model, model_info
+
+    info = model_info(target)  # unknown names raise ValueError listing the closest ones
+    return Target(create_model(target), target, tuple(info.input_size))

@@ -1,0 +1,40 @@
+"""``cnnlab inspect``: shapes, params, MACs, memory and receptive fields of a model, layer by layer."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "inspect"
+HELP = "Per-layer shapes, parameters, MACs, activation memory and receptive fields of a model."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="TARGET", help="registered model name, spec file, or file.py:factory")
+    parser.add_argument("--input", default=None, help="input size C,H,W (default: the model's declared size)")
+    parser.add_argument("--format", default="text", choices=["text", "md", "json", "csv"], help="output format")
+    parser.add_argument("--depth", type=int, default=None, help="fold modules nested deeper than N levels")
+
+
+def resolve(args: argparse.Namespace) -> tuple[object, str, tuple[int, ...]]:
+    """(model, name, input shape) from TARGET and --input; shared with ``cnnlab lint``."""
+    from cnnlab.analysis import check_input_shape
+    from cnnlab.analysis.target import load_target
+
+    target = load_target(args.target)
+    if args.input is None and target.input_size is None:
+        raise ValueError(
+            f"--input is required for {args.target!r}: it declares no input size. Pass --input C,H,W, "
+            "for example --input 3,224,224."
+        )
+    shape = check_input_shape(args.input) if args.input is not None else tuple(target.input_size or ())
+    return target.model, target.name, shape
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis import analyze
+    from cnnlab.analysis.render import render
+
+    model, name, shape = resolve(args)
+    report = analyze(model, shape, name=name)  # type: ignore[arg-type]
+    print(render(report, args.format, args.depth), end="")
+    return 0

@@ -1,0 +1,103 @@
+"""Every lint rule fires on a network built to break it and stays quiet on its corrected twin."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cnnlab.analysis import analyze
+from cnnlab.analysis.lint import RULES
+from cnnlab.models import create_model
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
+
+
+def _rules(model: nn.Module, shape: tuple[int, ...]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for w in analyze(model, shape).warnings:
+        found.setdefault(w.rule, []).append(w.layer)
+    return found
+
+
+def _seq(*layers: nn.Module) -> nn.Sequential:
+    return nn.Sequential(*layers)
+
+
+class Dense(nn.Module):
+    """A fully convolutional net whose output map keeps the input size (a segmentation head)."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, k, padding=k // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+CASES = {
+    # rule: (input, triggering net, clean twin, layer the warning names)
+    "bias-before-bn": ((3, 8, 8), lambda: _seq(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)),
+                       lambda: _seq(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4)), "0"),
+    "unread-border": ((1, 9, 9), lambda: _seq(nn.Conv2d(1, 2, 2, stride=3)),
+                      lambda: _seq(nn.Conv2d(1, 2, 2, stride=3, padding=(1, 1))), "0"),
+    "even-kernel-same": ((1, 9, 9), lambda: _seq(nn.Conv2d(1, 2, 4, padding="same")),
+                         lambda: _seq(nn.Conv2d(1, 2, 3, padding="same")), "0"),
+    "dilation-gridding": ((1, 32, 32),
+                          lambda: _seq(nn.Conv2d(1, 1, 3, dilation=2), nn.ReLU(), nn.Conv2d(1, 1, 3, dilation=4)),
+                          lambda: _seq(nn.Conv2d(1, 1, 3, dilation=2), nn.ReLU(), nn.Conv2d(1, 1, 3, dilation=3)),
+                          "2"),
+    "pool-kernel-lt-stride": ((1, 8, 8), lambda: _seq(nn.MaxPool2d(1, 2)), lambda: _seq(nn.MaxPool2d(2, 2)), "0"),
+    "map-smaller-than-kernel": ((1, 4, 4), lambda: _seq(nn.MaxPool2d(2), nn.Conv2d(1, 1, 5, padding=2)),
+                                lambda: _seq(nn.MaxPool2d(2), nn.Conv2d(1, 1, 1)), "1"),
+    "fc-dominates-params": ((1, 8, 8), lambda: _seq(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(72, 10)),
+                            lambda: _seq(nn.Conv2d(1, 64, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 2)),
+                            "2"),
+    "dropout-before-bn": ((2, 8, 8), lambda: _seq(nn.Dropout(0.5), nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2)),
+                          lambda: _seq(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2), nn.Dropout(0.5)), None),
+    "channels-shrink-with-resolution": ((8, 8, 8), lambda: _seq(nn.Conv2d(8, 4, 3, stride=2, padding=1)),
+                                        lambda: _seq(nn.Conv2d(8, 16, 3, stride=2, padding=1)), "0"),
+    "rf-smaller-than-input": ((1, 16, 16), lambda: Dense(3), lambda: _seq(nn.Conv2d(1, 2, 3), nn.Flatten()),
+                              "conv"),
+    "rf-exceeds-input": ((1, 6, 6), lambda: _seq(*(nn.Conv2d(1, 1, 3, padding=1) for _ in range(7))),
+                         lambda: _seq(*(nn.Conv2d(1, 1, 3, padding=1) for _ in range(2))), "5"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_rule_triggers_and_clean_twin(rule: str) -> None:
+    shape, bad, good, layer = CASES[rule]
+    found = _rules(bad(), shape)
+    assert rule in found, found
+    if layer is not None:
+        assert found[rule][0] == layer
+    assert rule not in _rules(good(), shape)
+
+
+def test_dropout_directly_before_bn() -> None:
+    direct = _seq(nn.Conv2d(2, 2, 1), nn.Dropout(0.5), nn.BatchNorm2d(2))
+    assert _rules(direct, (2, 8, 8))["dropout-before-bn"] == ["1"]
+
+
+def test_every_rule_is_tested() -> None:
+    assert set(RULES) - set(CASES) == {"rf-misaligned"}  # tested in test_analysis_counts.py
+
+
+def test_dead_taps_are_an_error() -> None:
+    net = _seq(nn.MaxPool2d(4), nn.Conv2d(1, 1, 5, padding=2))  # a 5x5 kernel over a 1x1 map
+    levels = {w.level for w in analyze(net, (1, 4, 4)).warnings if w.rule == "map-smaller-than-kernel"}
+    assert levels == {"error"}
+
+
+def test_alexnet_conv1_unread_border() -> None:
+    with torch.device("meta"):
+        model = create_model("alexnet")
+    warnings = [w for w in analyze(model, (3, 224, 224)).warnings if w.rule == "unread-border"]
+    assert warnings[0].layer == "features.0"
+    assert "(224 + 2 + 2 - 10 - 1) mod 4 = 1" in warnings[0].message
+
+
+def test_unread_real_pixels_is_a_warning() -> None:
+    warning = analyze(_seq(nn.Conv2d(1, 1, 1, stride=2)), (1, 8, 8)).warnings[0]
+    assert (warning.rule, warning.level) == ("unread-border", "warning")
+    assert "1 input row(s)/column(s) are never read" in warning.message

@@ -1,0 +1,377 @@
+"""``fit()``: the one training loop. It reads top to bottom: schedule, step, eval, checkpoint, log.
+
+Customise it through :class:`Hooks` (``on_step``, ``on_epoch_end``, ``on_train_end``) or by passing
+another ``train_step``; the loop itself stays as it is. Seeds, threads, precision and the process
+group are set in one place, :func:`configure`.
+
+>>> from cnnlab.train.config import TrainConfig
+>>> cfg = TrainConfig(data="shapes", model="fastnet", task="classification", epochs=1)  # doctest: +SKIP
+>>> result = fit(cfg, "runs/demo")  # doctest: +SKIP
+>>> result.metrics["test_accuracy"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnlab.data import augment
+from cnnlab.data.dataset import ImageDataset
+from cnnlab.data.loader import TensorLoader, normalize
+from cnnlab.errors import CnnlabError
+from cnnlab.train import tasks
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.distributed import DistInfo, cleanup, init_distributed, wrap_model
+from cnnlab.train.optim import build_optimizer, peak_lr
+from cnnlab.train.progress import Progress
+from cnnlab.train.runfiles import RunFiles, default_run_dir
+from cnnlab.train.schedule import lr_factor
+from cnnlab.train.setup import RunData, build_model, load_data
+from cnnlab.train.state import TrainState, restore_state
+from cnnlab.train.tricks import autocast, make_ema, predict_logits, resolve_device, resolve_precision, set_train_mode
+
+__all__ = ["Env", "FitResult", "Hooks", "TrainingDiverged", "configure", "evaluate", "fit", "train_step"]
+
+
+class TrainingDiverged(CnnlabError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class Env:
+    """Where and how the run computes: device, precision, process group."""
+
+    device: torch.device
+    precision: str
+    dist: DistInfo
+
+
+@dataclass
+class Hooks:
+    """Named callbacks: ``on_step(state, info)``, ``on_epoch_end(state, record)``, ``on_train_end(state, metrics)``."""
+
+    on_step: list[Callable[[TrainState, dict[str, Any]], None]] = field(default_factory=list)
+    on_epoch_end: list[Callable[[TrainState, dict[str, Any]], None]] = field(default_factory=list)
+    on_train_end: list[Callable[[TrainState, dict[str, Any]], None]] = field(default_factory=list)
+
+
+@dataclass
+class FitResult:
+    """What ``fit()`` returns: the final metrics, the run directory and the state (model inside)."""
+
+    metrics: dict[str, Any]
+    run_dir: Path
+    state: TrainState
+
+
+def configure(cfg: TrainConfig) -> Env:
+    """Set seeds, threads, determinism and the process group; choose device and precision."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    device = resolve_device(cfg.device)
+    dist = init_distributed(device.type)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    return Env(device=device, precision=resolve_precision(cfg.precision, device), dist=dist)
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    # Independent, reproducible streams per (seed, epoch, purpose): shuffling does not depend on
+    # how many random numbers augmentation drew, so a resumed epoch sees the same batches.
+    return (seed * 1_000_003 + epoch * 9_176 + stream * 7_919) % (2**63)
+
+
+def _prepare_batch(
+    images: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, data: RunData, env: Env, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 batch -> augmented, normalised float batch (channels_last) and its target."""
+    images, target = images.to(env.device, non_blocking=True), target.to(env.device, non_blocking=True)
+    if cfg.flip:
+        which = augment.draw_flips(images.shape[0], 0.5, gen)
+        images = augment.flip(images, which)
+        if data.task == "segmentation":  # (B, H, W) -> (B, 1, H, W) and back: same flips for the masks
+            target = augment.flip(target.unsqueeze(1), which).squeeze(1)
+    if cfg.translate > 0:
+        shifts = augment.draw_shifts(images.shape[0], cfg.translate, gen)
+        images = augment.translate(images, shifts, fill=0)
+        if data.task == "segmentation":
+            target = augment.translate(target.unsqueeze(1), shifts, fill=0).squeeze(1)
+    x = normalize(images, data.mean, data.std)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if data.task == "reconstruction":
+        target = x
+    return x, target
+
+
+def train_step(
+    net: nn.Module, state: TrainState, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, env: Env,
+    task: str, gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One optimizer step on a prepared batch; returns the loss and the number correct (or None)."""
+    mixed = augment.mixup(x, target, cfg.mixup_alpha, gen) if cfg.mixup_alpha > 0 and task == "classification" else None
+    with autocast(env.precision, env.device):
+        out = net(mixed.inputs if mixed is not None else x)
+    if mixed is not None:
+        loss = mixed.lam * tasks.task_loss(task, out, mixed.targets_a, cfg.label_smoothing) + (
+            1 - mixed.lam
+        ) * tasks.task_loss(task, out, mixed.targets_b, cfg.label_smoothing)
+    else:
+        loss = tasks.task_loss(task, out, target, cfg.label_smoothing)
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.scaler is not None:
+        state.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+        state.scaler.unscale_(state.optimizer)
+    else:
+        loss.backward()  # type: ignore[no-untyped-call]
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    if state.scaler is not None:
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+    else:
+        state.optimizer.step()
+    if state.ema is not None:
+        state.ema.update_parameters(state.model)
+    correct = None if task == "reconstruction" or mixed is not None else (out.argmax(1) == target).sum()
+    return loss.detach(), correct
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, ds: ImageDataset, data: RunData, cfg: TrainConfig, env: Env) -> dict[str, Any]:
+    """Metrics of ``model`` on ``ds`` (no augmentation; flip TTA when ``cfg.tta_flip``)."""
+    was_training = model.training
+    model.eval()
+    stats = tasks.new_stats(data.task, len(data.classes))
+    target_all = ds.masks if data.task == "segmentation" else ds.labels
+    assert target_all is not None  # segmentation datasets always have masks (checked by ImageDataset)
+    for lo in range(0, len(ds), cfg.eval_batch_size):
+        x = normalize(ds.images[lo : lo + cfg.eval_batch_size].to(env.device), data.mean, data.std)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        target = x if data.task == "reconstruction" else target_all[lo : lo + cfg.eval_batch_size].to(env.device)
+        with autocast(env.precision, env.device):
+            out = predict_logits(model, x, cfg.tta_flip and data.task != "reconstruction")
+        tasks.update_stats(stats, data.task, out, target, cfg.label_smoothing)
+    model.train(was_training)
+    return tasks.summarize(stats, data.task, data.classes)
+
+
+@contextmanager
+def _sigint_requests_stop() -> Iterator[dict[str, bool]]:
+    """Turn the first Ctrl-C into a request to stop after the current step (a second one aborts)."""
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _check_finite(loss: torch.Tensor, state: TrainState, lr: float, run: RunFiles) -> None:
+    if not math.isfinite(float(loss)):
+        kept = f"the last good checkpoint (epoch {state.epoch}) is kept in {run.dir}" if state.history else (
+            "no checkpoint was written yet (it diverged in the first epoch)")
+        raise TrainingDiverged(
+            f"training diverged: the loss became {float(loss)} at step {state.step + 1} (epoch "
+            f"{state.epoch + 1}) with learning rate {lr:.6g}; {kept}. Lower the learning rate "
+            f"(--set lr={lr / 10:.3g}), add gradient clipping (--set grad_clip=1.0) or warm-up."
+        )
+
+
+def _summary(prefix: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = ("loss", "accuracy", "mean_iou", "pixel_accuracy", "mse")
+    return {f"{prefix}_{k}": metrics[k] for k in keys if k in metrics}
+
+
+def fit(
+    cfg: TrainConfig,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    hooks: Hooks | None = None,
+    data: RunData | None = None,
+    step_fn: Callable[..., tuple[torch.Tensor, torch.Tensor | None]] = train_step,
+) -> FitResult:
+    """Train ``cfg.model`` on ``cfg.data`` and write the run directory; see the module docstring."""
+    started = time.perf_counter()
+    hooks = hooks or Hooks()
+    env = configure(cfg)
+    data = data or load_data(cfg)
+    model, meta = build_model(cfg, data)
+    model = model.to(env.device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    state = TrainState(
+        model=model,
+        optimizer=build_optimizer(model, cfg),
+        ema=make_ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
+        scaler=torch.amp.GradScaler("cuda") if env.precision == "fp16" else None,
+    )
+    config = cfg.to_dict()
+    run = RunFiles(out_dir or default_run_dir(cfg.model), enabled=env.dist.is_main)
+    if resume:
+        restore_state(run.state_path, state, config)
+    run.write_config(config)
+    net = wrap_model(model, env.dist, env.device)
+    per_rank_batch = max(cfg.batch_size // env.dist.world_size, 1)
+    shard = math.ceil(len(data.train) / env.dist.world_size)
+    target = data.train.masks if data.task == "segmentation" else data.train.labels
+    assert target is not None
+    loader = TensorLoader(
+        data.train.images, target, batch_size=per_rank_batch, shuffle=True, generator=torch.Generator(),
+        drop_last=shard >= per_rank_batch, rank=env.dist.rank, world_size=env.dist.world_size,
+    )  # fmt: skip
+    steps_per_epoch, peak = len(loader), peak_lr(cfg)
+    total_steps = cfg.epochs * steps_per_epoch
+    progress = Progress(cfg.progress if env.dist.is_main else "none", total_steps, initial_step=state.step)
+    progress.message(
+        f"training {meta['model']} on {cfg.data} ({len(data.train)} train / {len(data.val)} val / "
+        f"{len(data.test)} test, task {data.task}) on {env.device} in {env.precision}; writing {run.dir}"
+    )
+    try:
+        with _sigint_requests_stop() as interrupt:
+            for epoch in range(state.epoch, cfg.epochs):
+                loader.generator.manual_seed(_epoch_seed(cfg.seed, epoch, 0))
+                if state.batch == 0:  # a fresh epoch (not one resumed half-way)
+                    state.aug_generator.manual_seed(_epoch_seed(cfg.seed, epoch, 1 + env.dist.rank))
+                    state.partial = {"loss_sum": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
+                set_train_mode(model)
+                tick = time.perf_counter()
+                for i, (images, labels) in enumerate(loader):
+                    if i < state.batch:
+                        continue  # already done before the interruption
+                    # -- schedule
+                    lr = peak * lr_factor(
+                        cfg.schedule, state.step, total_steps, warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+                        steps_per_epoch=steps_per_epoch, step_epochs=cfg.step_epochs, step_gamma=cfg.step_gamma,
+                    )  # fmt: skip
+                    for group in state.optimizer.param_groups:
+                        group["lr"] = lr
+                    # -- step
+                    x, y = _prepare_batch(images, labels, cfg, data, env, state.aug_generator)
+                    loss, correct = step_fn(net, state, x, y, cfg, env, data.task, state.aug_generator)
+                    _check_finite(loss, state, lr, run)
+                    state.step += 1
+                    state.batch += 1
+                    p = state.partial
+                    p["loss_sum"] += float(loss) * x.shape[0]
+                    p["seen"] += x.shape[0]
+                    p["correct"] += float(correct) if correct is not None else math.nan
+                    now = time.perf_counter()
+                    p["seconds"] += now - tick
+                    state.train_seconds += now - tick
+                    tick = now
+                    progress.step(state.step, epoch + 1, p["loss_sum"] / p["seen"],
+                                  p["correct"] / p["seen"] if correct is not None else None,
+                                  p["seen"] / max(p["seconds"], 1e-9), lr)  # fmt: skip
+                    for hook in hooks.on_step:
+                        hook(state, {"loss": float(loss), "lr": lr, "epoch": epoch})
+                    if interrupt["stop"]:
+                        run.save_interrupted(state, config)
+                        progress.message(
+                            f"interrupted at step {state.step}; continue with: cnnlab train --resume --out {run.dir}"
+                        )
+                        raise KeyboardInterrupt
+                # -- eval
+                p = state.partial
+                val = evaluate(state.eval_model, data.val, data, cfg, env)
+                record = {
+                    "epoch": epoch + 1, "step": state.step, "lr": lr,
+                    "train_loss": p["loss_sum"] / max(p["seen"], 1),
+                    "train_accuracy": None if math.isnan(p["correct"]) else p["correct"] / max(p["seen"], 1),
+                    **_summary("val", val),
+                    "epoch_seconds": p["seconds"],
+                    "images_per_second": p["seen"] * env.dist.world_size / max(p["seconds"], 1e-9),
+                }  # fmt: skip
+                state.history.append(record)
+                state.epoch, state.batch = epoch + 1, 0
+                # -- checkpoint
+                run.checkpoint(state, meta, config)
+                # -- log
+                progress.epoch_end(epoch + 1, {k: v for k, v in record.items() if k not in ("epoch", "lr")})
+                for hook in hooks.on_epoch_end:
+                    hook(state, record)
+        # -- final number: the test split, touched once
+        test = evaluate(state.eval_model, data.test, data, cfg, env)
+        metrics = _final_metrics(cfg, env, data, meta, state, test, time.perf_counter() - started)
+        run.write_metrics(metrics)
+        progress.message(_final_line(metrics, run.dir))
+        for hook in hooks.on_train_end:
+            hook(state, metrics)
+        return FitResult(metrics=metrics, run_dir=run.dir, state=state)
+    finally:
+        progress.close()
+        cleanup(env.dist)
+
+
+def _final_metrics(
+    cfg: TrainConfig, env: Env, data: RunData, meta: dict[str, Any], state: TrainState,
+    test: dict[str, Any], wall: float,
+) -> dict[str, Any]:
+    last = state.history[-1] if state.history else {}
+    seen = sum(r["images_per_second"] * r["epoch_seconds"] for r in state.history)
+    metrics: dict[str, Any] = {
+        "test_accuracy": test.get("accuracy"),
+        "test_loss": test["loss"],
+        **{f"test_{k}": test[k] for k in ("mean_iou", "pixel_accuracy", "mse", "iou") if k in test},
+        "val_accuracy": last.get("val_accuracy"),
+        "train_seconds": state.train_seconds,
+        "wall_seconds": wall,
+        "epochs": state.epoch,
+        "steps": state.step,
+        "model": meta["model"],
+        "dataset": cfg.data,
+        "task": data.task,
+        "params": sum(p.numel() for p in state.model.parameters()),
+        "trainable_params": sum(p.numel() for p in state.model.parameters() if p.requires_grad),
+        "classes": data.classes,
+        "per_class_accuracy": test.get("per_class_accuracy"),
+        "confusion_matrix": test.get("confusion_matrix"),
+        "images_per_second": seen / max(state.train_seconds, 1e-9),
+        "weights": "ema" if state.ema is not None else "raw",
+        "device": str(env.device),
+        "precision": env.precision,
+        "world_size": env.dist.world_size,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "recipe": cfg.recipe,
+        "config": cfg.to_dict(),
+        "history": state.history,
+    }
+    return metrics
+
+
+def _final_line(metrics: dict[str, Any], run_dir: Path) -> str:
+    if metrics["test_accuracy"] is not None:
+        score = f"test accuracy {metrics['test_accuracy']:.4f}"
+        if "test_mean_iou" in metrics:
+            score += f", mean IoU {metrics['test_mean_iou']:.4f}"
+    else:
+        score = f"test MSE {metrics.get('test_mse', float('nan')):.5f}"
+    return f"done: {score} after {metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s training; {run_dir}"

@@ -1,0 +1,122 @@
+"""Everything ``fit()`` needs before the first step: data splits, normalisation, the model, its meta.
+
+>>> from cnnlab.train.config import TrainConfig
+>>> data = load_data(TrainConfig(data="shapes", data_opts={"n": 40, "size": 32}, limit_test=10))
+>>> data.task, len(data.train) + len(data.val), len(data.test)
+('segmentation', 40, 10)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnlab.data import load_dataset, split_train_val
+from cnnlab.data.dataset import ImageDataset
+from cnnlab.data.loader import channel_stats
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.tricks import freeze_features, zero_gamma
+
+__all__ = ["RunData", "build_model", "load_data", "resolve_task"]
+
+
+@dataclass
+class RunData:
+    """The three splits (validation carved from the training split) and how to normalise them."""
+
+    train: ImageDataset
+    val: ImageDataset
+    test: ImageDataset
+    task: str
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        return self.train.input_size
+
+
+def resolve_task(cfg: TrainConfig, ds: ImageDataset) -> str:
+    """``auto`` -> the model's declared task (reconstruction), else the dataset's (masks: segmentation)."""
+    if cfg.task != "auto":
+        return cfg.task
+    if cfg.init_from is None:
+        from cnnlab.models import model_info
+
+        declared = model_info(cfg.model).task
+        if declared == "reconstruction":
+            return declared
+    return ds.task
+
+
+def _first(ds: ImageDataset, n: int) -> ImageDataset:
+    return ds if n <= 0 or n >= len(ds) else ds.subset(torch.arange(n))
+
+
+def load_data(cfg: TrainConfig) -> RunData:
+    """Load the training and test splits, hold out ``val_fraction`` of training for validation."""
+    full = _first(load_dataset(cfg.data, "train", cfg.data_dir, **cfg.data_opts), cfg.limit_train)
+    test = _first(load_dataset(cfg.data, "test", cfg.data_dir, **cfg.data_opts), cfg.limit_test)
+    train, val = split_train_val(full, cfg.val_fraction, seed=cfg.seed)
+    mean, std = channel_stats(train.images)
+    std = tuple(max(s, 1e-3) for s in std)  # a constant channel would divide by zero
+    return RunData(train, val, test, resolve_task(cfg, full), list(full.classes), mean, std)
+
+
+def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, Any]]:
+    """A fresh (or ``init_from``) model for ``data`` and the meta recorded in ``model.json``.
+
+    With ``init_from`` the weights come from an earlier run; a different class count gets a new head
+    (``reset_classifier``), and ``freeze="features"`` leaves only the head trainable. The source
+    run's normalisation is kept, so the features see images as they did in pre-training.
+    """
+    num_classes = len(data.classes)
+    in_chans = data.input_size[0]
+    name, kwargs = cfg.model, dict(cfg.model_kwargs)
+    mean, std = list(data.mean), list(data.std)
+    torch.manual_seed(cfg.seed)  # the weights of a fresh model depend on the seed only
+    if cfg.init_from:
+        from cnnlab.train.checkpoint import load_run
+
+        source = load_run(cfg.init_from)
+        model, src = source.model, source.meta
+        name, kwargs = str(src.get("model")), dict(src.get("model_kwargs") or {})
+        if int(src.get("in_chans", in_chans)) != in_chans:
+            raise ValueError(
+                f"--init-from {cfg.init_from}: that model takes {src.get('in_chans')}-channel images but "
+                f"{cfg.data!r} has {in_chans} channels. Load the data as "
+                f"{'grayscale' if src.get('in_chans') == 1 else 'RGB'} (--set data_opts='{{\"grayscale\": "
+                f"{str(src.get('in_chans') == 1).lower()}}}')."
+            )
+        if int(src["num_classes"]) != num_classes:
+            model.reset_classifier(num_classes)  # type: ignore[operator]
+        norm = src.get("normalization") or {}
+        mean, std = list(norm.get("mean", mean)), list(norm.get("std", std))
+    else:
+        from cnnlab.models import create_model
+
+        model = create_model(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+        if cfg.zero_gamma and zero_gamma(model) == 0:
+            raise ValueError(
+                f"zero_gamma=true, but model {name!r} has no residual block with zero_init_last(); "
+                "use a residual model (e.g. resnet20, or fastnet with model_kwargs residual=true)."
+            )
+    if cfg.freeze == "features":
+        freeze_features(model, data.input_size)
+    meta = {
+        "model": name,
+        "model_kwargs": kwargs,
+        "num_classes": num_classes,
+        "in_chans": in_chans,
+        "input_size": list(data.input_size),
+        "task": data.task,
+        "dataset": cfg.data,
+        "classes": data.classes,
+        "normalization": {"mean": mean, "std": std},
+        "init_from": cfg.init_from,
+    }
+    return model, meta

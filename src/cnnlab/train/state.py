@@ -1,0 +1,120 @@
+"""The mutable state of a run, and its round trip through ``train_state.safetensors`` for ``--resume``.
+
+Tensors (weights, EMA, optimizer moments, RNG states) are stored flat under prefixes such as
+``model/``, ``ema/``, ``optim/<param index>/<name>``; everything else (epoch, step, history,
+optimizer hyper-parameters, grad-scaler scale) goes to JSON in the same file. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.optim.swa_utils import AveragedModel
+
+from cnnlab.errors import CheckpointError
+from cnnlab.train.checkpoint import load_state_dict_checked, load_train_state, save_train_state
+
+__all__ = ["TrainState", "restore_state", "save_state"]
+
+
+@dataclass
+class TrainState:
+    """Where the run stands. ``epoch`` counts completed epochs; ``batch`` the steps done in the current one."""
+
+    model: nn.Module  # the bare model (not the DDP wrapper)
+    optimizer: torch.optim.Optimizer
+    ema: AveragedModel | None = None
+    scaler: torch.amp.GradScaler | None = None
+    epoch: int = 0
+    step: int = 0
+    batch: int = 0
+    train_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    partial: dict[str, float] = field(default_factory=dict)  # running sums of the interrupted epoch
+    aug_generator: torch.Generator = field(default_factory=torch.Generator)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights to evaluate and ship: the EMA when enabled, else the trained model."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, slots in sd["state"].items():
+        for name, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim/{index}/{name}"] = value
+            elif value is not None:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def save_state(path: str | Path, state: TrainState, config: dict[str, Any]) -> Path:
+    """Write ``state`` atomically to ``path`` (one safetensors file, JSON info in its header)."""
+    tensors: dict[str, torch.Tensor] = {f"model/{k}": v for k, v in state.model.state_dict().items()}
+    if state.ema is not None:
+        tensors.update({f"ema/{k}": v for k, v in state.ema.state_dict().items()})
+    optim_tensors, optim_info = _optimizer_tensors(state.optimizer)
+    tensors.update(optim_tensors)
+    tensors["rng/torch"] = torch.get_rng_state()
+    tensors["rng/aug"] = state.aug_generator.get_state()
+    if torch.cuda.is_available():
+        tensors["rng/cuda"] = torch.cuda.get_rng_state()
+    info = {
+        "epoch": state.epoch,
+        "step": state.step,
+        "batch": state.batch,
+        "train_seconds": state.train_seconds,
+        "history": state.history,
+        "partial": state.partial,
+        "optimizer": optim_info,
+        "scaler": None if state.scaler is None else {"scale": float(state.scaler.get_scale())},
+        "config": config,
+    }
+    return save_train_state(path, tensors, info)
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def restore_state(path: str | Path, state: TrainState, config: dict[str, Any]) -> None:
+    """Load ``path`` into ``state`` in place; the run's config must match the saved one (except epochs)."""
+    tensors, info = load_train_state(path)
+    saved = dict(info.get("config") or {})
+    ignore = {"epochs", "progress", "threads", "device"}  # may change between sessions
+    changed = sorted(k for k in config if k not in ignore and saved.get(k) != config[k])
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {config[k]!r}" for k in changed[:5])
+        raise CheckpointError(
+            f"--resume: the settings differ from the interrupted run's ({diffs}); an exact continuation "
+            "needs the same settings. Run with the original options, or start a new --out directory."
+        )
+    load_state_dict_checked(state.model, _prefixed(tensors, "model/"), repr(str(path)))
+    if state.ema is not None:
+        state.ema.load_state_dict(_prefixed(tensors, "ema/"))
+    groups = info["optimizer"]["param_groups"]
+    optim_state: dict[int, dict[str, Any]] = {}
+    for key, value in _prefixed(tensors, "optim/").items():
+        index, name = key.split("/", 1)
+        optim_state.setdefault(int(index), {})[name] = value
+    for index, scalars in info["optimizer"]["scalars"].items():
+        optim_state.setdefault(int(index), {}).update(scalars)
+    state.optimizer.load_state_dict({"state": optim_state, "param_groups": groups})
+    torch.set_rng_state(tensors["rng/torch"])
+    state.aug_generator.set_state(tensors["rng/aug"])
+    if "rng/cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng/cuda"])
+    if state.scaler is not None and info.get("scaler"):
+        state.scaler.update(float(info["scaler"]["scale"]))
+    state.epoch, state.step, state.batch = int(info["epoch"]), int(info["step"]), int(info["batch"])
+    state.train_seconds = float(info["train_seconds"])
+    state.history = list(info["history"])
+    state.partial = dict(info.get("partial") or {})

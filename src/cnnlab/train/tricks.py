@@ -1,0 +1,168 @@
+"""The Bag-of-Tricks pieces that are not a config flag on a torch class: EMA of the weights,
+zero-gamma residual initialisation, flip test-time augmentation, freezing, and the numerics
+(device, precision) chosen in one place.
+
+>>> import torch.nn as nn
+>>> ema = make_ema(nn.Linear(2, 2), decay=0.9)
+>>> type(ema).__name__
+'AveragedModel'
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+__all__ = [
+    "autocast",
+    "cpu_has_native_bf16",
+    "freeze_features",
+    "make_ema",
+    "predict_logits",
+    "resolve_device",
+    "resolve_precision",
+    "set_train_mode",
+    "zero_gamma",
+]
+
+
+def make_ema(model: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of ``model``'s weights and buffers (``ema = d*ema + (1-d)*w``).
+
+    Call ``ema.update_parameters(model)`` after each optimizer step; evaluate ``ema.module``.
+    """
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)  # type: ignore[no-untyped-call]
+
+
+def zero_gamma(model: nn.Module) -> int:
+    """Call ``zero_init_last()`` on every block that has it (the timm convention); returns how many.
+
+    Zeroing the last batch-norm scale of each residual branch makes every block the identity at
+    step 0 (Goyal et al. 2017; He et al. 2019, section 3.1).
+    """
+    count = 0
+    for module in model.modules():
+        init = getattr(module, "zero_init_last", None)
+        if callable(init) and module is not model:
+            init()
+            count += 1
+    return count
+
+
+def predict_logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False) -> torch.Tensor:
+    """``model(x)``, or with ``tta_flip`` the mean of the logits of ``x`` and its mirror ``x.flip(-1)``.
+
+    For segmentation outputs ``(B, K, H, W)`` the mirrored prediction is flipped back before averaging.
+    """
+    out = model(x)
+    if not tta_flip:
+        return out  # type: ignore[no-any-return]
+    mirrored = model(x.flip(-1))
+    if mirrored.ndim == 4:  # dense output: undo the mirror so pixels line up
+        mirrored = mirrored.flip(-1)
+    return (out + mirrored) / 2  # type: ignore[no-any-return]
+
+
+def head_parameters(model: nn.Module, input_size: tuple[int, ...]) -> set[int]:
+    """Ids of the parameters that ``forward_features`` does not use (the head).
+
+    Found by running ``forward_features`` on one dummy image and seeing which parameters get a
+    gradient, so it works for every model with the shared face, whatever its attribute names.
+    """
+    was_training = model.training
+    model.eval()
+    for p in model.parameters():
+        p.grad = None
+    x = torch.zeros(1, *input_size)
+    model.forward_features(x).float().sum().backward()  # type: ignore[operator]
+    used = {id(p) for p in model.parameters() if p.grad is not None}
+    for p in model.parameters():
+        p.grad = None
+    model.train(was_training)
+    return {id(p) for p in model.parameters()} - used
+
+
+def freeze_features(model: nn.Module, input_size: tuple[int, ...]) -> int:
+    """Freeze everything but the head; returns the number of trainable parameters left."""
+    head = head_parameters(model, input_size)
+    for p in model.parameters():
+        p.requires_grad_(id(p) in head)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def set_train_mode(model: nn.Module) -> None:
+    """``model.train()``, except modules whose parameters are all frozen stay in eval mode.
+
+    A frozen feature extractor must keep its batch-norm running statistics: updating them in train
+    mode would change the features the new head learns on.
+    """
+    model.train()
+    for module in model.modules():
+        params = list(module.parameters(recurse=False))
+        if params and not any(p.requires_grad for p in params):
+            module.eval()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX), so bf16 autocast pays off.
+
+    On other CPUs (AVX2 only, like many AMD EPYC and laptop parts) oneDNN emulates bf16 and it is
+    slower than fp32, so cnnlab keeps fp32 there.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; other names are checked for availability."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={name!r} asks for CUDA, but this torch build sees no GPU "
+            f"(torch {torch.__version__}). Use device=auto or device=cpu."
+        )
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> bf16 on CUDA with bf16 support or on a CPU with native bf16, fp16 on older GPUs, else fp32.
+
+    >>> resolve_precision("fp32", torch.device("cpu"))
+    'fp32'
+    """
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(
+            "precision=fp16 needs a CUDA device (it trains with a gradient scaler); on a CPU use "
+            "precision=bf16 (if the CPU has native bf16) or fp32. Received device=cpu."
+        )
+    return precision
+
+
+@contextlib.contextmanager
+def autocast(precision: str, device: torch.device) -> Iterator[None]:
+    """Autocast to bf16/fp16 for the forward pass, or nothing for fp32."""
+    if precision == "fp32":
+        yield
+        return
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        yield

@@ -1,0 +1,202 @@
+"""The training loop and every Bag-of-Tricks option: each one must change training, not be ignored."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.loop import TrainingDiverged, fit
+from cnnlab.train.optim import param_groups, peak_lr
+from cnnlab.train.recipes import resolve_recipe
+from cnnlab.train.schedule import lr_factor
+from cnnlab.train.setup import load_data
+from cnnlab.train.tasks import new_stats, summarize, task_loss, update_stats
+from cnnlab.train.tricks import predict_logits, resolve_precision
+
+TINY = {
+    "model": "fastnet", "model_kwargs": {"widths": [4, 8, 8, 16]}, "limit_train": 160, "limit_test": 64,
+    "val_fraction": 0.2, "batch_size": 32, "epochs": 1, "progress": "none", "threads": 1, "translate": 0,
+    "label_smoothing": 0.0, "schedule": "constant", "warmup_epochs": 0.0, "lr": 0.05, "weight_decay": 0.0,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data(TrainConfig.from_dict(TINY))
+
+
+def _train(data, tmp_path, name: str, **overrides):
+    cfg = TrainConfig.from_dict({**TINY, **overrides})
+    return fit(cfg, tmp_path / name, data=data)
+
+
+def _weights(result) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in result.state.model.state_dict().items()}
+
+
+def _differ(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def baseline(data, tmp_path_factory):
+    return _weights(_train(data, tmp_path_factory.mktemp("base"), "run"))
+
+
+def test_fit_writes_the_run_directory(data, tmp_path):
+    result = _train(data, tmp_path, "run", epochs=2)
+    files = {p.name for p in result.run_dir.iterdir()}
+    assert {"metrics.json", "metrics.jsonl", "config.json", "model.safetensors", "model.json",
+            "train_state.safetensors"} <= files  # fmt: skip
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    for key in ("test_accuracy", "train_seconds", "epochs", "model", "dataset", "params", "history"):
+        assert key in metrics
+    assert metrics["epochs"] == 2 and len(metrics["history"]) == 2 and metrics["model"] == "fastnet"
+    assert len((result.run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+    assert len(metrics["confusion_matrix"]) == 10 and sum(map(sum, metrics["confusion_matrix"])) == 64
+    assert json.loads((result.run_dir / "config.json").read_text())["batch_size"] == 32
+    assert json.loads((result.run_dir / "model.json").read_text())["config"]["epochs"] == 2
+
+
+def test_same_seed_same_weights_and_seed_matters(data, tmp_path, baseline):
+    assert not _differ(baseline, _weights(_train(data, tmp_path, "again")))
+    assert _differ(baseline, _weights(_train(data, tmp_path, "seed1", seed=1)))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"label_smoothing": 0.2},
+        {"mixup_alpha": 0.4},
+        {"grad_clip": 0.01},
+        {"weight_decay": 0.5, "no_decay_bias_norm": False},
+        {"optimizer": "adamw", "lr": 1e-3},
+        {"optimizer": "adadelta", "lr": 1.0},
+        {"nesterov": False},
+        {"schedule": "onecycle"},
+        {"batch_size": 64},  # linear lr scaling: a different batch and lr
+        {"flip": True},
+        {"translate": 2},
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_each_option_changes_the_weights(data, tmp_path, baseline, overrides):
+    assert _differ(baseline, _weights(_train(data, tmp_path, "run", **overrides)))
+
+
+def test_no_decay_on_biases_and_norms_changes_training(data, tmp_path):
+    with_groups = _weights(_train(data, tmp_path, "a", weight_decay=0.5, no_decay_bias_norm=True))
+    without = _weights(_train(data, tmp_path, "b", weight_decay=0.5, no_decay_bias_norm=False))
+    assert _differ(with_groups, without)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
+    groups = param_groups(model, weight_decay=0.1)
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
+    assert [p.ndim for p in groups[0]["params"]] == [4, 2]  # conv and linear weights only
+
+
+def test_label_smoothing_loss_value():
+    logits, target, eps = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0]), 0.3
+    logp = F.log_softmax(logits, 1)
+    expected = (1 - eps) * -logp[0, 0] + eps * -logp.mean()
+    torch.testing.assert_close(task_loss("classification", logits, target, eps), expected)
+
+
+def test_ema_weights_differ_from_raw_and_are_saved(data, tmp_path):
+    result = _train(data, tmp_path, "ema", ema_decay=0.9)
+    raw, ema = result.state.model.state_dict(), result.state.ema.module.state_dict()
+    assert _differ(raw, {k: ema[k] for k in raw})
+    assert result.metrics["weights"] == "ema"
+    from cnnlab.train.checkpoint import load_run
+
+    loaded = load_run(result.run_dir).model.state_dict()
+    assert all(torch.equal(loaded[k], ema[k].cpu()) for k in loaded)
+
+
+def test_zero_gamma_starts_residual_blocks_as_identity(data, tmp_path):
+    from cnnlab.models import create_model
+    from cnnlab.train.tricks import zero_gamma
+
+    model = create_model("fastnet", widths=(4, 8, 8, 16), residual=True)
+    assert zero_gamma(model) == 1
+    assert torch.count_nonzero(model.features[-1].conv2[1].weight) == 0
+    kw = {"model_kwargs": {"widths": [4, 8, 8, 16], "residual": True}}
+    plain = _weights(_train(data, tmp_path, "a", **kw))
+    zeroed = _weights(_train(data, tmp_path, "b", zero_gamma=True, **kw))
+    assert _differ(plain, zeroed)
+    with pytest.raises(ValueError, match="has no residual block"):
+        _train(data, tmp_path, "c", zero_gamma=True)
+
+
+def test_flip_tta_averages_the_mirrored_prediction():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    x = torch.randn(2, 1, 5, 5)
+    expected = (model(x) + model(x.flip(-1))) / 2
+    torch.testing.assert_close(predict_logits(model, x, tta_flip=True), expected)
+    assert not torch.allclose(predict_logits(model, x, tta_flip=False), expected)
+
+
+def test_tta_changes_the_evaluation(data, tmp_path):
+    plain = _train(data, tmp_path, "a").metrics["test_loss"]
+    tta = _train(data, tmp_path, "b", tta_flip=True).metrics["test_loss"]
+    assert plain != tta
+
+
+def test_nan_loss_stops_with_step_and_lr_and_keeps_last_checkpoint(data, tmp_path):
+    # Epoch 1 trains normally; step decay with gamma 1e36 makes epoch 2's learning rate overflow.
+    with pytest.raises(TrainingDiverged, match=r"at step \d+ \(epoch 2\) with learning rate [0-9.]+e\+3[34]"):
+        _train(data, tmp_path, "nan", epochs=2, schedule="step", step_gamma=1e36, lr=0.05)
+    from cnnlab.train.checkpoint import load_run
+
+    kept = load_run(tmp_path / "nan")
+    assert kept.meta["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in kept.model.state_dict().values())
+
+
+def test_schedules():
+    assert lr_factor("cosine", 0, 10) == 1.0 and lr_factor("cosine", 10, 10) == 0.0
+    assert math.isclose(lr_factor("cosine", 5, 10), 0.5)
+    assert [lr_factor("linear", s, 4, warmup_steps=2) for s in range(4)] == [0.5, 1.0, 1.0, 0.5]
+    assert math.isclose(lr_factor("onecycle", 0, 100), 0.1 + 0.9 / 25) and lr_factor("onecycle", 24, 100) == 1.0
+    assert lr_factor("onecycle", 100, 100) == 0.0
+    assert lr_factor("step", 35, 100, steps_per_epoch=10, step_gamma=0.5) == 0.125
+
+
+def test_linear_lr_scaling():
+    assert peak_lr(TrainConfig(lr=0.1, batch_size=1024)) == pytest.approx(0.4)
+    assert peak_lr(TrainConfig(lr=0.1, batch_size=1024, scale_lr=False)) == 0.1
+
+
+def test_precision_rules():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("auto", cpu) in ("fp32", "bf16")
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", cpu)
+
+
+def test_config_rejects_unknown_keys_with_suggestions():
+    with pytest.raises(ValueError, match=r"unknown training setting 'epoch'\. Did you mean epochs"):
+        TrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(ValueError, match="optimizer must be one of sgd, adamw, adadelta; received"):
+        TrainConfig(optimizer="adam")
+    cfg = resolve_recipe("default", {"epochs": 2}, ["flip=true", "lr=0.3", 'model_kwargs={"widths": [8, 8, 8, 8]}'])
+    assert (cfg.epochs, cfg.flip, cfg.lr, cfg.model_kwargs) == (2, True, 0.3, {"widths": [8, 8, 8, 8]})
+    with pytest.raises(ValueError, match="--recipe must be one of"):
+        resolve_recipe("lng")
+
+
+def test_segmentation_metrics_by_hand():
+    # 2 classes, 4 pixels: truth [0, 0, 1, 1], prediction [0, 1, 1, 1].
+    stats = new_stats("segmentation", 2)
+    logits = torch.tensor([[5.0, 0], [0, 5], [0, 5], [0, 5]]).T.reshape(1, 2, 2, 2)
+    update_stats(stats, "segmentation", logits, torch.tensor([[[0, 0], [1, 1]]]))
+    out = summarize(stats, "segmentation", ["bg", "fg"])
+    assert out["pixel_accuracy"] == 0.75
+    assert out["iou"] == {"bg": 0.5, "fg": 2 / 3}  # 1/2 and 2/3
+    assert out["mean_iou"] == pytest.approx((0.5 + 2 / 3) / 2)

@@ -1,7 +1,8 @@
 """``shapes``: a generated segmentation dataset of circles, squares and triangles on noise.
 
 Each image holds one to ``max_shapes`` shapes of random size, position, rotation and brightness
-(later shapes occlude earlier ones) over a noisy background; the mask gives each pixel's class id
+over a noisy background, each whole in its own cell of a 2 x 2 grid (or, with ``overlap=True``,
+anywhere, later shapes occluding earlier ones); the mask gives each pixel's class id
 (0 background, 1 circle, 2 square, 3 triangle). Everything is drawn from one seeded
 ``torch.Generator``, so the same arguments give the same tensors on every machine, and the
 rasterisation is vectorised over images and shapes (chunks of images, no per-pixel Python).
@@ -64,26 +65,38 @@ def make_shapes(
     max_shapes: int = 3,
     channels: int = 1,
     noise: float = 40.0,
+    overlap: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Generate ``(images uint8 (n, C, size, size), masks int64 (n, size, size), labels int64 (n,))``.
 
-    ``labels`` is the class that covers most pixels of each image (for classification use).
+    Without ``overlap`` (the default) each shape gets its own cell of a 2 x 2 grid, so shapes are
+    whole and never touch (``max_shapes`` <= 4); with ``overlap`` they are placed anywhere and later
+    shapes occlude earlier ones (a harder task). ``labels`` is the class that covers most pixels of
+    each image (for classification use).
 
     >>> images, masks, labels = make_shapes(4, 32, seed=1)
     >>> images.shape, masks.shape, sorted(set(masks.unique().tolist()) - {0, 1, 2, 3})
     (torch.Size([4, 1, 32, 32]), torch.Size([4, 32, 32]), [])
     """
-    _check_args(n, size, max_shapes, channels)
+    _check_args(n, size, max_shapes, channels, overlap)
     g = torch.Generator().manual_seed(int(seed))
     k = max_shapes
     # All random parameters are drawn up front, in a fixed order, so chunking cannot change them.
     kind = torch.randint(1, 4, (n, k), generator=g)
     present = torch.rand(n, k, generator=g) < 0.7
     present[:, 0] = True  # at least one shape per image
-    r = (0.10 + 0.12 * torch.rand(n, k, generator=g)) * size
-    margin = r * TRIANGLE_R  # keep every kind wholly inside the image
-    cy = margin + torch.rand(n, k, generator=g) * (size - 2 * margin)
-    cx = margin + torch.rand(n, k, generator=g) * (size - 2 * margin)
+    if overlap:
+        cell, top, left = float(size), torch.zeros(n, k), torch.zeros(n, k)
+        r = (0.10 + 0.12 * torch.rand(n, k, generator=g)) * size
+    else:
+        cell = size / 2
+        quadrant = torch.argsort(torch.rand(n, 4, generator=g), dim=1)[:, :k]  # distinct cells, (n, K)
+        top, left = (quadrant // 2) * cell, (quadrant % 2) * cell
+        # Radius up to the largest that keeps a triangle (the widest kind) inside its cell.
+        r = (0.18 + 0.14 * torch.rand(n, k, generator=g)) * cell
+    margin = r * TRIANGLE_R  # keep every kind wholly inside its cell
+    cy = top + margin + torch.rand(n, k, generator=g) * (cell - 2 * margin)
+    cx = left + margin + torch.rand(n, k, generator=g) * (cell - 2 * margin)
     angle = torch.rand(n, k, generator=g) * (2 * math.pi)
     colour = 150 + 105 * torch.rand(n, k, channels, generator=g)  # bright shapes, (n, K, C)
     background = 90 * torch.rand(n, channels, 1, 1, generator=g)  # per-image grey level
@@ -106,13 +119,18 @@ def make_shapes(
     return images, masks, labels
 
 
-def _check_args(n: int, size: int, max_shapes: int, channels: int) -> None:
+def _check_args(n: int, size: int, max_shapes: int, channels: int, overlap: bool) -> None:
     if n < 1:
         raise ValueError(f"shapes: n must be >= 1 image; received n={n}.")
     if size < 16:
         raise ValueError(f"shapes: size must be >= 16 pixels (shapes need room); received size={size}.")
     if max_shapes < 1:
         raise ValueError(f"shapes: max_shapes must be >= 1; received max_shapes={max_shapes}.")
+    if not overlap and max_shapes > 4:
+        raise ValueError(
+            f"shapes: max_shapes must be <= 4 without overlap (one shape per cell of a 2 x 2 grid); "
+            f"received max_shapes={max_shapes}. Pass overlap=True for more shapes per image."
+        )
     if channels not in (1, 3):
         raise ValueError(f"shapes: channels must be 1 (grey) or 3 (colour); received channels={channels}.")
 
@@ -126,6 +144,7 @@ def load_shapes(
     max_shapes: int = 3,
     channels: int = 1,
     noise: float = 40.0,
+    overlap: bool = False,
 ) -> ImageDataset:
     """The ``shapes`` segmentation dataset; train and test are generated from different seeds.
 
@@ -137,6 +156,6 @@ def load_shapes(
     # Distinct streams for the two splits: test images are never training images.
     split_seed = 2 * int(seed) + (1 if split == "test" else 0)
     images, masks, labels = make_shapes(
-        count, size, seed=split_seed, max_shapes=max_shapes, channels=channels, noise=noise
+        count, size, seed=split_seed, max_shapes=max_shapes, channels=channels, noise=noise, overlap=overlap
     )
     return ImageDataset(images, labels, list(CLASSES), "shapes", masks=masks)

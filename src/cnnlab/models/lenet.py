@@ -12,6 +12,8 @@ by a linear layer, as in every modern re-implementation.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -157,15 +159,15 @@ class LeNet5(nn.Module):
         self.fc = nn.Linear(self.fc.in_features, num_classes)
 
 
-def _create_lenet(num_classes: int = 10, in_chans: int = 1, **kwargs: object) -> LeNet5:
-    return LeNet5(num_classes=num_classes, in_chans=in_chans, **kwargs)  # type: ignore[arg-type]
+def _create_lenet(num_classes: int = 10, in_chans: int = 1, **kwargs: Any) -> LeNet5:
+    return LeNet5(num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 @register_model(
     "lenet5", family="lenet", input_size=(1, 32, 32), num_classes=10,
     params=61_706, macs=416_520, rf=32,
 )  # fmt: skip
-def lenet5(num_classes: int = 10, in_chans: int = 1, **kwargs: object) -> LeNet5:
+def lenet5(num_classes: int = 10, in_chans: int = 1, **kwargs: Any) -> LeNet5:
     """LeNet-5, modern: max pooling, ReLU, fully connected C3 (61,706 parameters)."""
     return _create_lenet(num_classes, in_chans, **kwargs)
 
@@ -174,6 +176,6 @@ def lenet5(num_classes: int = 10, in_chans: int = 1, **kwargs: object) -> LeNet5
     "lenet5_classic", family="lenet", input_size=(1, 32, 32), num_classes=10,
     params=60_850, macs=326_520, rf=32,
 )  # fmt: skip
-def lenet5_classic(num_classes: int = 10, in_chans: int = 1, **kwargs: object) -> LeNet5:
+def lenet5_classic(num_classes: int = 10, in_chans: int = 1, **kwargs: Any) -> LeNet5:
     """LeNet-5 as in the 1998 paper: C3 connection table, trainable subsampling, scaled tanh."""
     return _create_lenet(num_classes, in_chans, classic=True, **kwargs)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnlab.viz.grid import figure_array, new_figure, save_png
+from cnnlab.viz.grid import compact, figure_array, new_figure, save_png
 
 __all__ = ["EDGE_KERNELS", "edge_figure", "edge_responses", "to_gray"]
 
@@ -96,7 +96,7 @@ def edge_figure(image: torch.Tensor, path: str | os.PathLike[str] | None = None)
         axes[0, j + 1].set_title(f"kernel {name}", fontsize=8)
         for (yy, xx), v in np.ndenumerate(np.array(k)):
             axes[0, j + 1].text(xx, yy, f"{v:g}", ha="center", va="center", fontsize=7)
-    fig.tight_layout()  # type: ignore[attr-defined]
+    compact(fig, left=0.02, right=0.98, bottom=0.02, top=0.95, hspace=0.35)
     picture = figure_array(fig)
     if path is not None:
         save_png(picture, Path(path))

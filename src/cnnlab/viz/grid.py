@@ -144,6 +144,11 @@ def new_figure(width: float, height: float, dpi: int = 100) -> object:
     return fig
 
 
+def compact(fig: object, **margins: float) -> None:
+    """Fixed margins (figure fractions) instead of ``tight_layout``, which costs ~1 s per figure."""
+    fig.subplots_adjust(**{"left": 0.05, "right": 0.98, "bottom": 0.08, "top": 0.9, **margins})  # type: ignore[attr-defined]
+
+
 def figure_array(fig: object) -> np.ndarray:
     """Render a Figure from :func:`new_figure` to ``uint8 (H, W, 3)``."""
     canvas = fig.canvas  # type: ignore[attr-defined]

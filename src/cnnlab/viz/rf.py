@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cnnlab.viz.grid import figure_array, new_figure, save_png
+from cnnlab.viz.grid import compact, figure_array, new_figure, save_png
 from cnnlab.viz.hooks import no_inplace, released_hooks
 from cnnlab.viz.images import to_display
 
@@ -168,7 +168,7 @@ def rf_figure(
     for ax in (ax1, ax2):
         ax.set_xlim(-0.5, image.shape[-1] - 0.5)
         ax.set_ylim(image.shape[-2] - 0.5, -0.5)
-    fig.tight_layout()  # type: ignore[attr-defined]
+    compact(fig, left=0.05, right=0.98, bottom=0.06, top=0.92)
     picture = figure_array(fig)
     if path is not None:
         save_png(picture, Path(path))

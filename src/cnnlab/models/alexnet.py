@@ -104,9 +104,8 @@ class AlexNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
-        last = self.classifier[-1]
-        assert isinstance(last, nn.Linear)  # internal invariant, not user input
-        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
+        in_features = int(self.classifier[-1].in_features)  # type: ignore[arg-type]  # always a Linear
+        self.classifier[-1] = nn.Linear(in_features, num_classes)
 
 
 def _create_alexnet(num_classes: int, in_chans: int, **kwargs: Any) -> AlexNet:

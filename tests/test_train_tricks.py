@@ -10,18 +10,19 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.loop import TrainingDiverged, fit
+from cnnlab.train.loop import Hooks, TrainingDiverged, fit
 from cnnlab.train.optim import param_groups, peak_lr
 from cnnlab.train.recipes import resolve_recipe
 from cnnlab.train.schedule import lr_factor
 from cnnlab.train.setup import load_data
 from cnnlab.train.tasks import new_stats, summarize, task_loss, update_stats
-from cnnlab.train.tricks import predict_logits, resolve_precision
+from cnnlab.train.tricks import cpu_has_native_bf16, predict_logits, resolve_precision
 
 TINY = {
     "model": "fastnet", "model_kwargs": {"widths": [4, 8, 8, 16]}, "limit_train": 160, "limit_test": 64,
     "val_fraction": 0.2, "batch_size": 32, "epochs": 1, "progress": "none", "threads": 1, "translate": 0,
     "label_smoothing": 0.0, "schedule": "constant", "warmup_epochs": 0.0, "lr": 0.05, "weight_decay": 0.0,
+    "precision": "fp32", "channels_last": True,
 }  # fmt: skip
 
 
@@ -30,9 +31,9 @@ def data():
     return load_data(TrainConfig.from_dict(TINY))
 
 
-def _train(data, tmp_path, name: str, **overrides):
+def _train(data, tmp_path, name: str, hooks: Hooks | None = None, **overrides):
     cfg = TrainConfig.from_dict({**TINY, **overrides})
-    return fit(cfg, tmp_path / name, data=data)
+    return fit(cfg, tmp_path / name, data=data, hooks=hooks)
 
 
 def _weights(result) -> dict[str, torch.Tensor]:
@@ -78,8 +79,13 @@ def test_same_seed_same_weights_and_seed_matters(data, tmp_path, baseline):
         {"optimizer": "adamw", "lr": 1e-3},
         {"optimizer": "adadelta", "lr": 1.0},
         {"nesterov": False},
+        {"momentum": 0.0},
         {"schedule": "onecycle"},
+        {"schedule": "cosine"},
+        {"schedule": "linear"},
+        {"warmup_epochs": 0.5},  # linear warm-up before the constant rate
         {"batch_size": 64},  # linear lr scaling: a different batch and lr
+        {"scale_lr": False},  # same batch, lr not scaled by 32/256
         {"flip": True},
         {"translate": 2},
     ],
@@ -87,6 +93,32 @@ def test_same_seed_same_weights_and_seed_matters(data, tmp_path, baseline):
 )
 def test_each_option_changes_the_weights(data, tmp_path, baseline, overrides):
     assert _differ(baseline, _weights(_train(data, tmp_path, "run", **overrides)))
+
+
+def test_step_decay_changes_the_second_epoch(data, tmp_path):
+    lrs: dict[str, list[float]] = {"constant": [], "step": []}
+    runs = {}
+    for schedule in lrs:
+        hooks = Hooks(on_step=[lambda state, info, s=schedule: lrs[s].append(info["lr"])])
+        cfg = TrainConfig.from_dict({**TINY, "epochs": 2, "schedule": schedule, "step_gamma": 0.1})
+        runs[schedule] = _weights(fit(cfg, tmp_path / schedule, data=data, hooks=hooks))
+    half = len(lrs["step"]) // 2
+    assert lrs["step"][:half] == lrs["constant"][:half]  # epoch 1: the same rate
+    assert lrs["step"][half:] == pytest.approx([0.1 * lr for lr in lrs["constant"][half:]])
+    assert _differ(runs["constant"], runs["step"])
+
+
+def test_channels_last_trains_in_nhwc(data, tmp_path):
+    formats: dict[bool, set[bool]] = {True: set(), False: set()}
+    for flag in formats:
+
+        def look(state, info, flag=flag):
+            # the widest conv weight: for a (C_out, 1, 3, 3) kernel both layouts are the same
+            weight = max((p for p in state.model.parameters() if p.ndim == 4), key=lambda p: p.shape[1])
+            formats[flag].add(weight.is_contiguous(memory_format=torch.channels_last))
+
+        _train(data, tmp_path, f"cl{flag}", hooks=Hooks(on_step=[look]), channels_last=flag)
+    assert formats == {True: {True}, False: {False}}
 
 
 def test_no_decay_on_biases_and_norms_changes_training(data, tmp_path):
@@ -172,12 +204,39 @@ def test_linear_lr_scaling():
     assert peak_lr(TrainConfig(lr=0.1, batch_size=1024, scale_lr=False)) == 0.1
 
 
+# /proc/cpuinfo flag lines of real CPUs (abridged to the vector extensions).
+ZEN3_AVX2 = "processor : 0\nvendor_id : AuthenticAMD\nflags : fpu sse2 avx avx2 fma bmi2 sha_ni vaes\n"
+SKYLAKE_X = "flags : fpu sse2 avx avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl\n"  # bf16 emulated
+ZEN4 = "flags : fpu avx2 avx512f avx512dq avx512bw avx512vl avx512_bf16 avx512_vnni\n"
+SAPPHIRE_RAPIDS = "flags : fpu avx2 avx512f avx512bw avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "native"), [(ZEN3_AVX2, False), (SKYLAKE_X, False), (ZEN4, True), (SAPPHIRE_RAPIDS, True), ("", False)]
+)
+def test_native_bf16_detection_from_cpu_flags(cpuinfo, native):
+    assert cpu_has_native_bf16(cpuinfo) is native
+
+
 def test_precision_rules():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32"
-    assert resolve_precision("auto", cpu) in ("fp32", "bf16")
+    assert resolve_precision("bf16", cpu, native_bf16=False) == "bf16"  # asked for explicitly: honoured
+    # auto: bf16 autocast only where the CPU has native bf16, fp32 on AVX2-only CPUs.
+    assert resolve_precision("auto", cpu, native_bf16=False) == "fp32"
+    assert resolve_precision("auto", cpu, native_bf16=True) == "bf16"
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", cpu)
+
+
+def test_auto_precision_is_what_the_run_uses(data, tmp_path):
+    result = _train(data, tmp_path, "auto", precision="auto")
+    assert result.metrics["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
+
+
+def test_bf16_autocast_changes_training(data, tmp_path, baseline):
+    assert _differ(baseline, _weights(_train(data, tmp_path, "bf16", precision="bf16")))
 
 
 def test_config_rejects_unknown_keys_with_suggestions():

@@ -20,6 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 __all__ = [
     "autocast",
+    "cpu_flags",
     "cpu_has_native_bf16",
     "freeze_features",
     "make_ema",
@@ -108,22 +109,36 @@ def set_train_mode(model: nn.Module) -> None:
             module.eval()
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX), so bf16 autocast pays off.
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The feature flags of the first CPU in ``/proc/cpuinfo`` (or in the ``cpuinfo`` text given); empty if unknown.
 
-    On other CPUs (AVX2 only, like many AMD EPYC and laptop parts) oneDNN emulates bf16 and it is
-    slower than fp32, so cnnlab keeps fp32 there.
+    >>> sorted(cpu_flags("processor : 0\\nflags : fpu avx2 fma\\n"))
+    ['avx2', 'fma', 'fpu']
     """
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):  # x86 | ARM
+            return set(value.split())
+    return set()
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX-BF16) and torch has oneDNN.
+
+    On other CPUs (AVX2 only, such as AMD EPYC before Zen 4 and most laptop parts) oneDNN emulates
+    bf16 and it is slower than fp32, so ``precision=auto`` keeps fp32 there. torch's own
+    ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` is not used: it answers True for any AVX-512 core
+    CPU, including those that only emulate bf16. ``cpuinfo`` replaces ``/proc/cpuinfo`` (for tests).
+
+    >>> cpu_has_native_bf16("flags : fpu sse2 avx2 fma")
+    False
+    """
+    return bool(cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"}) and torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -139,20 +154,26 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device, native_bf16: bool | None = None) -> str:
     """``auto`` -> bf16 on CUDA with bf16 support or on a CPU with native bf16, fp16 on older GPUs, else fp32.
 
-    >>> resolve_precision("fp32", torch.device("cpu"))
+    ``native_bf16`` overrides the CPU detection (:func:`cpu_has_native_bf16`); tests use it to check
+    the choice for CPUs other than the one they run on.
+
+    >>> resolve_precision("auto", torch.device("cpu"), native_bf16=False)
     'fp32'
+    >>> resolve_precision("auto", torch.device("cpu"), native_bf16=True)
+    'bf16'
     """
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if cpu_has_native_bf16() else "fp32"
+        native = cpu_has_native_bf16() if native_bf16 is None else native_bf16
+        return "bf16" if native else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(
-            "precision=fp16 needs a CUDA device (it trains with a gradient scaler); on a CPU use "
-            "precision=bf16 (if the CPU has native bf16) or fp32. Received device=cpu."
+            f"precision=fp16 needs a CUDA device (it trains with a gradient scaler); on a CPU use "
+            f"precision=bf16 (if the CPU has native bf16) or fp32. Received device={device}."
         )
     return precision
 

@@ -102,3 +102,37 @@ def test_upsample_keeps_size_and_divides_jump(scale: int) -> None:
     up = report.layer("1")
     assert up.rf is not None and up.rf.size == (3, 3)  # nearest: one source unit
     assert up.rf.jump == (2 / scale, 2 / scale)
+
+
+class ScaledConv(nn.Module):
+    """LeNet-5's trainable subsampling pattern: a conv, then per-channel and scalar parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 5)
+        self.coef = nn.Parameter(torch.ones(4))
+        self.shift = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.coef.view(1, -1, 1, 1) * self.conv(x)  # the parameter operand comes first
+        y = y + self.shift + torch.ones(1, 4, 1, 1)  # a scalar parameter and a constant made in forward
+        return torch.nn.functional.avg_pool2d(y, 2)
+
+
+def test_broadcast_parameter_keeps_rf() -> None:
+    report = analyze(ScaledConv(), (1, 16, 16))
+    conv, pool = report.layer("conv"), report.layer("avg_pool2d")
+    assert conv.rf is not None and pool.rf is not None
+    between = report.layers[report.layers.index(conv) + 1 : report.layers.index(pool)]
+    assert [r.type for r in between if r.rf is not None] == ["mul", "add", "add"]
+    assert {r.rf for r in between if r.rf is not None} == {conv.rf}
+    assert (pool.rf.size, pool.rf.jump) == ((6, 6), (2.0, 2.0))
+    assert report.layer("view").rf is None  # a parameter alone sees no pixel
+    assert report.layer("view").activation_bytes == 0  # a view of a parameter allocates nothing
+    assert not [w for w in report.warnings if w.rule in ("rf-misaligned", "rf-unknown")]
+
+
+def test_lenet5_classic_rf_reaches_the_whole_input() -> None:
+    report = analyze(create_model("lenet5_classic"), (1, 32, 32))
+    rf = report.final_spatial_rf
+    assert rf is not None and rf.size == (32, 32) and rf.jump == (4.0, 4.0)

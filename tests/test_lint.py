@@ -101,3 +101,22 @@ def test_unread_real_pixels_is_a_warning() -> None:
     warning = analyze(_seq(nn.Conv2d(1, 1, 1, stride=2)), (1, 8, 8)).warnings[0]
     assert (warning.rule, warning.level) == ("unread-border", "warning")
     assert "1 input row(s)/column(s) are never read" in warning.message
+
+
+class SplitDown(nn.Module):
+    """Two strided branches of 4 channels each, concatenated back to 8 (an Inception-style reduction)."""
+
+    def __init__(self, concat: bool) -> None:
+        super().__init__()
+        self.concat = concat
+        self.a = nn.Conv2d(8, 4, 3, stride=2, padding=1)
+        self.b = nn.Conv2d(8, 4, 1, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.relu(self.a(x)), self.b(x)
+        return torch.cat([a, b], dim=1) if self.concat else a + b
+
+
+def test_concat_branches_do_not_count_as_shrinking() -> None:
+    assert "channels-shrink-with-resolution" not in _rules(SplitDown(concat=True), (8, 8, 8))
+    assert _rules(SplitDown(concat=False), (8, 8, 8))["channels-shrink-with-resolution"] == ["a", "b"]

@@ -359,7 +359,18 @@ def trace(model: nn.Module) -> fx.GraphModule:
     """Symbolically trace ``model`` (already a meta copy) with cnnlab's leaf rule."""
     tracer = _Tracer()
     graph = tracer.trace(model)
-    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+    gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    # tensors built in forward() without an input (``torch.ones(1, C, 1, 1)``) were evaluated during
+    # tracing and stored as CPU constants; the meta run needs them on the meta device
+    for node in gm.graph.nodes:
+        if node.op != "get_attr":
+            continue
+        owner_path, _, attr = str(node.target).rpartition(".")
+        owner = gm.get_submodule(owner_path)
+        value = getattr(owner, attr, None)
+        if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter) and not value.is_meta:
+            setattr(owner, attr, torch.empty_like(value, device="meta"))
+    return gm
 
 
 def capture_fx(model: nn.Module, input_shape: tuple[int, ...], gm: fx.GraphModule | None = None) -> Graph:

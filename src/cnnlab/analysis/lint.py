@@ -243,11 +243,26 @@ def dropout_before_bn(graph: Graph, users: list[list[int]]) -> Iterator[LintWarn
                 break  # linear ops and activations carry the shifted variance on to the BN
 
 
-def channels_shrink(graph: Graph) -> Iterator[LintWarning]:
+def _feeds_concat(graph: Graph, users: list[list[int]], i: int) -> bool:
+    """True when node ``i`` is one branch of a concatenation (through pass-through ops)."""
+    while len(users[i]) == 1:
+        i = users[i][0]
+        nxt = graph.nodes[i]
+        if nxt.geometry.kind == K.MERGE and nxt.type in ("cat", "concat", "concatenate", "stack"):
+            return True
+        if nxt.geometry.kind not in _PASS_THROUGH:
+            return False
+    return False
+
+
+def channels_shrink(graph: Graph, users: list[list[int]]) -> Iterator[LintWarning]:
+    index = {id(node): i for i, node in enumerate(graph.nodes)}
     for node, sp in _windowed(graph):
         g = node.geometry
         out_sp = node.output_shape[-graph.ndim :]
-        if g.kind == K.CONV and math.prod(out_sp) < math.prod(sp) and g.out_ch < g.in_ch:
+        shrinks = g.kind == K.CONV and math.prod(out_sp) < math.prod(sp) and g.out_ch < g.in_ch
+        # one branch of a concat is not a bottleneck: the concatenated map holds the channels
+        if shrinks and not _feeds_concat(graph, users, index[id(node)]):
             yield LintWarning(
                 "channels-shrink-with-resolution",
                 "warning",
@@ -298,7 +313,7 @@ def run_rules(graph: Graph, report: ModelReport, states: list[RFState | None]) -
         lambda: map_smaller_than_kernel(graph),
         lambda: fc_dominates(graph, report),
         lambda: dropout_before_bn(graph, users),
-        lambda: channels_shrink(graph),
+        lambda: channels_shrink(graph, users),
         lambda: receptive_rules(graph, report, states),
     ]
     return [w for rule in rules for w in rule()]

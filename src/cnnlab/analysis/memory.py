@@ -10,6 +10,7 @@ included.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from cnnlab.analysis.capture import Graph
@@ -29,11 +30,16 @@ def _owners(graph: Graph) -> tuple[dict[int, int], list[int]]:
     """Map id(tensor) -> index of the node owning its storage, and each node's fresh bytes."""
     owner: dict[int, int] = {}
     fresh = []
+    model = graph.model
+    # parameters and buffers are the model's own memory, not activations; views of them are free
+    held = {id(t) for t in itertools.chain(model.parameters(), model.buffers())} if model is not None else set()
     for i, node in enumerate(graph.nodes):
         total = 0
         for t in node.outputs:
             alias = next((u for u in node.tensor_inputs if u is t), None)
             base = t._base if t._base is not None else None
+            if id(t) in held or (base is not None and id(base) in held):
+                continue
             if alias is not None and id(alias) in owner:
                 owner[id(t)] = owner[id(alias)]
             elif base is not None and id(base) in owner:

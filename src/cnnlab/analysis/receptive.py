@@ -153,22 +153,37 @@ def _flattened(produced: tuple[int, ...], node: Node, nd: int) -> bool:
     return len(produced) >= nd + 2 and len(received) < nd + 2
 
 
+def input_dependent(graph: Graph) -> list[bool]:
+    """Per node: does its output depend on the model input (False for parameter/constant-only ops)?"""
+    variable: list[bool] = []
+    for i, node in enumerate(graph.nodes):
+        variable.append(i == 0 or any(variable[j] for j in node.inputs))
+    return variable
+
+
 def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
     """Receptive-field state of every node in ``graph`` (None where unknown) and alignment warnings."""
     nd = graph.ndim
     states: list[RFState | None] = []
     warnings: list[LintWarning] = []
+    variable = input_dependent(graph)
     for i, node in enumerate(graph.nodes):
         if i == 0:
             start = rf_input(nd)
             states.append(RFState(start, start))
             continue
-        ins = [states[j] for j in node.inputs]
-        known = [s for s in ins if s is not None]
-        if not known or len(known) < len(ins):
+        # operands computed from parameters or constants alone (``w.view(1, C, 1, 1)``, a scalar
+        # buffer) see no pixel: ``x * w`` keeps the receptive field of ``x``
+        sources = [j for j in node.inputs if variable[j]]
+        if not sources:
             states.append(None)
             continue
-        shapes = [graph.nodes[j].output_shape for j in node.inputs]
+        ins = [states[j] for j in sources]
+        known = [s for s in ins if s is not None]
+        if len(known) < len(ins):
+            states.append(None)
+            continue
+        shapes = [graph.nodes[j].output_shape for j in sources]
         if len(known) == 1 and known[0].spatial and _flattened(shapes[0], node, nd):
             # the hooks path cannot see a flatten between modules: collapse here
             known = [_collapse(known[0], shapes[0][-nd:])]

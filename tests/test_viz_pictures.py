@@ -171,9 +171,7 @@ def test_erf_radius_of_known_mass() -> None:
 
 
 def _hook_count(model: nn.Module) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
-    )
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
 
 
 def test_gradcam_finds_the_bright_square(square_net: nn.Sequential) -> None:
@@ -211,9 +209,7 @@ def test_gradcam_releases_hooks_on_error(square_net: nn.Sequential) -> None:
         ("transposed", 3, 2, 2, 0, 2, 1),
     ],
 )
-def test_animation_values_match_torch(
-    tmp_path, kind: str, n: int, k: int, s: int, p: int, d: int, op: int
-) -> None:
+def test_animation_values_match_torch(tmp_path, kind: str, n: int, k: int, s: int, p: int, d: int, op: int) -> None:
     gif = tmp_path / "a.gif"
     an = conv_animation(kind, n, k, s, p, d, output_padding=op, path=gif, frames_dir=tmp_path / "frames")
     x = torch.tensor(an.input)[None, None]

@@ -117,17 +117,11 @@ def _check(kind: str, n: int, k: int, s: int, p: int, d: int, op: int) -> None:
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}; received {v!r}.")
     if kind != "transposed" and op:
-        raise ValueError(
-            f"--output-padding applies to transposed convolutions only; received {op} for {kind}."
-        )
+        raise ValueError(f"--output-padding applies to transposed convolutions only; received {op} for {kind}.")
     if kind == "pool" and 2 * p > k:
-        raise ValueError(
-            f"pooling padding must be at most half the kernel (PyTorch's rule); received p={p}, k={k}."
-        )
+        raise ValueError(f"pooling padding must be at most half the kernel (PyTorch's rule); received p={p}, k={k}.")
     if kind == "transposed" and op >= max(s, d):
-        raise ValueError(
-            f"--output-padding must be smaller than stride or dilation; received {op} with s={s}, d={d}."
-        )
+        raise ValueError(f"--output-padding must be smaller than stride or dilation; received {op} with s={s}, d={d}.")
 
 
 def _values(kind: str, n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,9 +163,7 @@ def conv_animation(
     out = np.zeros((o, o))
     for i in range(o):
         for j in range(o):
-            window = grid[
-                i * step : i * step + d * (k - 1) + 1 : d, j * step : j * step + d * (k - 1) + 1 : d
-            ]
+            window = grid[i * step : i * step + d * (k - 1) + 1 : d, j * step : j * step + d * (k - 1) + 1 : d]
             out[i, j] = window.max() if kind == "pool" else float((window * taps_kernel).sum())
     anim = Animation(kind, x, kernel, grid, mask, out, 0, (0, 0))
     _render(anim, k, d, step, taps_kernel, path, frames_dir, duration_ms, (n, k, s, p, d, output_padding))
@@ -184,9 +176,7 @@ def _layout(m: int, o: int) -> tuple[int, bool]:
     return cell, show
 
 
-def _cell(
-    draw: ImageDraw.ImageDraw, x0: int, y0: int, cell: int, rc: tuple[int, int], colour: int, text: str
-) -> None:
+def _cell(draw: ImageDraw.ImageDraw, x0: int, y0: int, cell: int, rc: tuple[int, int], colour: int, text: str) -> None:
     r, c = rc
     box = (x0 + c * cell, y0 + r * cell, x0 + (c + 1) * cell - 1, y0 + (r + 1) * cell - 1)
     draw.rectangle(box, fill=colour, outline=_LINE)
@@ -217,9 +207,7 @@ def _render(
     gap, top = 40, 22
     width = 10 + m * cell + gap + o * cell + 10
     height = top + max(m, o) * cell + 10
-    base_in = np.where(
-        anim.is_pad, _PAD if anim.kind != "transposed" else _ZERO, _INPUT
-    )  # (m, m) palette ids
+    base_in = np.where(anim.is_pad, _PAD if anim.kind != "transposed" else _ZERO, _INPUT)  # (m, m) palette ids
     in_text = [[_fmt(v) if show else "" for v in row] for row in anim.grid]
     out_x = 10 + m * cell + gap
     # the canvas keeps the input grid and the output filled so far; each frame adds the kernel's taps

@@ -68,9 +68,7 @@ def curve_series(
     return out
 
 
-def curves_figure(
-    history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str] | None = None
-) -> np.ndarray:
+def curves_figure(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str] | None = None) -> np.ndarray:
     """Loss, accuracy and learning-rate panels side by side (only those the history has)."""
     series = curve_series(history)
     if not series:
@@ -181,9 +179,7 @@ def segmentation_figure(
     axes = np.asarray(fig.subplots(n, 3)).reshape(n, 3)  # type: ignore[attr-defined]
     for i in range(n):
         base = to_display(images[i]).astype(np.float64)
-        for j, (mask, title) in enumerate(
-            ((None, "image"), (masks_true[i], "true"), (masks_pred[i], "predicted"))
-        ):
+        for j, (mask, title) in enumerate(((None, "image"), (masks_true[i], "true"), (masks_pred[i], "predicted"))):
             shown = base if mask is None else overlay(base, mask.numpy(), palette, alpha)
             axes[i, j].imshow(shown.astype(np.uint8), interpolation="nearest")
             axes[i, j].set_title(title, fontsize=8)

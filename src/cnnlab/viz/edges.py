@@ -58,9 +58,7 @@ def edge_responses(image: torch.Tensor, kernels: list[str] | None = None) -> dic
     """Cross-correlate the gray image with each kernel (no padding): name -> ``(H-2, W-2)`` signed map."""
     gray = to_gray(image)
     if gray.shape[0] < 3 or gray.shape[1] < 3:
-        raise ValueError(
-            f"edge detection needs an image of at least 3x3 pixels; received {tuple(gray.shape)}."
-        )
+        raise ValueError(f"edge detection needs an image of at least 3x3 pixels; received {tuple(gray.shape)}.")
     names = kernels or list(EDGE_KERNELS)
     unknown = [n for n in names if n not in EDGE_KERNELS]
     if unknown:
@@ -94,8 +92,10 @@ def edge_figure(image: torch.Tensor, path: str | os.PathLike[str] | None = None)
     for j, (name, k) in enumerate(list(EDGE_KERNELS.items())[:3]):
         axes[0, j + 1].imshow(np.array(k), cmap="RdBu_r")
         axes[0, j + 1].set_title(f"kernel {name}", fontsize=8)
+        big = float(np.abs(np.array(k)).max())
         for (yy, xx), v in np.ndenumerate(np.array(k)):
-            axes[0, j + 1].text(xx, yy, f"{v:g}", ha="center", va="center", fontsize=7)
+            colour = "white" if abs(v) > 0.6 * big else "black"  # readable on the dark ends of RdBu
+            axes[0, j + 1].text(xx, yy, f"{v:g}", ha="center", va="center", fontsize=7, color=colour)
     compact(fig, left=0.02, right=0.98, bottom=0.02, top=0.95, hspace=0.35)
     picture = figure_array(fig)
     if path is not None:

@@ -100,9 +100,7 @@ def feature_stages(model: nn.Module, x: torch.Tensor, layers: list[str] | None =
             else:
                 stages.append(_stage_after(calls, by_name[n]))
         return stages
-    acts = [
-        c for c in calls if isinstance(c.module, _ACTIVATIONS) and _spatial(c.output) and _spatial(c.input)
-    ]
+    acts = [c for c in calls if isinstance(c.module, _ACTIVATIONS) and _spatial(c.output) and _spatial(c.input)]
     if acts:
         return [FeatureStage(c.name, type(c.module).__name__, c.input[0], c.output[0]) for c in acts]  # type: ignore[index]
     convs = [i for i, c in enumerate(calls) if isinstance(c.module, nn.Conv2d)]

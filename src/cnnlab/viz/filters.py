@@ -37,9 +37,7 @@ def find_conv(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Conv2
     """
     convs = conv_layers(model)
     if not convs:
-        raise ValueError(
-            f"the model {type(model).__name__} has no nn.Conv2d layer, so it has no kernels to show."
-        )
+        raise ValueError(f"the model {type(model).__name__} has no nn.Conv2d layer, so it has no kernels to show.")
     if layer is None:
         return convs[0]
     for name, m in convs:
@@ -79,9 +77,7 @@ def kernel_grid(weight: torch.Tensor, *, mode: str = "auto", tile: int = 32, gap
     8
     """
     if weight.ndim != 4:
-        raise ValueError(
-            f"kernel_grid: weight must be (out, in, kh, kw); received shape {tuple(weight.shape)}."
-        )
+        raise ValueError(f"kernel_grid: weight must be (out, in, kh, kw); received shape {tuple(weight.shape)}.")
     o, i = weight.shape[:2]
     if mode not in ("auto", "rgb", "channels"):
         raise ValueError(f"mode must be 'auto', 'rgb' or 'channels'; received mode={mode!r}.")

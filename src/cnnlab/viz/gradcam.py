@@ -15,16 +15,22 @@ torch.Size([8, 8])
 from __future__ import annotations
 
 import difflib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cnnlab.viz.grid import compact, figure_array, new_figure, save_png
 from cnnlab.viz.hooks import is_passive, leaf_modules, no_inplace, record_leaves, released_hooks
+from cnnlab.viz.images import to_display
 
-__all__ = ["GradCam", "grad_cam", "last_spatial_layer"]
+__all__ = ["GradCam", "grad_cam", "gradcam_figure", "last_spatial_layer"]
 
 
 @dataclass
@@ -70,9 +76,7 @@ def _normalise(m: torch.Tensor) -> torch.Tensor:
     return (m - lo) / (hi - lo) if hi > lo else torch.zeros_like(m)
 
 
-def grad_cam(
-    model: nn.Module, x: torch.Tensor, *, target: int | None = None, layer: str | None = None
-) -> GradCam:
+def grad_cam(model: nn.Module, x: torch.Tensor, *, target: int | None = None, layer: str | None = None) -> GradCam:
     """Grad-CAM and saliency of class ``target`` (default: the predicted class) for one image.
 
     ``x`` is the preprocessed input ``(1, C, H, W)`` or ``(C, H, W)``; ``layer`` a module name (default
@@ -94,18 +98,12 @@ def grad_cam(
             xg = x.clone().requires_grad_(True)
             logits = model(xg)
             if "a" not in captured or not isinstance(captured["a"], torch.Tensor) or captured["a"].ndim != 4:
-                raise ValueError(
-                    f"layer {name!r} did not produce a (N, C, h, w) tensor; choose a conv layer."
-                )
+                raise ValueError(f"layer {name!r} did not produce a (N, C, h, w) tensor; choose a conv layer.")
             if logits.ndim != 2:
-                raise ValueError(
-                    f"Grad-CAM needs class scores (N, classes); the model returned {tuple(logits.shape)}."
-                )
+                raise ValueError(f"Grad-CAM needs class scores (N, classes); the model returned {tuple(logits.shape)}.")
             cls = int(logits[0].argmax()) if target is None else int(target)
             if not 0 <= cls < logits.shape[1]:
-                raise ValueError(
-                    f"target must be a class index in 0..{logits.shape[1] - 1}; received {target}."
-                )
+                raise ValueError(f"target must be a class index in 0..{logits.shape[1] - 1}; received {target}.")
             act = captured["a"]
             g_act, g_x = torch.autograd.grad(logits[0, cls], [act, xg])
     finally:
@@ -116,3 +114,41 @@ def grad_cam(
     saliency = g_x[0].abs().amax(0)  # (C, H, W) -> (H, W)
     probs = logits[0].detach().softmax(0)
     return GradCam(_normalise(up), _normalise(saliency), raw.detach(), name, cls, probs)
+
+
+def gradcam_figure(
+    image: torch.Tensor,
+    res: GradCam,
+    classes: Sequence[str] = (),
+    path: str | os.PathLike[str] | None = None,
+    *,
+    top: int = 3,
+) -> np.ndarray:
+    """The image, the Grad-CAM overlay and the saliency map side by side, titled with the top classes.
+
+    ``image`` is the picture as shown (``(C, H, W)``, uint8 or float, grayscale or RGB) at the size the
+    maps have. Returns ``uint8 (H, W, 3)`` and writes a PNG to ``path`` when given.
+    """
+
+    def name(i: int) -> str:
+        return str(classes[i]) if i < len(classes) else f"class {i}"
+
+    shown = to_display(image).astype(np.float64) / 255  # (H, W, 3), grayscale repeated
+    fig = new_figure(9.0, 3.6)
+    axes = fig.subplots(1, 3)  # type: ignore[attr-defined]
+    axes[0].imshow(shown, interpolation="nearest")
+    best = res.probs.topk(min(top, res.probs.numel()))
+    lines = ", ".join(f"{name(int(i))} {float(p):.0%}" for p, i in zip(best.values, best.indices))
+    axes[0].set_title(f"input: {lines}"[:60], fontsize=8)
+    axes[1].imshow(shown, interpolation="nearest")
+    axes[1].imshow(res.cam.numpy(), cmap="jet", alpha=0.45, interpolation="bilinear")
+    axes[1].set_title(f"Grad-CAM of {name(res.target)} at layer {res.layer}"[:60], fontsize=8)
+    axes[2].imshow(res.saliency.numpy(), cmap="gray", interpolation="nearest")
+    axes[2].set_title("saliency max|dS/dx|", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    compact(fig, left=0.01, right=0.99, bottom=0.02, top=0.9, wspace=0.05)
+    picture = figure_array(fig)
+    if path is not None:
+        save_png(picture, Path(path))
+    return picture

@@ -82,11 +82,7 @@ def tile_grid(
     for i in range(n):
         t = arr[i]
         if t.ndim == 2:
-            t = (
-                colour(np.clip(t, 0, 1))[..., :3]
-                if colour is not None
-                else np.repeat(t[..., None], 3, axis=2)
-            )
+            t = colour(np.clip(t, 0, 1))[..., :3] if colour is not None else np.repeat(t[..., None], 3, axis=2)
         t = _to_uint8(np.asarray(t)).repeat(scale, axis=0).repeat(scale, axis=1)
         r, c = divmod(i, cols)
         y, x = gap + r * (cell + gap), gap + c * (cell + gap)

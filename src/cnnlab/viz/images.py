@@ -53,9 +53,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     try:
         img.load()  # decode now so a truncated file fails here, not later
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageError(
-            f"image {str(path)!r} is truncated or damaged ({err}); re-export or re-download it."
-        ) from None
+        raise ImageError(f"image {str(path)!r} is truncated or damaged ({err}); re-export or re-download it.") from None
     return img
 
 

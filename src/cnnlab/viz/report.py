@@ -83,9 +83,7 @@ def _note(text: str, cls: str = "note") -> str:
 
 def _table(header: list[str], rows: list[list[object]], left: int = 1) -> str:
     def cells(tag: str, values: list[object]) -> str:
-        return "".join(
-            f"<{tag}{' class=l' if i < left else ''}>{_e(v)}</{tag}>" for i, v in enumerate(values)
-        )
+        return "".join(f"<{tag}{' class=l' if i < left else ''}>{_e(v)}</{tag}>" for i, v in enumerate(values))
 
     body = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
     return f"<table><tr>{cells('th', list(header))}</tr>{body}</table>"
@@ -152,11 +150,7 @@ def _summary(ctx: _Context) -> str:
     m = ctx.metrics
     keys = ["model", "dataset", "test_accuracy", "epochs", "train_seconds", "params", "recipe", "seed"]
     rows = [[k, m.get(k, ctx.meta.get(k))] for k in keys if m.get(k, ctx.meta.get(k)) is not None]
-    extra = [
-        [k, v]
-        for k, v in m.items()
-        if k not in keys and isinstance(v, (int, float, str)) and len(str(v)) < 80
-    ]
+    extra = [[k, v] for k, v in m.items() if k not in keys and isinstance(v, (int, float, str)) and len(str(v)) < 80]
     out = _table(["field", "value"], [[k, _fmt(v)] for k, v in rows + extra[:12]], left=2)
     if not m:
         out += _note("no metrics.json in this run directory.")
@@ -287,9 +281,7 @@ def _kernels(ctx: _Context) -> str:
     parts = []
     for name, conv in convs[:2]:
         g = kernel_grid(conv.weight, tile=24 if name == convs[0][0] else 12)
-        parts.append(
-            _img(g.image, f"kernels {name}", f"{name}: {g.tiles} kernels {tuple(conv.weight.shape)}")
-        )
+        parts.append(_img(g.image, f"kernels {name}", f"{name}: {g.tiles} kernels {tuple(conv.weight.shape)}"))
     return "".join(parts)
 
 
@@ -322,9 +314,7 @@ def _gradcam(ctx: _Context) -> str:
         shown = to_display(b.data.images[i]).astype(np.float64) / 255
         axes[0, i].imshow(shown, interpolation="nearest")
         axes[0, i].imshow(res.cam.numpy(), cmap="jet", alpha=0.45)
-        axes[0, i].set_title(
-            f"{b.data.classes[res.target]} ({float(res.probs[res.target]):.0%})"[:24], fontsize=7
-        )
+        axes[0, i].set_title(f"{b.data.classes[res.target]} ({float(res.probs[res.target]):.0%})"[:24], fontsize=7)
         axes[1, i].imshow(res.saliency.numpy(), cmap="gray")
         axes[1, i].set_title("saliency", fontsize=7)
         for ax in axes[:, i]:

@@ -16,6 +16,7 @@ gradient mass around the unit's centre.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from cnnlab.viz.grid import compact, figure_array, new_figure, save_png
 from cnnlab.viz.hooks import no_inplace, released_hooks
 from cnnlab.viz.images import to_display
 
-__all__ = ["ReceptiveField", "erf_radius", "receptive_field", "rf_figure"]
+__all__ = ["ReceptiveField", "check_layer", "erf_radius", "receptive_field", "rf_figure"]
 
 
 @dataclass
@@ -79,9 +80,29 @@ def erf_radius(grad: np.ndarray, centre: tuple[float, float], mass: float = 0.95
     return smallest(euclid), round(2 * half + 1)
 
 
+def check_layer(model: nn.Module, layer: str) -> nn.Module:
+    """The module called ``layer``; ValueError with the closest names when there is none.
+
+    >>> check_layer(nn.Sequential(nn.Conv2d(1, 2, 3)), "0")
+    Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1))
+    """
+    modules = dict(model.named_modules())
+    if layer and layer in modules:
+        found: nn.Module = modules[layer]
+        return found
+    names = [n for n, m in modules.items() if n and not any(True for _ in m.children())]
+    close = difflib.get_close_matches(layer, names, n=3, cutoff=0.3)
+    raise ValueError(
+        f"--layer must name a module of {type(model).__name__}; received {layer!r}."
+        + (f" Did you mean {', '.join(close)}?" if close else "")
+        + f" Leaf modules: {', '.join(names[:25])}{' ...' if len(names) > 25 else ''}."
+    )
+
+
 def _theory(model: nn.Module, layer: str, input_shape: tuple[int, int, int]) -> Any:
     from cnnlab.analysis import analyze
 
+    check_layer(model, layer)
     report = analyze(model, input_shape)
     row = report.layer(layer)
     if row.rf is None or len(row.output_shape) != 4:
@@ -118,9 +139,7 @@ def receptive_field(
     return ReceptiveField(layer, (ui, uj), centre, size, jump, box, grad, radius, side, mass)
 
 
-def _unit_gradient(
-    model: nn.Module, module: nn.Module, x: torch.Tensor, unit: tuple[int, int]
-) -> torch.Tensor:
+def _unit_gradient(model: nn.Module, module: nn.Module, x: torch.Tensor, unit: tuple[int, int]) -> torch.Tensor:
     captured: dict[str, torch.Tensor] = {}
 
     def keep(_m: nn.Module, _a: Any, out: Any) -> None:
@@ -139,9 +158,7 @@ def _unit_gradient(
     return g[0].abs().sum(0)  # (C, H, W) -> (H, W)
 
 
-def rf_figure(
-    image: torch.Tensor, rf: ReceptiveField, path: str | os.PathLike[str] | None = None
-) -> np.ndarray:
+def rf_figure(image: torch.Tensor, rf: ReceptiveField, path: str | os.PathLike[str] | None = None) -> np.ndarray:
     """Left: the image with the theoretical RF square; right: the ERF heat map with both outlines."""
     from matplotlib.patches import Circle, Rectangle
 

@@ -1,0 +1,249 @@
+"""``cnnlab viz``: pictures of a network as PNG/GIF files.
+
+``filters RUN``, ``features RUN --image IMG``, ``edges IMG``, ``rf MODEL_OR_RUN --layer NAME --image IMG``,
+``gradcam RUN --image IMG`` and ``animate conv|transposed|pool --input N --kernel K ...``. RUN is a run
+directory of ``cnnlab train``; IMG is an image file or a test image written ``DATASET:INDEX``
+(``fashion-mnist:0``). Pictures of a run go to ``RUN/viz/`` unless ``--out`` says otherwise; the others
+go to the current folder. Every command prints the paths it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+NAME = "viz"
+HELP = "Pictures: kernels, feature maps, edges, receptive fields, Grad-CAM, conv-arithmetic animations."
+
+_IMAGE_HELP = "image file (PNG/JPEG/...) or a dataset test image DATASET:INDEX, e.g. fashion-mnist:0"
+
+
+def _image_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--image", required=required, metavar="IMG", help=_IMAGE_HELP)
+    p.add_argument(
+        "--no-convert", action="store_true", help="refuse images whose channel count differs from the model's"
+    )
+    p.add_argument("--keep-size", action="store_true", help="do not resize the image to the model's input size")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="picture", metavar="PICTURE", required=True)
+
+    p = sub.add_parser("filters", help="grid of a conv layer's kernels (default: the first layer)")
+    p.add_argument("run", metavar="RUN", help="run directory of `cnnlab train`")
+    p.add_argument("--layer", help="name of a Conv2d layer (default: the first)")
+    p.add_argument("--mode", default="auto", choices=["auto", "rgb", "channels"], help="tile per filter or per channel")
+    p.add_argument("--out", help="PNG file (default: RUN/viz/filters-LAYER.png)")
+
+    p = sub.add_parser("features", help="feature maps of one image, before and after each activation")
+    p.add_argument("run", metavar="RUN", help="run directory of `cnnlab train`")
+    _image_options(p)
+    p.add_argument("--layers", nargs="+", metavar="NAME", help="module names (default: every spatial activation)")
+    p.add_argument("--max-maps", type=int, default=32, help="maps drawn per layer (default 32)")
+    p.add_argument("--out", help="PNG file (default: RUN/viz/features.png)")
+
+    p = sub.add_parser("edges", help="vertical/horizontal, Sobel and Scharr edge kernels applied to an image")
+    p.add_argument("image", metavar="IMG", help=_IMAGE_HELP)
+    p.add_argument("--out", help="PNG file (default: ./edges.png)")
+
+    p = sub.add_parser("rf", help="theoretical and effective receptive field of one unit, side by side")
+    p.add_argument(
+        "target", metavar="MODEL_OR_RUN", help="run directory, registered model name, spec file or file.py:factory"
+    )
+    p.add_argument("--layer", required=True, help="module whose unit is shown")
+    _image_options(p)
+    p.add_argument("--unit", help="ROW,COL of the unit in the layer's output (default: the centre)")
+    p.add_argument("--mass", type=float, default=0.95, help="gradient mass the ERF radius holds (default 0.95)")
+    p.add_argument("--out", help="PNG file (default: RUN/viz/rf-LAYER.png or ./rf-LAYER.png)")
+
+    p = sub.add_parser("gradcam", help="Grad-CAM and saliency of one image")
+    p.add_argument("run", metavar="RUN", help="run directory of `cnnlab train`")
+    _image_options(p)
+    p.add_argument("--layer", help="module to explain (default: the last spatial layer)")
+    p.add_argument("--target", help="class index or name (default: the predicted class)")
+    p.add_argument("--out", help="PNG file (default: RUN/viz/gradcam.png)")
+
+    p = sub.add_parser("animate", help="GIF of a kernel sliding over the padded input (Dumoulin & Visin)")
+    p.add_argument("kind", choices=["conv", "transposed", "pool"], help="operation to animate")
+    p.add_argument("--input", type=int, default=5, metavar="N", help="input side (default 5)")
+    p.add_argument("--kernel", type=int, default=3, metavar="K", help="kernel side (default 3)")
+    p.add_argument("--stride", type=int, default=1, metavar="S", help="stride (default 1)")
+    p.add_argument("--padding", type=int, default=0, metavar="P", help="zero padding (default 0)")
+    p.add_argument("--dilation", type=int, default=1, metavar="D", help="dilation (default 1)")
+    p.add_argument("--output-padding", type=int, default=0, metavar="OP", help="transposed only (default 0)")
+    p.add_argument("--frames-dir", metavar="DIR", help="also write every frame as PNG into DIR")
+    p.add_argument("--seed", type=int, default=0, help="seed of the example values")
+    p.add_argument("--out", help="GIF file (default: ./KIND-nN-kK-sS-pP-dD.gif)")
+
+
+def _default_out(args: argparse.Namespace, run_dir: Path | None, name: str) -> Path:
+    if args.out:
+        return Path(args.out)
+    return (run_dir / "viz" / name) if run_dir is not None else Path(name)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
+
+
+def _picture(args: argparse.Namespace, src: Any) -> Any:
+    from cnnlab.viz.sources import load_picture
+
+    size = None if args.keep_size or not src.input_size else tuple(src.input_size[1:])
+    pic = load_picture(args.image, channels=src.in_chans, size=size, convert=not args.no_convert)
+    if pic.resized_from is not None:
+        h, w = pic.resized_from
+        print(f"note: resized {args.image} from {h}x{w} to {size[0]}x{size[1]}, the model's input size")  # type: ignore[index]
+    return pic
+
+
+def _filters(args: argparse.Namespace) -> int:
+    from cnnlab.viz.filters import find_conv, kernel_grid
+    from cnnlab.viz.grid import save_png
+    from cnnlab.viz.sources import load_model_source
+
+    src = load_model_source(args.run)
+    name, conv = find_conv(src.model, args.layer)
+    grid = kernel_grid(conv.weight, mode=args.mode)
+    out = save_png(grid.image, _default_out(args, src.run_dir, f"filters-{_safe(name)}.png"))
+    shape = "x".join(str(v) for v in conv.weight.shape)
+    print(f"layer {name}: weight {shape}, {grid.tiles} tiles in {grid.rows}x{grid.cols}, each normalised on its own")
+    print(f"wrote {out} ({grid.image.shape[1]}x{grid.image.shape[0]} px)")
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from cnnlab.viz.features import feature_figure, feature_stages
+    from cnnlab.viz.sources import load_model_source
+
+    if args.max_maps < 1:
+        raise ValueError(f"--max-maps must be at least 1; received {args.max_maps}.")
+    src = load_model_source(args.run)
+    pic = _picture(args, src)
+    stages = feature_stages(src.model, src.preprocess(pic.image), args.layers)
+    out = _default_out(args, src.run_dir, "features.png")
+    picture = feature_figure(stages, out, max_maps=args.max_maps)
+    for s in stages:
+        after = "" if s.post is None else f", after activation {'x'.join(str(v) for v in s.post.shape)}"
+        print(f"{s.name} ({s.type}): before {'x'.join(str(v) for v in s.pre.shape)}{after}")
+    print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px, {len(stages)} layers)")
+    return 0
+
+
+def _edges(args: argparse.Namespace) -> int:
+    from cnnlab.viz.edges import edge_figure, edge_responses
+    from cnnlab.viz.sources import load_picture
+
+    pic = load_picture(args.image)
+    out = Path(args.out) if args.out else Path("edges.png")
+    picture = edge_figure(pic.image, out)
+    for name, r in edge_responses(pic.image).items():
+        across = name in ("vertical", "sobel_x", "scharr_x")  # these answer to changes along a row
+        where = int(r.abs().sum(0 if across else 1).argmax()) + 1  # output index i is centred on input i + 1
+        print(
+            f"{name:>10}: max |response| {float(r.abs().max()):8.1f}, strongest {'column' if across else 'row'} {where}"
+        )
+    label = f" ({pic.label})" if pic.label else ""
+    print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px) for {args.image}{label}")
+    return 0
+
+
+def _unit(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.replace(" ", "").split(",")
+    if len(parts) != 2 or not all(p.lstrip("-").isdigit() for p in parts):
+        raise ValueError(f"--unit must be ROW,COL (two integers); received {text!r}. Example: --unit 3,4.")
+    return int(parts[0]), int(parts[1])
+
+
+def _rf(args: argparse.Namespace) -> int:
+    from cnnlab.viz.rf import receptive_field, rf_figure
+    from cnnlab.viz.sources import load_model_source
+
+    if not 0 < args.mass <= 1:
+        raise ValueError(f"--mass must be a fraction in (0, 1]; received {args.mass}. Example: --mass 0.95.")
+    src = load_model_source(args.target, allow_untrained=True)
+    pic = _picture(args, src)
+    rf = receptive_field(src.model, args.layer, src.preprocess(pic.image), unit=_unit(args.unit), mass=args.mass)
+    out = _default_out(args, src.run_dir, f"rf-{_safe(args.layer)}.png")
+    picture = rf_figure(pic.image, rf, out)
+    top, left, bottom, right = rf.box
+    kind = "trained run" if src.run_dir is not None else "untrained model"
+    print(f"{src.name} ({kind}), layer {rf.layer}, unit {rf.unit} centred at input pixel {rf.centre}")
+    print(
+        f"theoretical RF: {rf.size[0]}x{rf.size[1]} px (jump {rf.jump[0]:g}), "
+        f"box rows {top}..{bottom}, cols {left}..{right}"
+    )
+    ratio = rf.erf_size / max(rf.size)
+    print(
+        f"effective RF: {rf.mass:.0%} of the gradient mass within radius {rf.erf_radius:.1f} px "
+        f"(a {rf.erf_size}x{rf.erf_size} px square, {ratio:.2f} of the theoretical side)"
+    )
+    print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px)")
+    return 0
+
+
+def _target_class(text: str | None, classes: list[str]) -> int | None:
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    if text in classes:
+        return classes.index(text)
+    raise ValueError(
+        f"--target must be a class index or one of the run's class names; received {text!r}. "
+        f"Classes: {', '.join(classes) or '(none recorded)'}."
+    )
+
+
+def _gradcam(args: argparse.Namespace) -> int:
+    from cnnlab.viz.gradcam import grad_cam, gradcam_figure
+    from cnnlab.viz.sources import load_model_source
+
+    src = load_model_source(args.run)
+    pic = _picture(args, src)
+    res = grad_cam(
+        src.model, src.preprocess(pic.image), target=_target_class(args.target, src.classes), layer=args.layer
+    )
+    out = _default_out(args, src.run_dir, "gradcam.png")
+    picture = gradcam_figure(pic.image, res, src.classes, out)
+    name = src.classes[res.target] if res.target < len(src.classes) else str(res.target)
+    truth = f" (true label: {pic.label})" if pic.label else ""
+    h, w = res.raw_cam.shape
+    print(f"Grad-CAM of class {name!r} ({float(res.probs[res.target]):.1%}){truth} at layer {res.layer} ({h}x{w} map)")
+    print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px)")
+    return 0
+
+
+def _animate(args: argparse.Namespace) -> int:
+    from cnnlab.viz.animate import conv_animation
+
+    n, k, s, p, d = args.input, args.kernel, args.stride, args.padding, args.dilation
+    out = Path(args.out) if args.out else Path(f"{args.kind}-n{n}-k{k}-s{s}-p{p}-d{d}.gif")
+    anim = conv_animation(
+        args.kind, n, k, s, p, d, output_padding=args.output_padding, path=out,
+        frames_dir=args.frames_dir, seed=args.seed,
+    )  # fmt: skip
+    o = anim.output.shape[0]
+    print(f"{args.kind}: input {n}x{n}, kernel {k}, stride {s}, padding {p}, dilation {d} -> output {o}x{o}")
+    w, h = anim.frame_size
+    print(f"wrote {out} ({anim.frames} frames of {w}x{h} px)")
+    if anim.frame_paths:
+        print(f"wrote {len(anim.frame_paths)} PNG frames to {args.frames_dir}")
+    return 0
+
+
+_COMMANDS = {
+    "filters": _filters,
+    "features": _features,
+    "edges": _edges,
+    "rf": _rf,
+    "gradcam": _gradcam,
+    "animate": _animate,
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    return _COMMANDS[args.picture](args)

@@ -1,0 +1,166 @@
+"""What the ``cnnlab viz`` pictures are drawn from: a model (a run directory or any TARGET) and an image.
+
+A *model source* is a run directory written by ``cnnlab train`` (trained weights, classes and the
+normalisation it was trained with) or, for pictures that make sense on an untrained network, any
+TARGET that ``cnnlab inspect`` takes (registered name, spec file, ``file.py:factory``).
+
+An *image source* is an image file, checked by :func:`cnnlab.viz.images.load_image`, or a test image
+of a dataset written ``DATASET:INDEX`` (``fashion-mnist:0``, ``cifar10:12``, ``folder:PATH:3``).
+
+>>> parse_sample("fashion-mnist:7")
+('fashion-mnist', 7)
+>>> parse_sample("photo.png") is None
+True
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnlab.errors import ImageError
+from cnnlab.viz.images import load_image
+
+__all__ = ["ModelSource", "Picture", "load_model_source", "load_picture", "parse_sample"]
+
+
+@dataclass
+class ModelSource:
+    """A model ready for pictures: eval mode, CPU, with what is known about its input."""
+
+    model: nn.Module
+    name: str
+    meta: dict[str, Any]  # model.json of a run; {} for an untrained TARGET
+    input_size: tuple[int, ...] | None  # (C, H, W)
+    run_dir: Path | None  # None for an untrained TARGET
+
+    @property
+    def in_chans(self) -> int | None:
+        if self.input_size:
+            return int(self.input_size[0])
+        first = next((m for m in self.model.modules() if isinstance(m, nn.Conv2d)), None)
+        return int(first.in_channels) if first is not None else None
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in self.meta.get("classes") or []]
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """``uint8 (C, H, W)`` -> float ``(1, C, H, W)`` normalised as in training (0..1 without a run)."""
+        from cnnlab.train.checkpoint import preprocess
+
+        return preprocess(image, self.meta)
+
+
+def load_model_source(target: str | os.PathLike[str], *, allow_untrained: bool = False) -> ModelSource:
+    """A run directory (or its ``.safetensors``), or with ``allow_untrained`` any TARGET of ``cnnlab inspect``."""
+    from cnnlab.train.checkpoint import load_run
+
+    p = Path(target).expanduser()
+    if p.is_dir() or p.suffix == ".safetensors" or not allow_untrained:
+        if not p.exists():
+            raise FileNotFoundError(
+                f"RUN {str(p)!r} does not exist; pass the --out directory of a `cnnlab train` run"
+                + (" or a registered model name." if allow_untrained else ".")
+            )
+        loaded = load_run(p)
+        size = loaded.meta.get("input_size")
+        name = str(loaded.meta.get("model") or p.name)
+        run = p if p.is_dir() else p.parent
+        return ModelSource(loaded.model, name, dict(loaded.meta), tuple(size) if size else None, run)
+    from cnnlab.analysis.target import load_target
+
+    t = load_target(str(target))
+    t.model.eval()
+    return ModelSource(t.model, t.name, {}, t.input_size, None)
+
+
+def parse_sample(text: str) -> tuple[str, int] | None:
+    """``(dataset, index)`` for ``DATASET:INDEX`` when ``text`` is not an existing file, else None."""
+    if Path(text).expanduser().exists():
+        return None
+    name, sep, index = text.rpartition(":")
+    if not sep or not name or not index.isdigit():
+        return None
+    from cnnlab.data import list_datasets
+
+    known = [d for d in list_datasets() if "<" not in d and "PATH" not in d]
+    if name in known or name.startswith(("folder:", "rot-")):
+        return name, int(index)
+    return None
+
+
+@dataclass
+class Picture:
+    """An image for a picture: ``uint8 (C, H, W)``, where it came from and what was done to it."""
+
+    image: torch.Tensor
+    source: str
+    label: str | None = None
+    resized_from: tuple[int, int] | None = None  # (H, W) before resizing to the model's input size
+
+
+def _dataset_sample(name: str, index: int) -> tuple[torch.Tensor, str]:
+    from cnnlab.data import load_dataset
+
+    ds = load_dataset(name, "test")
+    if index >= len(ds):
+        raise ValueError(
+            f"--image {name}:{index} asks for test image {index}, but the test split of {name!r} has "
+            f"{len(ds)} images; pass an index from 0 to {len(ds) - 1}."
+        )
+    return ds.images[index], str(ds.classes[int(ds.labels[index])])
+
+
+def _match_channels(image: torch.Tensor, channels: int | None, source: str) -> torch.Tensor:
+    c = image.shape[0]
+    if channels is None or c == channels:
+        return image
+    if c == 1 and channels == 3:
+        return image.expand(3, -1, -1).contiguous()
+    if c == 3 and channels == 1:
+        w = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        return (image.float() * w).sum(0, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    raise ImageError(
+        f"image {source} has {c} channels but the model expects {channels}; pick a dataset with "
+        f"{channels}-channel images or a model with in_chans={c}."
+    )
+
+
+def load_picture(
+    spec: str,
+    *,
+    channels: int | None = None,
+    size: tuple[int, int] | None = None,
+    convert: bool = True,
+) -> Picture:
+    """The image named by ``spec`` (a file or ``DATASET:INDEX``) with ``channels`` channels.
+
+    ``size`` ((H, W), e.g. the model's input size) resizes the image when it differs (bilinear); the
+    original size is kept in :attr:`Picture.resized_from`. Bad files raise :class:`ImageError`.
+    """
+    sample = parse_sample(spec)
+    if sample is not None:
+        image, label = _dataset_sample(*sample)
+        if not convert and channels is not None and image.shape[0] != channels:
+            raise ImageError(
+                f"image {spec!r} has {image.shape[0]} channels but the model expects {channels}; "
+                "allow conversion (drop --no-convert) or use a matching dataset."
+            )
+        image = _match_channels(image, channels, repr(spec))
+        pic = Picture(image, spec, label)
+    else:
+        pic = Picture(load_image(spec, channels=channels, convert=convert), spec)
+    h, w = pic.image.shape[1:]
+    if size is not None and (h, w) != tuple(size):
+        resized = torch.nn.functional.interpolate(
+            pic.image[None].float(), size=tuple(size), mode="bilinear", align_corners=False, antialias=True
+        )[0]
+        pic.image = resized.round().clamp(0, 255).to(torch.uint8)
+        pic.resized_from = (int(h), int(w))
+    return pic

@@ -18,9 +18,12 @@ CONVENTION = (
     "activations, upsampling, padding, concat. 'connections' = MACs + one bias add per output of "
     "layers with a bias (LeCun 1998). Params = sum(p.numel()), shared parameters counted once. "
     "Receptive field (rf): size = largest over all paths (rf_min = smallest), jump = distance in "
-    "input pixels between neighbouring units, start = input coordinate of the first unit's centre. "
-    "After an upsample the jump is below 1: neighbouring output units step by a fraction of an "
-    "input pixel and still see (at least) the region of the unit they were interpolated from."
+    "input pixels between neighbouring units, start = input coordinate of the first unit's centre; "
+    "rf is null (-) where no input pixel reaches the node (ops on parameters alone) or cnnlab does not "
+    "know how the op maps its grid. After an upsample by s the jump is divided by s (below 1 means "
+    "neighbouring output units step by a fraction of an input pixel): a nearest-upsampled unit sees "
+    "exactly the region of the unit it copies, a (bi)linear one the union of the (up to) two units it mixes; "
+    "upsampling adds no new context."
 )
 
 COUNTED_OPS = ("conv", "conv_transpose", "linear", "matmul")

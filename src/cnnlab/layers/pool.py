@@ -1,0 +1,128 @@
+"""Sum pooling, and max pooling that returns its indices paired with max unpooling (SegNet, DeepPainter).
+
+Max unpooling puts each pooled value back where the maximum came from and zeros everywhere else.
+The size it restores is ambiguous after a pooling that dropped a last row or column (a 7x7 map and a
+6x6 map both pool to 3x3 with a 2x2 window), so the encoder's size must travel with the indices:
+pass the pre-pool tensor's shape as ``output_size``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnlab.arith import pool_out
+from cnnlab.arith._norm import to_tuple
+
+__all__ = ["MaxPool2dIndices", "MaxUnpool2d", "SumPool2d"]
+
+
+class SumPool2d(nn.AvgPool2d):
+    """Sum of every window (not the mean); zero padding counts as zeros.
+
+    The sum is average pooling with the divisor fixed at 1 (``divisor_override=1``), so it equals
+    ``F.avg_pool2d(x, k, s, p) * k * k`` wherever a window lies inside the padded input; with
+    ``ceil_mode`` a last window hanging over the edge sums only what it covers.
+
+    >>> SumPool2d(2)(torch.arange(16.0).view(1, 1, 4, 4))[0, 0].tolist()
+    [[10.0, 18.0], [42.0, 50.0]]
+    """
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False) -> None:
+        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode, count_include_pad=True, divisor_override=1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}"
+        )
+
+
+class MaxPool2dIndices(nn.MaxPool2d):
+    """``nn.MaxPool2d`` that returns ``(y, indices)``, for :class:`MaxUnpool2d`.
+
+    ``indices`` are flat positions in each input map (``h * W + w``), as ``nn.MaxUnpool2d`` expects.
+    Keep the input's shape too: unpooling needs it when the input had an odd size.
+
+    >>> y, idx = MaxPool2dIndices(2)(torch.arange(16.0).view(1, 1, 4, 4))
+    >>> y[0, 0].tolist(), idx[0, 0].tolist()
+    ([[5.0, 7.0], [13.0, 15.0]], [[5, 7], [13, 15]])
+    """
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+        super().__init__(kernel_size, stride, padding, return_indices=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, indices = super().forward(x)
+        return y, indices
+
+
+def _spatial_size(output_size: Any) -> tuple[int, int] | None:
+    """(H, W) from ``output_size`` given as (H, W), a full (B, C, H, W) shape, a ``torch.Size`` or None."""
+    if output_size is None:
+        return None
+    size = tuple(int(v) for v in output_size)
+    if len(size) < 2:
+        raise ValueError(
+            f"MaxUnpool2d: output_size must be (H, W) or a full (B, C, H, W) shape; received "
+            f"output_size={output_size!r}. Pass the shape of the tensor that went into the pooling, e.g. "
+            "output_size=x.shape."
+        )
+    return size[-2], size[-1]
+
+
+class MaxUnpool2d(nn.MaxUnpool2d):
+    """Max unpooling: ``y`` back to the positions in ``indices``, zeros elsewhere, at ``output_size``.
+
+    Called as ``unpool(y, indices, output_size)``. ``output_size`` is the pre-pool spatial size (H, W)
+    or the pre-pool tensor's full shape; it is checked against the pooling arithmetic, so a size the
+    pooling could not have come from is refused before PyTorch scatters into the wrong places. Without
+    it the default size ``(n - 1) * stride - 2 * padding + kernel`` is used, which is wrong for an
+    input whose last row or column the pooling dropped.
+
+    >>> x = torch.arange(49.0).view(1, 1, 7, 7)
+    >>> y, idx = MaxPool2dIndices(2)(x)
+    >>> MaxUnpool2d(2)(y, idx, x.shape).shape
+    torch.Size([1, 1, 7, 7])
+    """
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+        super().__init__(kernel_size, stride, padding)
+
+    @classmethod
+    def like(cls, pool: nn.MaxPool2d) -> MaxUnpool2d:
+        """The unpooling that inverts ``pool``'s geometry (kernel, stride, padding).
+
+        >>> MaxUnpool2d.like(MaxPool2dIndices(3, 2, 1))
+        MaxUnpool2d(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))
+        """
+        return cls(pool.kernel_size, pool.stride, pool.padding)
+
+    def forward(self, y: torch.Tensor, indices: torch.Tensor, output_size: Any = None) -> torch.Tensor:
+        if isinstance(y, torch.Tensor) and isinstance(indices, torch.Tensor) and y.shape != indices.shape:
+            raise ValueError(
+                f"MaxUnpool2d: indices must have the shape of the pooled values; received y of shape "
+                f"{tuple(y.shape)} and indices of shape {tuple(indices.shape)}. Pass the indices returned "
+                "together with y by the same MaxPool2dIndices call."
+            )
+        size = _spatial_size(output_size)
+        if size is not None and isinstance(y, torch.Tensor):
+            self._check_size(size, (int(y.shape[-2]), int(y.shape[-1])))
+        out: torch.Tensor = super().forward(y, indices, None if size is None else list(size))
+        return out
+
+    def _check_size(self, size: tuple[int, int], pooled: tuple[int, int]) -> None:
+        k = to_tuple(self.kernel_size, 2, "kernel_size")
+        s = to_tuple(self.stride, 2, "stride")
+        p = to_tuple(self.padding, 2, "padding")
+        try:
+            floor, ceil = pool_out(size, k, s, p), pool_out(size, k, s, p, ceil_mode=True)
+        except ValueError as err:
+            raise ValueError(f"MaxUnpool2d: output_size={size} cannot have been pooled: {err}") from None
+        if pooled not in (floor, ceil):
+            raise ValueError(
+                f"MaxUnpool2d: output_size must be the size that was pooled; an input of {size} pools to "
+                f"{floor} with kernel {k}, stride {s}, padding {p}, but the values to unpool are {pooled}. "
+                "Pass the shape of the tensor that went into the matching MaxPool2dIndices."
+            )

@@ -147,7 +147,8 @@ class _P4Conv(nn.Conv2d):
             nn.init.uniform_(_original(self, "bias"), -bound, bound)
 
     def extra_repr(self) -> str:
-        return f"{self.p4_in_channels}, {self.p4_out_channels}, " + str(super().extra_repr())  # type: ignore[no-untyped-call]
+        p4 = f"p4_in_channels={self.p4_in_channels}, p4_out_channels={self.p4_out_channels}, "
+        return p4 + str(super().extra_repr())  # type: ignore[no-untyped-call]
 
 
 class P4LiftConv2d(_P4Conv):

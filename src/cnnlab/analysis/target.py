@@ -110,4 +110,19 @@ def load_target(target: str) -> Target:
     from cnnlab.models import create_model, model_info
 
     info = model_info(target)  # unknown names raise ValueError listing the closest ones
-    return Target(create_model(target), target, tuple(info.input_size))
+    return Target(_build_on_meta(create_model, target), target, tuple(info.input_size))
+
+
+def _build_on_meta(create: Any, name: str) -> nn.Module:
+    """Build a registered model on the meta device (VGG-16's 138 M weights are never allocated).
+
+    The analysis only needs shapes; a builder that cannot run on meta is built on the CPU instead.
+    """
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model: nn.Module = create(name)
+    except Exception:  # a builder that reads tensor values while it initialises
+        model = create(name)
+    return model

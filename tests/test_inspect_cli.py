@@ -1,0 +1,261 @@
+"""``cnnlab inspect`` and ``cnnlab lint`` run in-process: every TARGET kind, every format, the JSON contract
+of DESIGN.md, exit codes and one-paragraph errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn as nn
+
+import cnnlab.models
+from cnnlab.analysis import analyze
+from cnnlab.cli.main import main
+from cnnlab.models import create_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# DESIGN.md's contract: these keys must be present (extra keys are allowed)
+TOP_KEYS = {"model", "input_shape", "totals", "layers", "warnings"}
+TOTAL_KEYS = {"params", "trainable_params", "macs", "flops", "activation_bytes"}
+LAYER_KEYS = {"name", "type", "output_shape", "params", "macs", "rf"}
+RF_KEYS = {"size", "jump", "start"}
+WARNING_KEYS = {"rule", "layer", "message"}
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _check_contract(doc: dict[str, Any], ndim: int) -> None:
+    assert set(doc) >= TOP_KEYS
+    assert set(doc["totals"]) >= TOTAL_KEYS
+    assert "MAC = one multiply-add" in doc["convention"] and "conv" in doc["counted_ops"]
+    for layer in doc["layers"]:
+        assert set(layer) >= LAYER_KEYS, layer["name"]
+        assert all(isinstance(v, int) for v in layer["output_shape"])
+        if layer["rf"] is not None:
+            assert set(layer["rf"]) >= RF_KEYS
+            assert all(len(layer["rf"][k]) == ndim for k in RF_KEYS), layer["name"]
+    for w in doc["warnings"]:
+        assert set(w) >= WARNING_KEYS
+    t, rows = doc["totals"], doc["layers"]
+    for key in ("params", "trainable_params", "macs", "activation_bytes"):
+        assert t[key] == sum(r.get(key, 0) for r in rows), key
+    assert t["flops"] == 2 * t["macs"]
+
+
+def test_registered_name_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "inspect", "lenet5", "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    _check_contract(doc, ndim=2)
+    assert doc["model"] == "lenet5" and doc["input_shape"] == [1, 32, 32]
+    assert doc["totals"]["params"] == sum(p.numel() for p in create_model("lenet5").parameters()) == 61_706
+    conv1 = doc["layers"][1]
+    assert (conv1["name"], conv1["output_shape"], conv1["macs"]) == ("features.0", [1, 6, 28, 28], 117_600)
+    assert conv1["connections"] == 122_304  # LeCun 1998's count, biases included
+    assert conv1["rf"] == {"size": [5, 5], "size_min": [5, 5], "jump": [1, 1], "start": [2, 2]}
+
+
+def test_text_shows_macs_and_connections(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "inspect", "lenet5")
+    assert code == 0
+    conv1 = next(line for line in out.splitlines() if line.strip().startswith("features.0 "))
+    assert "117,600" in conv1 and "122,304" in conv1
+    assert "'connections' = MACs + one bias add per output" in out  # the output says what the column is
+    assert "After an upsample" in out
+
+
+def _csv_rows(text: str) -> list[dict[str, str]]:
+    body = "".join(line + "\n" for line in text.splitlines() if not line.startswith("#"))
+    return list(csv.DictReader(io.StringIO(body)))
+
+
+def _md_rows(text: str) -> list[list[str]]:
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    return [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in lines[1:]]
+
+
+def _text_totals(text: str) -> list[int]:
+    # rich's table: the row starting with "total", numbers with thousands separators
+    line = next(line for line in text.splitlines() if line.startswith("total"))
+    return [int(v.replace(",", "")) for v in line.split()[1:]]
+
+
+@pytest.mark.parametrize("depth", [None, "0", "1", "2"])
+def test_same_totals_in_every_format_and_depth(capsys: pytest.CaptureFixture[str], depth: str | None) -> None:
+    extra = ["--depth", depth] if depth is not None else []
+    outputs = {}
+    for fmt in ("text", "md", "csv", "json"):
+        code, out, _ = _run(capsys, "inspect", "resnet20", "--format", fmt, *extra)
+        assert code == 0
+        outputs[fmt] = out
+    t = json.loads(outputs["json"])["totals"]
+    expected = [t["params"], t["macs"], t["connections"], t["activation_bytes"]]
+    rows = _csv_rows(outputs["csv"])
+    cols = ("params", "macs", "connections", "activation_bytes")
+    assert [int(rows[-1][c]) for c in cols] == expected
+    assert [sum(int(r[c]) for r in rows[:-1]) for c in cols] == expected  # totals are column sums
+    md = _md_rows(outputs["md"])
+    assert [int(v.replace(",", "")) for v in md[-1][3:7]] == expected
+    assert [sum(int(r[i].replace(",", "")) for r in md[:-1]) for i in range(3, 7)] == expected
+    assert _text_totals(outputs["text"]) == expected
+    names = [r["layer"] for r in rows[:-1]]
+    if depth == "0":
+        assert "layer1" in names and not any(n.startswith("layer1.") for n in names)
+    if depth == "1":
+        assert "layer1.0" in names and not any(n.startswith("layer1.0.") for n in names)
+    if depth is None:
+        assert "layer1.0.conv1" in names
+
+
+FACTORY = '''
+import torch.nn as nn
+
+input_size = (3, 20, 20)
+
+
+def build():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 4, 3))
+
+
+def dead_taps():
+    # a 5x5 kernel over a 1x1 map: 24 of its 25 taps only ever read padding
+    return nn.Sequential(nn.MaxPool2d(20), nn.Conv2d(3, 3, 5, padding=2))
+
+
+def untraceable():
+    return Branchy()
+
+
+def not_a_module():
+    return 3
+
+
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 7)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y if y.sum() > 0 else -y  # data-dependent: torch.fx cannot trace it
+'''
+
+
+@pytest.fixture
+def factory_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mynet.py"
+    path.write_text(textwrap.dedent(FACTORY))
+    return path
+
+
+def test_python_factory_target(capsys: pytest.CaptureFixture[str], factory_file: Path) -> None:
+    code, out, _ = _run(capsys, "inspect", f"{factory_file}:build", "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    _check_contract(doc, ndim=2)
+    assert doc["input_shape"] == [3, 20, 20]  # the file's declared input_size
+    assert doc["layers"][-1]["output_shape"] == [1, 4, 8, 8]
+    code, out, _ = _run(capsys, "inspect", f"{factory_file}:build", "--input", "3,32,32", "--format", "json")
+    assert code == 0 and json.loads(out)["layers"][-1]["output_shape"] == [1, 4, 14, 14]
+
+
+def test_untraceable_factory_says_which_path(capsys: pytest.CaptureFixture[str], factory_file: Path) -> None:
+    code, out, _ = _run(capsys, "inspect", f"{factory_file}:untraceable", "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["capture"] == "hooks"
+    assert any(w["rule"] == "capture" and "torch.fx could not trace" in w["message"] for w in doc["warnings"])
+    code, _, err = _run(capsys, "inspect", f"{factory_file}:untraceable", "--input", "3,5,5")
+    assert code == 2
+    assert "layer 'conv' (Conv2d) fails on input shape(s) (1, 3, 5, 5)" in err
+    assert "Traceback" not in err
+
+
+def test_factory_errors(capsys: pytest.CaptureFixture[str], factory_file: Path) -> None:
+    code, _, err = _run(capsys, "inspect", f"{factory_file}:nope")
+    assert code == 2 and "has no callable 'nope'" in err and "build" in err
+    code, _, err = _run(capsys, "inspect", f"{factory_file}:not_a_module")
+    assert code == 2 and "returned int, not an nn.Module" in err
+    code, _, err = _run(capsys, "inspect", str(factory_file))
+    assert code == 2 and ":build_model" in err
+    code, _, err = _run(capsys, "inspect", str(factory_file.with_name("missing.py")) + ":build")
+    assert code == 2 and "does not exist" in err
+
+
+def _example_specs() -> list[Path]:
+    folder = ROOT / "examples" / "specs"
+    return sorted(p for p in folder.glob("*") if p.suffix in (".toml", ".yaml", ".yml", ".json"))
+
+
+def test_spec_file_target(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    if not hasattr(cnnlab.models, "from_spec"):
+        # until the spec builder lands, a spec TARGET is refused with a readable error
+        spec = tmp_path / "net.json"
+        spec.write_text('{"layers": []}')
+        code, _, err = _run(capsys, "inspect", str(spec), "--input", "1,8,8")
+        assert code == 2 and "no cnnlab.models.from_spec" in err
+        pytest.skip("cnnlab.models.from_spec has not landed yet")
+    specs = _example_specs()
+    if not specs:
+        pytest.skip("no example specs in examples/specs/")
+    for spec in specs:
+        model = cnnlab.models.from_spec(spec)
+        first = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+        channels = first.in_channels if isinstance(first, nn.Conv2d) else 1
+        code, out, err = _run(capsys, "inspect", str(spec), "--format", "json")
+        if code == 2 and "--input is required" in err:
+            code, out, err = _run(capsys, "inspect", str(spec), "--format", "json", "--input", f"{channels},32,32")
+        assert code == 0, err
+        doc = json.loads(out)
+        _check_contract(doc, ndim=2)
+        shape = tuple(doc["input_shape"])
+        assert doc["totals"]["params"] == sum(p.numel() for p in model.parameters()), spec.name
+        report = analyze(model, shape, lint=False)
+        assert doc["totals"]["macs"] == report.totals.macs
+        with torch.no_grad():
+            real = model.eval()(torch.randn(1, *shape))
+        assert doc["layers"][-1]["output_shape"] == list(real.shape), spec.name
+
+
+def test_unknown_name_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "inspect", "resnet5")
+    assert code == 2 and out == ""
+    assert err.startswith("error: model name 'resnet5' is not registered") and "resnet50" in err
+
+
+def test_bad_input_size_names_layer_and_shapes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "inspect", "vgg16", "--input", "3,16,16")
+    assert code == 2
+    text = " ".join(err.split())
+    assert "layer 'features.30' (MaxPool2d) fails on input shape(s) (1, 512, 1, 1)" in text
+    assert "Traceback" not in err
+    code, _, err = _run(capsys, "inspect", "lenet5", "--input", "3,32,32")
+    assert code == 2
+    assert "expected input[1, 3, 32, 32] to have 1 channels, but got 3 channels" in " ".join(err.split())
+    code, _, err = _run(capsys, "inspect", "lenet5", "--input", "1,a,32")
+    assert code == 2 and "input shape must be integers C,H,W" in err
+
+
+def test_lint_exit_codes(capsys: pytest.CaptureFixture[str], factory_file: Path) -> None:
+    code, out, _ = _run(capsys, "lint", f"{factory_file}:dead_taps")
+    assert code == 1
+    assert "[error] map-smaller-than-kernel at 1" in out and "why:" in out
+    code, out, _ = _run(capsys, "lint", f"{factory_file}:dead_taps", "--format", "json")
+    assert code == 1
+    doc = json.loads(out)
+    assert {"rule": "map-smaller-than-kernel", "level": "error", "layer": "1"}.items() <= doc["warnings"][0].items()
+    code, out, _ = _run(capsys, "lint", f"{factory_file}:build")
+    assert code == 0 and "[error]" not in out
+    code, _, err = _run(capsys, "lint", "nosuchmodel")
+    assert code == 2 and "not registered" in err

@@ -1,0 +1,309 @@
+"""``run_bench``: accuracy on the full test split and speed, per backend, for one verified checkpoint.
+
+The order for each backend is fixed: prepare it (export, quantize, compile), score the whole test split
+through it (which also warms it up), time ``repeats`` calls at ``batch_size`` (the seed's rule: 4), then
+measure throughput and peak memory at ``throughput_batch``. Threads are set once, explicitly, for torch
+and for ONNX Runtime.
+
+>>> target = load_target("fastnet")  # doctest: +SKIP
+>>> report = run_bench(target, BenchConfig(backends=("eager",), repeats=20))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnlab.bench.backends import DEFAULT_BACKENDS, BackendContext, BackendUnavailable, Prepared, prepare_backend
+from cnnlab.bench.compare import CompareResult, interleaved
+from cnnlab.bench.fingerprint import Fingerprint, machine_fingerprint, versions
+from cnnlab.bench.measure import LatencyStats, MemoryWatch, PeakMemory, throughput, time_calls
+from cnnlab.errors import CnnlabError
+
+__all__ = ["BackendResult", "BenchConfig", "BenchReport", "BenchTarget", "load_target", "run_bench", "run_compare"]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How to measure; every field is stored beside the result."""
+
+    backends: tuple[str, ...] = DEFAULT_BACKENDS  # which backends, in this order
+    batch_size: int = 4  # latency batch: the seed's leaderboard rule ("measured during validation at batch 4")
+    threads: int = 1  # intra-op threads for torch and ONNX Runtime (1: steady numbers on a shared machine)
+    repeats: int = 100  # timed latency calls per backend, after warm-up
+    warmup: int = 10  # untimed calls before timing (the accuracy pass has warmed the backend too)
+    throughput_batch: int = 256  # large batch for images/second and peak memory
+    throughput_seconds: float = 1.0  # minimum time spent measuring throughput, seconds
+    eval_batch: int = 500  # batch size of the accuracy pass over the test split
+    calibration_images: int = 256  # training images that calibrate the int8 ranges
+    data_dir: str | None = None  # where the dataset files are (None: cnnlab's usual search)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "threads", "repeats", "throughput_batch", "eval_batch", "calibration_images"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"BenchConfig.{name} must be a positive integer; received {name}={value!r}. "
+                    f"Use for example --{name.replace('_', '-')} 4."
+                )
+
+
+@dataclass
+class BenchTarget:
+    """A model to benchmark: verified checkpoint (``sha256`` set) or an untrained registered model."""
+
+    model: nn.Module
+    name: str
+    source: str
+    meta: dict[str, Any]
+    sha256: str | None = None
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.meta["input_size"])
+
+    @property
+    def dataset(self) -> str | None:
+        value = self.meta.get("dataset")
+        return None if self.sha256 is None or value is None else str(value)
+
+
+def load_target(spec: str, input_size: tuple[int, ...] | None = None) -> BenchTarget:
+    """A run directory or ``.safetensors`` file (verified against its recorded sha256), or a registered name.
+
+    Raises :class:`~cnnlab.errors.CheckpointError` for a tampered, truncated or mismatched checkpoint.
+    """
+    path = Path(spec).expanduser()
+    if path.exists() or "/" in spec or spec.endswith(".safetensors"):
+        from cnnlab.train.checkpoint import load_run
+
+        run = load_run(path)  # checks size, sha256 and shapes; raises CheckpointError
+        meta = dict(run.meta)
+        if input_size is not None:
+            meta["input_size"] = list(input_size)
+        name = str(meta.get("model") or meta.get("spec", {}).get("name", "spec"))
+        return BenchTarget(run.model, name, str(run.weights_path), meta, sha256=str(meta["sha256"]))
+    from cnnlab.models import create_model, model_info
+
+    info = model_info(spec)  # unknown names raise ValueError with the closest valid names
+    model = create_model(spec).eval()
+    meta = {"model": spec, "input_size": list(input_size or info.input_size), "task": info.task}
+    return BenchTarget(model, spec, f"registered model {spec!r} (untrained: speed only)", meta)
+
+
+@dataclass
+class BackendResult:
+    """One backend's numbers, or ``status == "skipped"`` with the ``reason``."""
+
+    backend: str
+    status: str  # "ok" | "skipped"
+    reason: str = ""
+    accuracy: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    latency: LatencyStats | None = None
+    throughput: float | None = None
+    peak_memory: PeakMemory | None = None
+    runtime: str = ""
+    notes: list[str] = field(default_factory=list)
+    prepare_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["latency"] = None if self.latency is None else self.latency.to_dict()
+        return out
+
+
+@dataclass
+class BenchReport:
+    """Everything one ``cnnlab bench`` measured, with the machine, versions and config beside it."""
+
+    target: str
+    model: str
+    dataset: str | None
+    task: str
+    sha256: str | None
+    test_images: int
+    params: int | None
+    macs: int | None
+    config: BenchConfig
+    fingerprint: Fingerprint
+    versions: dict[str, str]
+    results: list[BackendResult]
+
+    def leaderboard_rows(self) -> list[dict[str, Any]]:
+        """One leaderboard row per backend that ran."""
+        rows = []
+        for r in self.results:
+            if r.status != "ok" or r.latency is None:
+                continue
+            rows.append({
+                "model": self.model, "dataset": self.dataset, "backend": r.backend, "accuracy": r.accuracy,
+                "latency_median_ms": r.latency.median_ms, "latency_p90_ms": r.latency.p90_ms,
+                "latency_n": r.latency.n, "batch_size": self.config.batch_size, "throughput": r.throughput,
+                "throughput_batch": self.config.throughput_batch,
+                "peak_memory_bytes": None if r.peak_memory is None else r.peak_memory.bytes,
+                "threads": self.config.threads, "params": self.params, "macs": self.macs,
+                "checkpoint_sha256": self.sha256, "metrics": r.metrics,
+                "cnnlab_version": self.versions.get("cnnlab"), "torch_version": self.versions.get("torch"),
+                "runtime_version": r.runtime, "machine": self.fingerprint.machine,
+                "cpu_model": self.fingerprint.cpu_model, "cpu_count": self.fingerprint.cpu_count,
+                "gpu": self.fingerprint.gpu,
+            })  # fmt: skip
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target, "model": self.model, "dataset": self.dataset, "task": self.task,
+            "checkpoint_sha256": self.sha256, "test_images": self.test_images, "params": self.params,
+            "macs": self.macs, "config": asdict(self.config), "machine": self.fingerprint.to_dict(),
+            "versions": self.versions, "results": [r.to_dict() for r in self.results],
+        }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class _Data:
+    images: torch.Tensor | None  # uint8 (N, C, H, W) test images, None for speed only
+    targets: torch.Tensor | None  # labels (N,) or masks (N, H, W)
+    classes: list[str]
+    calibration: Callable[[], torch.Tensor]
+    calibration_note: str
+    example: Callable[[int], torch.Tensor]  # preprocessed batch of n images for timing
+
+
+def _load_data(target: BenchTarget, cfg: BenchConfig) -> _Data:
+    from cnnlab.train.checkpoint import preprocess
+
+    size = target.input_size
+    if target.dataset is None:  # untrained registered model: random inputs, speed only
+        gen = torch.Generator().manual_seed(0)
+        random = torch.randn(max(cfg.throughput_batch, cfg.calibration_images), *size, generator=gen)
+        return _Data(None, None, [], lambda: random[: cfg.calibration_images],
+                     f"{cfg.calibration_images} random normal inputs (no dataset)", lambda n: random[:n])  # fmt: skip
+    from cnnlab.data import load_dataset
+
+    test = load_dataset(target.dataset, "test", cfg.data_dir)
+    if tuple(test.input_size) != size:
+        raise ValueError(
+            f"the checkpoint's model expects images of size {size} but the {target.dataset!r} test split has "
+            f"{tuple(test.input_size)}; the checkpoint's model.json and the dataset disagree. Re-run training."
+        )
+    targets = test.masks if target.meta.get("task") == "segmentation" else test.labels
+
+    def calibration() -> torch.Tensor:
+        train = load_dataset(target.dataset or "", "train", cfg.data_dir)
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: cfg.calibration_images]
+        return preprocess(train.images[pick], target.meta)
+
+    def example(n: int) -> torch.Tensor:
+        reps = -(-n // len(test))  # ceil: repeat the split when n is larger than it
+        return preprocess(test.images[:n] if reps == 1 else test.images.repeat(reps, 1, 1, 1)[:n], target.meta)
+
+    note = f"{cfg.calibration_images} random {target.dataset} training images"
+    return _Data(test.images, targets, list(test.classes), calibration, note, example)
+
+
+def _score(prepared: Prepared, data: _Data, meta: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
+    from cnnlab.train import tasks
+    from cnnlab.train.checkpoint import preprocess
+
+    assert data.images is not None and data.targets is not None
+    task = str(meta.get("task", "classification"))
+    stats = tasks.new_stats(task, len(data.classes))
+    for lo in range(0, len(data.images), cfg.eval_batch):
+        x = preprocess(data.images[lo : lo + cfg.eval_batch], meta)
+        out = prepared.predict(x).float()
+        tasks.update_stats(stats, task, out, x if task == "reconstruction" else data.targets[lo : lo + cfg.eval_batch])
+    summary = tasks.summarize(stats, task, data.classes)
+    return {k: v for k, v in summary.items() if k in ("accuracy", "loss", "mean_iou", "pixel_accuracy", "mse")}
+
+
+def _measure(name: str, model: nn.Module, ctx: BackendContext, data: _Data, target: BenchTarget,
+             cfg: BenchConfig) -> BackendResult:  # fmt: skip
+    start = time.perf_counter()
+    with MemoryWatch() as memory:
+        try:
+            prepared = prepare_backend(name, model, ctx)
+        except BackendUnavailable as err:
+            return BackendResult(name, "skipped", reason=str(err))
+        result = BackendResult(name, "ok", runtime=prepared.runtime, notes=list(prepared.notes))
+        result.prepare_seconds = time.perf_counter() - start
+        if data.images is not None:
+            result.metrics = _score(prepared, data, target.meta, cfg)
+            result.accuracy = result.metrics.get("accuracy")
+        small, large = data.example(cfg.batch_size), data.example(cfg.throughput_batch)
+        result.latency = time_calls(lambda: prepared.predict(small), repeats=cfg.repeats, warmup=cfg.warmup)
+        result.throughput = throughput(lambda: prepared.predict(large), cfg.throughput_batch,
+                                       min_seconds=cfg.throughput_seconds)  # fmt: skip
+    result.peak_memory = memory.result
+    return result
+
+
+def _analysis(target: BenchTarget) -> tuple[int | None, int | None]:
+    from cnnlab.analysis import analyze
+
+    params = sum(p.numel() for p in target.model.parameters())
+    try:
+        totals = analyze(target.model, target.input_size, lint=False).totals
+    except (CnnlabError, ValueError, RuntimeError):
+        return params, None  # a model the analysis cannot trace still gets its parameter count
+    return totals.params, totals.macs
+
+
+def run_bench(target: BenchTarget, cfg: BenchConfig | None = None, *,
+              log: Callable[[str], None] | None = None) -> BenchReport:  # fmt: skip
+    """Measure ``target`` on every backend of ``cfg``; see the module docstring for what is measured."""
+    cfg = cfg or BenchConfig()
+    torch.set_num_threads(cfg.threads)
+    data = _load_data(target, cfg)
+    params, macs = _analysis(target)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as tmp:
+        ctx = BackendContext(target.input_size, cfg.threads, Path(tmp), data.calibration, data.calibration_note)
+        for name in cfg.backends:
+            if log:
+                log(f"measuring {name} ...")
+            results.append(_measure(name, target.model, ctx, data, target, cfg))
+    return BenchReport(
+        target=target.source, model=target.name, dataset=target.dataset, task=str(target.meta.get("task", "")),
+        sha256=target.sha256, test_images=0 if data.images is None else len(data.images), params=params, macs=macs,
+        config=cfg, fingerprint=machine_fingerprint(), versions=versions(), results=results,
+    )  # fmt: skip
+
+
+def run_compare(a: BenchTarget, b: BenchTarget, backend_a: str, backend_b: str,
+                cfg: BenchConfig) -> CompareResult:  # fmt: skip
+    """Latency of (``a`` on ``backend_a``) and (``b`` on ``backend_b``) at ``cfg.batch_size``, interleaved."""
+    if a.input_size != b.input_size:
+        raise ValueError(
+            f"--compare needs two models with the same input size; received {a.input_size} for {a.source} and "
+            f"{b.input_size} for {b.source}. Compare checkpoints trained on the same dataset."
+        )
+    torch.set_num_threads(cfg.threads)
+    data = _load_data(a, cfg)
+    x = data.example(cfg.batch_size)
+    with tempfile.TemporaryDirectory(prefix="cnnlab-compare-") as tmp:
+        prepared = []
+        for i, (target, backend) in enumerate(((a, backend_a), (b, backend_b))):
+            work = Path(tmp) / str(i)
+            work.mkdir()
+            tdata = data if target is a else _load_data(target, cfg)
+            ctx = BackendContext(target.input_size, cfg.threads, work, tdata.calibration, tdata.calibration_note)
+            prepared.append(prepare_backend(backend, target.model, ctx))  # BackendUnavailable is an error here
+        pa, pb = prepared
+        label_a = f"{a.name}:{backend_a}" if a is not b else backend_a
+        label_b = f"{b.name}:{backend_b}" if a is not b else backend_b
+        if label_a == label_b:
+            label_a, label_b = f"A ({label_a})", f"B ({label_b})"
+        return interleaved(lambda: pa.predict(x), lambda: pb.predict(x), repeats=cfg.repeats, warmup=cfg.warmup,
+                           label_a=label_a, label_b=label_b)  # fmt: skip

@@ -92,9 +92,14 @@ def test_dead_taps_are_an_error() -> None:
 def test_alexnet_conv1_unread_border() -> None:
     with torch.device("meta"):
         model = create_model("alexnet")
+        original = create_model("alexnet_original")
+    conv1 = model.features[0]
+    assert (conv1.kernel_size, conv1.stride, conv1.padding) == ((11, 11), (4, 4), (2, 2))  # torchvision's layout
     warnings = [w for w in analyze(model, (3, 224, 224)).warnings if w.rule == "unread-border"]
     assert warnings[0].layer == "features.0"
     assert "(224 + 2 + 2 - 10 - 1) mod 4 = 1" in warnings[0].message
+    # the clean twin: the paper's 227x227 input with no padding, (227 - 10 - 1) mod 4 = 0
+    assert "unread-border" not in _rules(original, (3, 227, 227))
 
 
 def test_unread_real_pixels_is_a_warning() -> None:
@@ -120,3 +125,10 @@ class SplitDown(nn.Module):
 def test_concat_branches_do_not_count_as_shrinking() -> None:
     assert "channels-shrink-with-resolution" not in _rules(SplitDown(concat=True), (8, 8, 8))
     assert _rules(SplitDown(concat=False), (8, 8, 8))["channels-shrink-with-resolution"] == ["a", "b"]
+
+
+def test_linear_bias_before_batchnorm1d() -> None:
+    bad = _seq(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8))
+    good = _seq(nn.Flatten(), nn.Linear(16, 8, bias=False), nn.BatchNorm1d(8))
+    assert _rules(bad, (1, 4, 4))["bias-before-bn"] == ["1"]
+    assert "bias-before-bn" not in _rules(good, (1, 4, 4))

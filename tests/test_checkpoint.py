@@ -127,3 +127,74 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     atomic_write_bytes(target, b"two")
     assert target.read_bytes() == b"two"
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+WRITER = """
+import sys, torch
+from cnnlab.models import create_model
+from cnnlab.train.checkpoint import save_model, save_train_state
+run, meta = sys.argv[1], {"model": "fastnet", "num_classes": 10, "in_chans": 1}
+model = create_model("fastnet")
+print("writing", flush=True)
+epoch = 0
+while True:  # write checkpoints back to back until killed
+    epoch += 1
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    save_train_state(run + "/train_state.safetensors", model.state_dict(), {"epoch": epoch})
+    save_model(model, {**meta, "epoch": epoch}, run)
+"""
+
+
+def test_sigkill_during_writes_never_leaves_a_half_written_file(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load as st_load_bytes
+
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "writing\n"
+    time.sleep(1.0)  # the process does nothing but write: the kill lands inside one write or another
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    _, info = load_train_state(tmp_path / "train_state.safetensors")  # whole, or this raises
+    weights = st_load_bytes((tmp_path / WEIGHTS_NAME).read_bytes())
+    meta = json.loads((tmp_path / META_NAME).read_text())
+    assert info["epoch"] >= 2 and meta["epoch"] >= 1 and len(weights) > 0
+    try:  # the pair is from one save, or (killed between the two renames) the mismatch is reported
+        load_run(tmp_path)
+    except CheckpointError as err:
+        assert "killed between writing the two files" in str(err)
+    temps = [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    assert all(name.startswith(".") for name in temps), temps  # hidden names no loader reads
+
+
+def test_no_code_path_unpickles():
+    import re
+    from pathlib import Path
+
+    import cnnlab
+
+    offenders = []
+    for path in Path(cnnlab.__file__).parent.rglob("*.py"):
+        text = path.read_text()
+        if re.search(r"^\s*(import pickle|from pickle|import dill|import joblib)", text, re.M):
+            offenders.append(f"{path.name}: imports a pickle module")
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            if "weights_only=True" not in call:
+                offenders.append(f"{path.name}: {call}")
+    assert offenders == []
+
+
+def test_a_pickled_file_under_the_checkpoint_name_is_refused(saved_run):
+    run_dir, model = saved_run
+    torch.save(model.state_dict(), run_dir / WEIGHTS_NAME)  # a pickle, as torch.save writes it
+    meta = json.loads((run_dir / META_NAME).read_text())
+    meta.update(sha256=__import__("hashlib").sha256((run_dir / WEIGHTS_NAME).read_bytes()).hexdigest(), bytes=0)
+    (run_dir / META_NAME).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="is not a readable safetensors file"):
+        load_run(run_dir)

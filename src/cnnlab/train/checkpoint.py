@@ -212,8 +212,9 @@ def _check_integrity(weights: Path, meta: Mapping[str, Any]) -> None:
     if actual != expected:
         raise CheckpointError(
             f"checkpoint {str(weights)!r} does not match its {META_NAME}: sha256 {actual[:16]}... on disk, "
-            f"{str(expected)[:16]}... recorded. The file was modified or replaced after training; "
-            "restore the original file or re-run training."
+            f"{str(expected)[:16]}... recorded. The file was modified or replaced after training, or the "
+            "run was killed between writing the two files; restore the original file, or rewrite both with "
+            f"`cnnlab train --resume --out {weights.parent}` (it continues from the saved training state)."
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import platform
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -236,6 +237,12 @@ def fit(
     run = RunFiles(out_dir or default_run_dir(cfg.model), enabled=env.dist.is_main)
     if resume:
         restore_state(run.state_path, state, config)
+        run.restore_files(state, meta, config)
+        resumed = f"resuming {run.dir} after epoch {state.epoch}"
+        resumed += f", batch {state.batch} of epoch {state.epoch + 1}" if state.batch else ""
+        resumed_msg: str | None = f"{resumed} (step {state.step})"
+    else:
+        resumed_msg = None
     run.write_config(config)
     net = wrap_model(model, env.dist, env.device)
     per_rank_batch = max(cfg.batch_size // env.dist.world_size, 1)
@@ -249,6 +256,8 @@ def fit(
     steps_per_epoch, peak = len(loader), peak_lr(cfg)
     total_steps = cfg.epochs * steps_per_epoch
     progress = Progress(cfg.progress if env.dist.is_main else "none", total_steps, initial_step=state.step)
+    if resumed_msg:
+        progress.message(resumed_msg)
     progress.message(
         f"training {meta['model']} on {cfg.data} ({len(data.train)} train / {len(data.val)} val / "
         f"{len(data.test)} test, task {data.task}) on {env.device} in {env.precision}; writing {run.dir}"
@@ -293,9 +302,14 @@ def fit(
                         hook(state, {"loss": float(loss), "lr": lr, "epoch": epoch})
                     if interrupt["stop"]:
                         run.save_interrupted(state, config)
-                        progress.message(
-                            f"interrupted at step {state.step}; continue with: cnnlab train --resume --out {run.dir}"
-                        )
+                        progress.close()
+                        if env.dist.is_main:  # said whatever the progress mode: the user must see it
+                            print(
+                                f"interrupted at step {state.step} (epoch {epoch + 1}, batch {state.batch}); "
+                                f"the training state is saved in {run.state_path}. Continue with: "
+                                f"cnnlab train --resume --out {run.dir}",
+                                file=sys.stderr, flush=True,
+                            )  # fmt: skip
                         raise KeyboardInterrupt
                 # -- eval
                 p = state.partial

@@ -38,6 +38,14 @@ class RunFiles:
         self.enabled = enabled
         if enabled:
             self.dir.mkdir(parents=True, exist_ok=True)
+            self.remove_stale_temp_files()
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Delete ``.NAME.*.tmp`` files that a killed writer left behind (never read by any loader)."""
+        stale = [p for p in self.dir.glob(".*.tmp") if p.is_file()]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
 
     @property
     def state_path(self) -> Path:
@@ -48,11 +56,22 @@ class RunFiles:
             atomic_write_json(self.dir / "config.json", config)
 
     def checkpoint(self, state: TrainState, meta: dict[str, Any], config: dict[str, Any]) -> None:
-        """Save the evaluation weights (model.safetensors + model.json), then the training state.
+        """Save the training state, then the evaluation weights (model.safetensors + model.json), then
+        metrics.jsonl.
 
-        The state file is written last: ``--resume`` reads only it, so a kill between the two writes
-        at worst repeats this epoch's bookkeeping, never mixes epochs.
+        Each file is replaced atomically; the order makes a kill between two of them harmless. The state
+        is written first: it alone decides where ``--resume`` continues, and a resumed run rewrites the
+        model files and the history from it (:meth:`restore_files`). ``metrics.jsonl`` is written last,
+        so a line there means the whole checkpoint of that epoch is on disk.
         """
+        if not self.enabled:
+            return
+        save_state(self.state_path, state, config)
+        self.save_model_files(state, meta, config)
+        self.write_history(state.history)
+
+    def save_model_files(self, state: TrainState, meta: dict[str, Any], config: dict[str, Any]) -> None:
+        """``model.safetensors`` + ``model.json``: the weights to evaluate (EMA when on) and what they are."""
         if not self.enabled:
             return
         weights = "ema" if state.ema is not None else "raw"
@@ -60,8 +79,16 @@ class RunFiles:
         model_meta = {**meta, "config": config, "epoch": state.epoch, "step": state.step,
                       "weights": weights, "metrics": last}  # fmt: skip
         save_model(state.eval_model, model_meta, self.dir)
-        self.write_history(state.history)
-        save_state(self.state_path, state, config)
+
+    def restore_files(self, state: TrainState, meta: dict[str, Any], config: dict[str, Any]) -> None:
+        """After ``--resume`` at an epoch boundary: rewrite the model files and the history from the state.
+
+        A kill after the state was saved but before the model files or metrics.jsonl were (or between
+        model.safetensors and model.json) leaves them one epoch behind; this puts them level again.
+        """
+        if self.enabled and state.batch == 0 and state.epoch > 0:
+            self.save_model_files(state, meta, config)
+            self.write_history(state.history)
 
     def save_interrupted(self, state: TrainState, config: dict[str, Any]) -> None:
         """Ctrl-C inside an epoch: only the training state, so the model files keep the last full epoch."""

@@ -1,0 +1,153 @@
+"""``cnnlab leaderboard``: the recorded measurements as a table, Pareto front marked, per machine.
+
+Rows are ranked only against rows from the same machine: by default only this machine's rows are
+shown (with a note of how many others are hidden); ``--machine all`` shows every machine as its own
+group, ``--machine ID`` one machine by fingerprint prefix. ``*`` marks the Pareto front of each group
+(machine, dataset, batch size): no other row is both at least as accurate and at least as fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from typing import Any
+
+NAME = "leaderboard"
+HELP = "Show the leaderboard (accuracy vs latency at batch 4), Pareto front marked; CSV/JSON/Markdown export."
+
+_DISPLAY = (  # (header, row key, format)
+    ("model", "model", "s"),
+    ("dataset", "dataset", "s"),
+    ("backend", "backend", "s"),
+    ("accuracy", "accuracy", ".4f"),
+    ("median ms", "latency_median_ms", ".3f"),
+    ("p90 ms", "latency_p90_ms", ".3f"),
+    ("n", "latency_n", "d"),
+    ("batch", "batch_size", "d"),
+    ("img/s", "throughput", ",.0f"),
+    ("threads", "threads", "d"),
+    ("params", "params", ",d"),
+    ("MACs", "macs", ",d"),
+    ("sha256", "checkpoint_sha256", "sha"),
+    ("recorded", "created_at", "s"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help="leaderboard database file (default: the user data directory)")
+    parser.add_argument("--sort", choices=["accuracy", "speed"], default="accuracy",
+                        help="accuracy (best first) or speed (lowest latency first); default accuracy")  # fmt: skip
+    parser.add_argument("--dataset", help="only rows measured on this dataset")
+    parser.add_argument("--model", help="only rows of this model")
+    parser.add_argument("--machine", default="current",
+                        help="current (default), all (grouped by machine) or a fingerprint id prefix")  # fmt: skip
+    parser.add_argument("--format", choices=["text", "csv", "json", "md"], default="text", help="output format")
+
+
+def _cell(value: Any, spec: str) -> str:
+    if value is None or value == "":
+        return "-"
+    if spec == "sha":
+        return str(value)[:12]
+    if spec == "s":
+        return str(value)
+    return format(value, spec)
+
+
+def _groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(str(row["machine"]), []).append(row)
+    return list(out.items())
+
+
+def _describe(rows: list[dict[str, Any]]) -> str:
+    r = rows[0]
+    gpu = "no GPU" if r.get("gpu") in (None, "none") else f"GPU {r['gpu']}"
+    return f"machine {r['machine']}: {r.get('cpu_model') or '?'}, {r.get('cpu_count') or '?'} cores, {gpu}"
+
+
+def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from cnnlab.bench.leaderboard import pareto_front
+
+    front = pareto_front(rows)
+    return [{"rank": i + 1, "pareto": f, **row} for i, (row, f) in enumerate(zip(rows, front))]
+
+
+def _table(rows: list[dict[str, Any]], markdown: bool) -> list[str]:
+    header = ["#", "front"] + [h for h, _, _ in _DISPLAY]
+    body = [[str(r["rank"]), "*" if r["pareto"] else ""] + [_cell(r.get(k), s) for _, k, s in _DISPLAY] for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        return lines + ["| " + " | ".join(row) + " |" for row in body]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    left = {"model", "dataset", "backend", "sha256", "recorded", "front"}
+    return [
+        "  ".join(c.ljust(w) if h in left else c.rjust(w) for c, w, h in zip(row, widths, header)).rstrip()
+        for row in [header, *body]
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.bench.leaderboard import Leaderboard
+
+    board = Leaderboard(args.db)
+    rows = board.rows(model=args.model, dataset=args.dataset, sort=args.sort)
+    hidden_rows, hidden_machines, here = 0, 0, None
+    if args.machine == "current":
+        from cnnlab.bench.fingerprint import machine_fingerprint
+
+        here = machine_fingerprint().machine
+        others = [r for r in rows if r["machine"] != here]
+        hidden_rows, hidden_machines = len(others), len({r["machine"] for r in others})
+        rows = [r for r in rows if r["machine"] == here]
+    elif args.machine != "all":
+        rows = [r for r in rows if str(r["machine"]).startswith(args.machine)]
+        if not rows:
+            known = sorted({r["machine"] for r in board.rows(model=args.model, dataset=args.dataset)})
+            raise ValueError(
+                f"--machine {args.machine!r} matches no rows; it takes current, all, or a fingerprint id prefix "
+                f"of one of the recorded machines: {', '.join(known) or 'none recorded'}."
+            )
+    groups = [(m, _ranked(g)) for m, g in _groups(rows)]
+    note = ""
+    if hidden_rows:
+        note = (f"{hidden_rows} rows from {hidden_machines} other machine(s) hidden: rows are ranked only against "
+                "the same machine; --machine all shows every machine as its own group")  # fmt: skip
+
+    if args.format == "json":
+        print(json.dumps({
+            "machine_filter": args.machine if here is None else here, "sort": args.sort,
+            "hidden_rows": hidden_rows, "hidden_machines": hidden_machines,
+            "groups": [{"machine": m, "rows": g} for m, g in groups],
+        }, indent=2))  # fmt: skip
+        return 0
+    if args.format == "csv":
+        from cnnlab.bench.leaderboard import COLUMN_NAMES
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["rank", "pareto", *COLUMN_NAMES])
+        for _, group in groups:
+            for r in group:
+                metrics = json.dumps(r["metrics"], sort_keys=True) if r.get("metrics") else ""
+                values = [metrics if c == "metrics" else r.get(c) for c in COLUMN_NAMES]
+                writer.writerow([r["rank"], int(r["pareto"]), *["" if v is None else v for v in values]])
+        sys.stdout.write(buf.getvalue())
+        if note:
+            print(note, file=sys.stderr)
+        return 0
+    markdown = args.format == "md"
+    out: list[str] = []
+    if not groups:
+        out.append(f"no leaderboard rows in {board.path}" + (" for this machine" if here else "") + ".")
+    for _, group in groups:
+        title = _describe(group) + f" (sorted by {args.sort}; * = Pareto front: nobody both more accurate and faster)"
+        out += (["", f"### {title}", ""] if markdown else ["", title]) + _table(group, markdown)
+    if note:
+        out += ["", note]
+    print("\n".join(out).strip("\n"))
+    return 0

@@ -26,11 +26,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnlab.viz.grid import compact, figure_array, new_figure, save_png
+from cnnlab.viz.grid import compact, figure_array, label_image, new_figure, save_png
 from cnnlab.viz.hooks import is_passive, leaf_modules, no_inplace, record_leaves, released_hooks
 from cnnlab.viz.images import to_display
 
-__all__ = ["GradCam", "grad_cam", "gradcam_figure", "last_spatial_layer"]
+__all__ = ["GradCam", "cam_overlay", "grad_cam", "gradcam_figure", "gradcam_grid", "last_spatial_layer"]
 
 
 @dataclass
@@ -152,3 +152,45 @@ def gradcam_figure(
     if path is not None:
         save_png(picture, Path(path))
     return picture
+
+
+def cam_overlay(image: torch.Tensor, cam: torch.Tensor, alpha: float = 0.45) -> np.ndarray:
+    """``uint8 (H, W, 3)``: the image blended with the ``jet`` colours of ``cam`` ((H, W) in 0..1).
+
+    >>> cam_overlay(torch.zeros(1, 4, 4, dtype=torch.uint8), torch.ones(4, 4)).shape
+    (4, 4, 3)
+    """
+    import matplotlib
+
+    heat = matplotlib.colormaps["jet"](cam.clamp(0, 1).numpy())[..., :3] * 255.0  # (H, W, 3)
+    out = (1 - alpha) * to_display(image).astype(np.float64) + alpha * heat
+    return np.asarray(out.round().clip(0, 255), dtype=np.uint8)
+
+
+def _grow(a: np.ndarray, k: int) -> np.ndarray:
+    return a.repeat(k, axis=0).repeat(k, axis=1)  # (H, W, 3) -> (kH, kW, 3), nearest neighbour
+
+
+def gradcam_grid(
+    images: Sequence[torch.Tensor], results: Sequence[GradCam], classes: Sequence[str] = (), *, size: int = 96
+) -> np.ndarray:
+    """One column per image: Grad-CAM overlay above saliency, captioned "class (probability)".
+
+    Drawn with NumPy and Pillow (no matplotlib figure: ~20x faster, which the report needs). Each
+    panel is scaled by a whole factor (nearest neighbour) to about ``size`` pixels.
+    """
+    columns = []
+    for image, res in zip(images, results):
+        h, w = res.cam.shape
+        k = max(1, size // max(h, w))
+        sal = (res.saliency.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        name = str(classes[res.target]) if res.target < len(classes) else str(res.target)
+        top = label_image(_grow(cam_overlay(image, res.cam), k), f"{name[:12]} {float(res.probs[res.target]):.0%}")
+        columns.append(np.concatenate([top, np.full((4, w * k, 3), 255, np.uint8), _grow(np.stack([sal] * 3, -1), k)]))
+    height = max(c.shape[0] for c in columns)
+    gap = np.full((height, 6, 3), 255, np.uint8)
+    parts: list[np.ndarray] = []
+    for c in columns:
+        pad = np.full((height - c.shape[0], c.shape[1], 3), 255, np.uint8)
+        parts += [np.concatenate([c, pad]), gap]
+    return np.concatenate(parts[:-1], axis=1)

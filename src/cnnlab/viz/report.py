@@ -11,7 +11,9 @@ PosixPath('runs/fastnet/report.html')
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import importlib
 import json
 import os
 import time
@@ -39,6 +41,7 @@ SECTIONS = (
     "kernels",
     "features",
     "gradcam",
+    "rf",
     "leaderboard",
 )
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -103,35 +106,62 @@ def _read_metrics(run: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _load(ctx: _Context, max_images: int) -> None:
-    from cnnlab.errors import CnnlabError
-    from cnnlab.train.checkpoint import load_run, preprocess
+def _load(ctx: _Context, max_images: int, budget_s: float = 3.0) -> None:
+    """Model, test images and outputs; any failure becomes a note in the page, never an exception."""
+    from cnnlab.train.checkpoint import load_run
 
     try:
         loaded = load_run(ctx.run_dir)
         ctx.model, ctx.meta = loaded.model, loaded.meta
-    except CnnlabError as err:
+    except Exception as err:  # a damaged run still gets a report of what is there
         ctx.load_error = str(err)
         return
-    name = ctx.meta.get("dataset") or ctx.metrics.get("dataset")
+    try:
+        _load_data(ctx, loaded.model, max_images, budget_s)
+    except Exception as err:
+        ctx.data, ctx.inputs, ctx.outputs = None, None, None
+        ctx.data_error = f"the test images could not be evaluated: {type(err).__name__}: {err}"
+
+
+def _load_data(ctx: _Context, model: torch.nn.Module, max_images: int, budget_s: float) -> None:
+    from cnnlab.errors import CnnlabError
+    from cnnlab.train.checkpoint import preprocess
+
+    config = ctx.meta.get("config") or ctx.metrics.get("config") or {}
+    name = ctx.meta.get("dataset") or ctx.metrics.get("dataset") or config.get("data")
     if not name:
         ctx.data_error = "model.json records no dataset, so there are no test images to show."
         return
     try:
         from cnnlab.data import load_dataset
 
-        ds = load_dataset(str(name), "test", **dict(ctx.meta.get("dataset_options") or {}))
+        opts = dict(ctx.meta.get("dataset_options") or config.get("data_opts") or {})
+        ds = load_dataset(str(name), "test", config.get("data_dir"), **opts)
     except (CnnlabError, ValueError, OSError, TypeError) as err:
         ctx.data_error = f"test split of {name!r} unavailable: {err}"
         return
     from cnnlab.data.dataset import ImageDataset
 
-    n = min(max_images, len(ds))
+    # forward in small batches until max_images or the time budget: a big model gets fewer images
+    outputs, start, n = [], time.perf_counter(), 0
+    with torch.no_grad():
+        while n < min(max_images, len(ds)) and (n < 8 or time.perf_counter() - start < budget_s):
+            batch = ds.images[n : min(n + 64, max_images, len(ds))]
+            outputs.append(model(preprocess(batch, ctx.meta)).float())
+            n += len(batch)
     masks = ds.masks[:n] if ds.masks is not None else None
     ctx.data = ImageDataset(ds.images[:n], ds.labels[:n], ds.classes, ds.name, masks=masks)
     ctx.inputs = preprocess(ctx.data.images, ctx.meta)
-    with torch.no_grad():
-        ctx.outputs = torch.cat([ctx.model(b) for b in torch.split(ctx.inputs, 256)])
+    ctx.outputs = torch.cat(outputs)
+
+
+def _task(ctx: _Context) -> str:
+    task = ctx.meta.get("task") or ctx.metrics.get("task")
+    if task:
+        return str(task)
+    if ctx.outputs is not None and ctx.outputs.ndim == 4:
+        return "segmentation" if ctx.data is not None and ctx.data.masks is not None else "reconstruction"
+    return "classification"
 
 
 def _input_shape(ctx: _Context) -> tuple[int, ...]:
@@ -246,29 +276,76 @@ def _curves(ctx: _Context) -> str:
 def _confusion(ctx: _Context) -> str:
     from cnnlab.viz.curves import confusion_figure, confusion_matrix
 
-    b = _need_data(ctx)
-    if b.outputs.ndim != 2:
-        raise _Skip("a confusion matrix needs class scores; this model's output is per pixel.")
-    pred = b.outputs.argmax(1)
-    cm = confusion_matrix(b.data.labels, pred, b.outputs.shape[1])
-    return _img(confusion_figure(cm, b.data.classes), "confusion matrix") + _note(
-        f"on the first {len(pred)} test images."
-    )
+    task = _task(ctx)
+    if task == "segmentation":
+        scores = [f"{k.removeprefix('test_')} {ctx.metrics[k]:.4f}" for k in ("test_pixel_accuracy", "test_mean_iou")]
+        scores = [t for t, k in zip(scores, ("test_pixel_accuracy", "test_mean_iou")) if k in ctx.metrics]
+        return _note(
+            "segmentation run: the per-pixel results are shown as mask overlays in the next section"
+            + (f" (test {', '.join(scores)})." if scores else ".")
+        )
+    if task == "reconstruction":
+        mse = ctx.metrics.get("test_mse")
+        return _note(
+            "reconstruction run: no classes, so no confusion matrix; the next section shows inputs beside "
+            "their reconstructions" + (f" (test MSE {mse:.5f})." if isinstance(mse, float) else ".")
+        )
+    recorded = ctx.metrics.get("confusion_matrix")
+    classes = list(ctx.metrics.get("classes") or ctx.meta.get("classes") or [])
+    if isinstance(recorded, list) and recorded and len(recorded) == len(recorded[0]):
+        cm = torch.tensor(recorded, dtype=torch.int64)  # the whole test split, as in metrics.json
+        where = "the whole test split (metrics.json)"
+    else:
+        b = _need_data(ctx)
+        if b.outputs.ndim != 2:
+            raise _Skip(f"a confusion matrix needs class scores; the model returned {tuple(b.outputs.shape)}.")
+        pred = b.outputs.argmax(1)
+        cm = confusion_matrix(b.data.labels, pred, b.outputs.shape[1])
+        classes = classes or list(b.data.classes)
+        where = f"the first {len(pred)} test images"
+    return _img(confusion_figure(cm, classes), "confusion matrix") + _note(f"rows: true class; on {where}.")
 
 
 def _examples(ctx: _Context) -> str:
     from cnnlab.viz.curves import misclassified_figure, segmentation_figure
 
     b = _need_data(ctx)
-    if b.outputs.ndim == 4 and b.data.masks is not None:
-        k = min(4, len(b.data))
+    task = _task(ctx)
+    k = min(4, len(b.data))
+    if task == "segmentation":
+        if b.data.masks is None or b.outputs.ndim != 4:
+            raise _Skip("segmentation overlays need test masks and per-pixel class scores.")
         fig = segmentation_figure(b.data.images[:k], b.data.masks[:k], b.outputs[:k].argmax(1))
-        return _img(fig, "segmentation overlays")
+        return _img(fig, "segmentation overlays") + _note(f"the first {k} test images: truth and prediction.")
+    if task == "reconstruction":
+        return _reconstructions(b, k)
+    if b.outputs.ndim != 2:
+        raise _Skip(f"examples need class scores; the model returned {tuple(b.outputs.shape)}.")
     pred = b.outputs.argmax(1)
     wrong = int((pred != b.data.labels).sum())
     fig = misclassified_figure(b.data.images, b.data.labels, pred, b.data.classes)
     return _img(fig, "misclassified") + _note(
-        f"{wrong} of the first {len(pred)} test images are misclassified; up to 16 are shown."
+        f"{wrong} of the first {len(pred)} test images are misclassified; up to 16 are shown (true -> predicted)."
+    )
+
+
+def _reconstructions(b: _Batch, k: int) -> str:
+    from cnnlab.viz.grid import compact, figure_array, new_figure
+    from cnnlab.viz.images import to_display
+
+    if b.outputs.shape[1:] != b.inputs.shape[1:]:
+        raise _Skip(f"outputs {tuple(b.outputs.shape[1:])} do not have the input's shape {tuple(b.inputs.shape[1:])}.")
+    fig = new_figure(2.0 * k, 4.2)
+    axes = np.asarray(fig.subplots(2, k)).reshape(2, k)  # type: ignore[attr-defined]
+    for i in range(k):
+        err = float((b.outputs[i] - b.inputs[i]).square().mean())
+        for row, (img, title) in enumerate(((b.inputs[i], "input"), (b.outputs[i], f"output (MSE {err:.3f})"))):
+            axes[row, i].imshow(to_display(img), interpolation="nearest")
+            axes[row, i].set_title(title, fontsize=7)
+            axes[row, i].axis("off")
+    compact(fig, left=0.02, right=0.98, bottom=0.02, top=0.92, hspace=0.3)
+    return _img(figure_array(fig), "reconstructions") + _note(
+        f"the first {k} test images (top) and the model's reconstructions (bottom), each scaled on its own."
     )
 
 
@@ -297,58 +374,94 @@ def _features(ctx: _Context) -> str:
 
 
 def _gradcam(ctx: _Context) -> str:
-    from cnnlab.viz.gradcam import grad_cam, last_spatial_layer
-    from cnnlab.viz.grid import compact, figure_array, new_figure
-    from cnnlab.viz.images import to_display
+    from cnnlab.viz.gradcam import grad_cam, gradcam_grid, last_spatial_layer
 
     b = _need_data(ctx)
-    if b.outputs.ndim != 2:
-        raise _Skip("Grad-CAM needs class scores; this model's output is per pixel.")
-    k = min(4, len(b.data))
-    fig = new_figure(2.0 * k, 4.2)
-    axes = np.asarray(fig.subplots(2, k)).reshape(2, k)  # type: ignore[attr-defined]
+    if _task(ctx) != "classification" or b.outputs.ndim != 2:
+        raise _Skip(f"Grad-CAM explains a class score; this {_task(ctx)} model's output is per pixel.")
+    k = min(6, len(b.data))
     layer = last_spatial_layer(b.model, b.inputs[:1])
-    for i in range(k):
-        res = grad_cam(b.model, b.inputs[i], layer=layer)
-        layer = res.layer
-        shown = to_display(b.data.images[i]).astype(np.float64) / 255
-        axes[0, i].imshow(shown, interpolation="nearest")
-        axes[0, i].imshow(res.cam.numpy(), cmap="jet", alpha=0.45)
-        axes[0, i].set_title(f"{b.data.classes[res.target]} ({float(res.probs[res.target]):.0%})"[:24], fontsize=7)
-        axes[1, i].imshow(res.saliency.numpy(), cmap="gray")
-        axes[1, i].set_title("saliency", fontsize=7)
-        for ax in axes[:, i]:
-            ax.axis("off")
-    compact(fig, left=0.02, right=0.98, bottom=0.02, top=0.92, hspace=0.3)
-    return _img(figure_array(fig), "Grad-CAM") + _note(f"Grad-CAM at layer {layer} for the predicted class.")
+    results = [grad_cam(b.model, b.inputs[i], layer=layer) for i in range(k)]
+    picture = gradcam_grid(list(b.data.images[:k]), results, b.data.classes)
+    truth = ", ".join(str(b.data.classes[int(y)]) for y in b.data.labels[:k])
+    return _img(picture, "Grad-CAM") + _note(
+        f"Grad-CAM at layer {layer} for the predicted class (top) and saliency max|dS/dx| (bottom) of the first "
+        f"{k} test images; true classes: {truth}."
+    )
+
+
+_NO_ROWS = "no leaderboard rows yet: run cnnlab bench RUN --record"
 
 
 def _leaderboard(ctx: _Context) -> str:
     model = ctx.metrics.get("model") or ctx.meta.get("model")
     dataset = ctx.metrics.get("dataset") or ctx.meta.get("dataset")
-    try:
-        import cnnlab.bench as bench
-    except ImportError:
-        return _note("no leaderboard rows (cnnlab.bench is not available).")
-    rows = _leaderboard_rows(bench, model, dataset)
+    rows = leaderboard_rows(model, dataset)
+    if rows is None:
+        return _note(f"{_NO_ROWS} (this cnnlab has no cnnlab.bench.Leaderboard yet).")
     if not rows:
-        return _note(f"no leaderboard rows for model {model!r} on {dataset!r}.")
-    header = list(rows[0])
-    return _table(header, [[_fmt(r.get(h)) for h in header] for r in rows[:20]], left=1)
+        return _note(f"{_NO_ROWS.replace('RUN', str(ctx.run_dir))} (none for model {model!r} on {dataset!r}).")
+    header = list(dict.fromkeys(k for r in rows for k in r))
+    return _table(header, [[_fmt(r.get(h, "")) for h in header] for r in rows[:20]], left=1) + _note(
+        f"{len(rows)} leaderboard rows for model {model!r} on {dataset!r}"
+        + (", first 20 shown." if len(rows) > 20 else ".")
+    )
 
 
-def _leaderboard_rows(bench: Any, model: object, dataset: object) -> list[dict[str, Any]]:
-    cls = getattr(bench, "Leaderboard", None)
-    if cls is None:
-        return []
-    db = os.environ.get("CNNLAB_LEADERBOARD") or getattr(bench, "DEFAULT_DB", None)
-    if db is None:
-        default = getattr(bench, "default_db_path", None)
-        db = default() if callable(default) else None
-    if db is None or not Path(str(db)).exists():
-        return []
-    rows: list[dict[str, Any]] = cls(db).rows(model=model, dataset=dataset)
-    return rows
+def _as_dict(row: Any) -> dict[str, Any]:
+    if isinstance(row, dict):
+        return row
+    if hasattr(row, "_asdict"):
+        return dict(row._asdict())
+    if dataclasses.is_dataclass(row) and not isinstance(row, type):
+        return dataclasses.asdict(row)
+    if hasattr(row, "keys"):
+        return {k: row[k] for k in row.keys()}  # noqa: SIM118  (iterating a sqlite3.Row gives values)
+    return dict(vars(row))
+
+
+def leaderboard_rows(model: object, dataset: object) -> list[dict[str, Any]] | None:
+    """Rows of ``cnnlab.bench.Leaderboard`` for this model and dataset; None when cnnlab.bench has none.
+
+    The leaderboard file is the bench default (``Leaderboard(db_path=None)``), or ``$CNNLAB_LEADERBOARD``.
+    """
+    try:
+        bench = importlib.import_module("cnnlab.bench")
+    except ModuleNotFoundError as err:
+        if err.name not in ("cnnlab.bench", "cnnlab"):
+            raise  # cnnlab.bench exists but one of its own imports is missing: show that
+        return None
+    board = getattr(bench, "Leaderboard", None)
+    if board is None:
+        return None
+    rows = board(db_path=os.environ.get("CNNLAB_LEADERBOARD") or None).rows(model=model, dataset=dataset)
+    return [_as_dict(r) for r in rows or []]
+
+
+def _rf(ctx: _Context) -> str:
+    from cnnlab.viz.gradcam import last_spatial_layer
+    from cnnlab.viz.rf import receptive_field, rf_figure
+
+    b = _need_data(ctx)
+    layer = last_spatial_layer(b.model, b.inputs[:1])
+    rf = receptive_field(b.model, layer, b.inputs[:1])
+    head = ["layer", "unit", "theoretical RF (px)", "jump", f"ERF radius ({rf.mass:.0%} of gradient)", "ERF square"]
+    row: list[object] = [
+        rf.layer,
+        f"{rf.unit[0]},{rf.unit[1]}",
+        f"{rf.size[0]}x{rf.size[1]}",
+        f"{rf.jump[0]:g}",
+        f"{rf.erf_radius:.1f} px",
+        f"{rf.erf_size}x{rf.erf_size}",
+    ]
+    return (
+        _table(head, [row], left=2)
+        + _img(rf_figure(b.data.images[0], rf), "receptive field")
+        + _note(
+            "theoretical RF from the analysis (red box) beside the effective RF: |d unit / d input| on test "
+            "image 0 (Luo et al. 2016), with the radius holding the stated share of the gradient (cyan)."
+        )
+    )
 
 
 _BUILDERS: dict[str, tuple[str, Callable[[_Context], str]]] = {
@@ -361,6 +474,7 @@ _BUILDERS: dict[str, tuple[str, Callable[[_Context], str]]] = {
     "kernels": ("Kernels", _kernels),
     "features": ("Feature maps of a test image", _features),
     "gradcam": ("Grad-CAM and saliency", _gradcam),
+    "rf": ("Receptive field: theoretical and effective", _rf),
     "leaderboard": ("Leaderboard", _leaderboard),
 }
 
@@ -378,30 +492,40 @@ def _section(ctx: _Context, key: str) -> str:
     return f'<section id="{key}"><h2>{_e(title)}</h2>\n{body}\n</section>'
 
 
-def write_report(run_dir: str | os.PathLike[str], *, max_images: int = 500) -> Path:
-    """Write ``run_dir/report.html`` (self-contained) and return its path.
+def write_report(
+    run_dir: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    max_images: int = 500,
+    budget_s: float = 3.0,
+) -> Path:
+    """Write the self-contained report of a run to ``out`` (default ``run_dir/report.html``); returns the path.
 
-    ``max_images`` test images are used for the confusion matrix and the examples. Raises
-    FileNotFoundError when ``run_dir`` is not a directory; every other problem is shown in the page.
+    Up to ``max_images`` test images (fewer when the forward passes take more than ``budget_s``
+    seconds) feed the examples, the feature maps and Grad-CAM. Raises FileNotFoundError when
+    ``run_dir`` is not a directory; every other problem is shown in the page instead.
     """
     run = Path(run_dir).expanduser()
     if not run.is_dir():
         raise FileNotFoundError(
             f"run directory {str(run)!r} does not exist; pass the --out folder of a `cnnlab train` run."
         )
+    start = time.perf_counter()
     ctx = _Context(run, _read_metrics(run))
-    _load(ctx, max_images)
+    _load(ctx, max_images, budget_s)
     title = f"cnnlab report: {ctx.metrics.get('model') or ctx.meta.get('model') or run.name}"
     sections = "\n".join(_section(ctx, key) for key in SECTIONS)
+    toc = " | ".join(f'<a href="#{key}">{_e(_BUILDERS[key][0])}</a>' for key in SECTIONS)
     page = (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>\n<h1>{_e(title)}</h1>\n"
-        f'<p class="note">{_e(str(run))} - written {time.strftime("%Y-%m-%d %H:%M:%S")}</p>\n'
-        f"{sections}\n</body></html>\n"
+        f'<p class="note">{_e(str(run))} - written {time.strftime("%Y-%m-%d %H:%M:%S")} in '
+        f"{time.perf_counter() - start:.1f} s</p>\n<nav>{toc}</nav>\n{sections}\n</body></html>\n"
     )
-    out = run / REPORT_NAME
-    tmp = run / f".{REPORT_NAME}.tmp"
+    target = Path(out).expanduser() if out is not None else run / REPORT_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    os.replace(tmp, target)  # readers see the old report or the new one, never half of one
+    return target

@@ -1,0 +1,36 @@
+"""``cnnlab report RUN_DIR``: one self-contained report.html of a training run (works offline, from file:)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "report"
+HELP = "Write a self-contained HTML report of a run: architecture, lint, curves, confusion, kernels, Grad-CAM."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `cnnlab train`")
+    parser.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html)")
+    parser.add_argument("--max-images", type=int, default=500, help="test images evaluated for the examples")
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from cnnlab.viz.report import write_report
+
+    if args.max_images < 1:
+        raise ValueError(f"--max-images must be at least 1; received {args.max_images}.")
+    run_dir = Path(args.run_dir).expanduser()
+    if run_dir.is_dir() and not (run_dir / "model.json").is_file() and not (run_dir / "metrics.json").is_file():
+        raise FileNotFoundError(
+            f"RUN_DIR {str(run_dir)!r} holds neither model.json nor metrics.json, so it is not a run of "
+            "`cnnlab train`; pass the --out directory of a training run."
+        )
+    start = time.perf_counter()
+    out = write_report(run_dir, out=args.out, max_images=args.max_images)
+    size = out.stat().st_size
+    print(f"wrote {out} ({size / 1e3:.0f} kB, self-contained) in {time.perf_counter() - start:.1f} s")
+    print(f"open it with: file://{out.resolve()}")
+    return 0

@@ -18,11 +18,16 @@ from cnnlab.models import create_model, list_models, model_info
 
 
 def _real_shapes(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...]]:
-    """Output shape of every leaf-module call (first call) in a real CPU forward pass."""
+    """Output shape of every outermost leaf-module call (first call) in a real CPU forward pass.
+
+    A leaf's own children (a cnnlab layer's weight parametrization) run inside it and are not rows.
+    """
     shapes: dict[str, tuple[int, ...]] = {}
     handles = []
+    leaves: list[str] = []
     for name, m in model.named_modules():
-        if name and is_leaf(m):
+        if name and is_leaf(m) and not any(name.startswith(leaf + ".") for leaf in leaves):
+            leaves.append(name)
 
             def hook(mod: nn.Module, args: Any, out: Any, name: str = name) -> None:
                 if isinstance(out, torch.Tensor):

@@ -11,5 +11,6 @@ from cnnlab.models._registry import (
     model_info,
     register_model,
 )
+from cnnlab.models.spec import from_spec as from_spec
 
 __all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]

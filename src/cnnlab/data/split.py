@@ -38,10 +38,11 @@ def split_train_val(
         val_parts.append(members[order[:n_val]])
     val_index = torch.cat(val_parts).sort().values if val_parts else torch.zeros(0, dtype=torch.int64)
     if val_index.numel() == 0 or val_index.numel() == len(ds):
+        part, fix = ("none", "a larger val_fraction") if val_index.numel() == 0 else ("all", "a smaller val_fraction")
         raise ValueError(
-            f"val_fraction={val_fraction} leaves {'no' if val_index.numel() == 0 else 'all'} of the "
-            f"{len(ds)} samples of {ds.name!r} for validation; choose a fraction that leaves both parts "
-            "non-empty."
+            f"val_fraction={val_fraction} puts {part} of the {len(ds)} training samples of {ds.name!r} into "
+            f"validation (each class gives round(val_fraction * its count), per class "
+            f"{ds.class_counts().tolist()}); both parts must be non-empty. Use {fix} or more images."
         )
     is_val = torch.zeros(len(ds), dtype=torch.bool)
     is_val[val_index] = True

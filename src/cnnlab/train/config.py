@@ -131,6 +131,12 @@ class TrainConfig:
             "label_smoothing": (self.label_smoothing, 0.0, 1.0),
             "ema_decay": (self.ema_decay, 0.0, 1.0),
         }
+        if self.val_fraction <= 0:
+            raise ValueError(
+                f"TrainConfig.val_fraction must lie in (0, 1): validation data comes from the training split "
+                f"(the test split is only for the final number); received val_fraction={self.val_fraction}. "
+                "Use e.g. 0.1."
+            )
         for name, (value, low, high) in ranges.items():
             if not low <= value < high:
                 raise ValueError(

@@ -1,0 +1,135 @@
+"""``cnnlab train`` on bad input: one paragraph naming the file and the problem, exit code 2, no traceback.
+
+The data-level messages are tested in ``tests/test_data_*.py``; these tests check that they reach the
+user of the command line intact. All but one run ``cnnlab.cli.main.main`` in-process (the same code
+path as the console script); one runs the real console entry in a subprocess.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.cli.main import main
+from cnnlab.data.folder import SkippedImagesWarning
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A private cache, no dataset folder from the environment, and a mirror where nothing listens."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("CNNLAB_MIRROR", f"http://127.0.0.1:{port}/")  # closed once the socket is: offline
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _train(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Run ``cnnlab train ARGV``; assert exit 2 with a one-paragraph error; return the paragraph."""
+    code = main(["train", "--set", "progress=none", *argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert "\n\n" not in err.strip()  # one paragraph
+    return " ".join(err.split())
+
+
+def _idx(array: np.ndarray, magic: bytes = b"\x00\x00\x08") -> bytes:
+    header = magic + bytes([array.ndim]) + np.asarray(array.shape, dtype=">i4").tobytes()
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _write_mnist(folder: Path, n: int = 20) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix in ("train", "t10k"):
+        images = np.zeros((n, 28, 28))
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(images)))
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(np.arange(n) % 10)))
+    return folder
+
+
+def test_missing_folder_through_the_console_script(isolated: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "--data", "folder:/bad"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "CI": "true"},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: Image folder") and "/bad does not exist" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not (isolated / "runs").exists() or not any((isolated / "runs").iterdir())  # no empty run left
+
+
+def test_missing_dataset_offline(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
+    text = _train(capsys, "--data-dir", str(isolated / "empty"), "--set", 'data_opts={"system_dirs": []}')
+    for needle in ("is missing file train-images-idx3-ubyte.gz", "apt-get install dataset-fashion-mnist",
+                   "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", "--data-dir"):  # fmt: skip
+        assert needle in text
+
+
+def test_idx_wrong_magic(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
+    folder = _write_mnist(isolated / "data")
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(np.zeros((20, 28, 28)), b"\x00\x00\x07")))
+    text = _train(capsys, "--data", "mnist", "--data-dir", str(folder))
+    assert "train-images-idx3-ubyte.gz has a wrong magic number" in text
+
+
+def test_idx_truncated_gzip(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
+    folder = _write_mnist(isolated / "data")
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-12])
+    text = _train(capsys, "--data", "mnist", "--data-dir", str(folder))
+    assert "t10k-labels-idx1-ubyte.gz is a damaged gzip file" in text
+
+
+def test_idx_count_mismatch_and_label_range(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
+    folder = _write_mnist(isolated / "data")
+    labels = folder / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(gzip.compress(_idx(np.arange(19) % 10)))
+    assert "20 images but" in _train(capsys, "--data", "mnist", "--data-dir", str(folder))
+    labels.write_bytes(gzip.compress(_idx(np.full(20, 12))))
+    text = _train(capsys, "--data", "mnist", "--data-dir", str(folder))
+    assert "train-labels-idx1-ubyte.gz: labels must lie in 0..9" in text
+
+
+def test_cifar_binary_of_the_wrong_length(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
+    from cnnlab.data.cifar import CIFAR10, CIFAR10_CLASSES
+
+    folder = isolated / "data" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    for name in [*CIFAR10.files["train"], *CIFAR10.files["test"]]:
+        (folder / name).write_bytes(bytes(3073 * 2))  # two records of label 0, black
+    (folder / "batches.meta.txt").write_text("\n".join(CIFAR10_CLASSES) + "\n")
+    (folder / "data_batch_2.bin").write_bytes(bytes(3073 * 2 + 5))
+    text = _train(capsys, "--data", "cifar10", "--data-dir", str(isolated / "data"))
+    assert "data_batch_2.bin has 6151 bytes, which is not a whole number of 3073-byte records" in text
+
+
+def test_image_folder_with_a_text_png_and_an_empty_jpeg(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
+    root = isolated / "pictures"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(root / name / f"{i}.png")
+    (root / "cat" / "notes.png").write_text("this is text, not a PNG")
+    (root / "dog" / "empty.jpg").write_bytes(b"")
+    text = _train(capsys, "--data", f"folder:{root}", "--set", 'data_opts={"on_error": "raise", "test_fraction": 0.0}')
+    assert "notes.png" in text and "not an image" in text and "empty.jpg" in text and "0 bytes" in text
+    # the default skips them with a warning naming both files, and trains on the rest
+    with pytest.warns(SkippedImagesWarning) as record:  # one warning per split that holds a bad file
+        code = main(["train", "--data", f"folder:{root}", "--epochs", "1", "--out", str(isolated / "run"),
+                     "--set", "progress=none", "--set", "val_fraction=0.25", "--set", "batch_size=4",
+                     "--set", 'data_opts={"size": 8, "test_fraction": 0.34}'])  # fmt: skip
+    warned = " ".join(str(w.message) for w in record)
+    assert "notes.png (not an image" in warned and "empty.jpg (empty file (0 bytes))" in warned
+    assert code == 0 and (isolated / "run" / "metrics.json").is_file()

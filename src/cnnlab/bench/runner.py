@@ -53,6 +53,11 @@ class BenchConfig:
                     f"BenchConfig.{name} must be a positive integer; received {name}={value!r}. "
                     f"Use for example --{name.replace('_', '-')} 4."
                 )
+        if self.warmup < 0 or self.throughput_seconds < 0:
+            raise ValueError(
+                f"BenchConfig: warmup and throughput_seconds must be >= 0; received warmup={self.warmup}, "
+                f"throughput_seconds={self.throughput_seconds}. Use for example --warmup 10."
+            )
 
 
 @dataclass

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=100, help="timed calls per backend after warm-up (default 100)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed warm-up calls (default 10)")
     parser.add_argument("--throughput-batch", type=int, default=256, help="batch size for images/second (default 256)")
+    parser.add_argument("--throughput-seconds", type=float, default=1.0,
+                        help="minimum seconds spent measuring throughput (default 1.0)")  # fmt: skip
     parser.add_argument("--input", help="C,H,W input size for a registered model (default: the model's own)")
     parser.add_argument("--data-dir", help="folder holding the dataset files")
     parser.add_argument("--record", action="store_true", help="add the results to the leaderboard")
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     backends = parse_backends(args.backend)
     cfg = BenchConfig(
         backends=tuple(backends), batch_size=args.batch_size, threads=args.threads, repeats=args.repeats,
-        warmup=args.warmup, throughput_batch=args.throughput_batch, data_dir=args.data_dir,
+        warmup=args.warmup, throughput_batch=args.throughput_batch, throughput_seconds=args.throughput_seconds,
+        data_dir=args.data_dir,
     )  # fmt: skip
     input_size = None
     if args.input:

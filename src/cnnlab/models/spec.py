@@ -1,8 +1,9 @@
 """Build a network from a declarative spec: a TOML, YAML or JSON file, or the same as a Python dict.
 
-A spec names the input ``[C, H, W]`` and lists the layers in order. Each layer is a mapping whose
-**first key is its type**; that key's value is the layer's main argument (``conv: 6`` is 6 output
-channels, ``maxpool: 2`` a 2x2 window) or a mapping of options, and the other keys are options too.
+A spec names the input ``[C, H, W]`` and lists the layers in order. Each layer is a mapping with
+**exactly one key that is a layer type**; that key's value is the layer's main argument (``conv: 6``
+is 6 output channels, ``maxpool: 2`` a 2x2 window) or a mapping of options, and the other keys are
+options too.
 A bare string (``"relu"``) is a layer without options, and ``name:`` sets the child module's name.
 
 .. code-block:: yaml
@@ -532,6 +533,7 @@ LAYER_TYPES: dict[str, LayerType] = {
     "sequential": LayerType(_sequential, {"layers": REQUIRED}, "layers", ("block",)),
 }
 _ALIASES = {alias: kind for kind, t in LAYER_TYPES.items() for alias in (kind, *t.aliases)}
+_OPTION_NAMES = frozenset(option for t in LAYER_TYPES.values() for option in t.options)
 HEAD_TYPES = frozenset({"flatten", "global_avgpool", "global_maxpool", "linear", "dropout", "identity", "bn",
                         *ACTIVATIONS})  # fmt: skip
 COLLAPSE_TYPES = frozenset({"flatten", "global_avgpool", "global_maxpool"})
@@ -553,23 +555,29 @@ class _Builder:
             entry = {entry: None}
         if not isinstance(entry, Mapping) or not entry:
             raise SpecError(
-                f"spec {path}: a layer must be a mapping whose first key is its type (e.g. {{conv: 16, kernel: 3}}) "
+                f"spec {path}: a layer must be a mapping with one layer-type key (e.g. {{conv: 16, kernel: 3}}) "
                 f"or a type name (e.g. relu); received {entry!r}."
             )
         options = dict(entry)
         name = options.pop("name", None)
         if name is not None and (not isinstance(name, str) or not name.isidentifier()):
             raise SpecError(f"spec {path}: `name` must be a Python identifier (letters, digits, _); received {name!r}.")
-        if not options:
-            raise SpecError(f"spec {path}: the layer has a name but no type; received {entry!r}.")
-        key = next(iter(options))
-        if key not in _ALIASES:
-            close = difflib.get_close_matches(str(key), list(_ALIASES), n=4, cutoff=0.5)
+        types = [k for k in options if k in _ALIASES]
+        if len(types) > 1:
+            raise SpecError(
+                f"spec {path}: one layer per entry, but this one names the types {', '.join(map(repr, types))}; "
+                "split it into one entry per layer."
+            )
+        if not types:
+            unknown = [k for k in options if k not in _OPTION_NAMES]
+            if not unknown:
+                raise SpecError(f"spec {path}: the layer has no type; received {entry!r}. Add one, e.g. conv: 16.")
+            close = difflib.get_close_matches(str(unknown[0]), list(_ALIASES), n=4, cutoff=0.5)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise SpecError(
-                f"spec {path}: unknown layer type {key!r} (the first key of a layer is its type).{hint} "
-                f"Known types: {', '.join(LAYER_TYPES)}."
+                f"spec {path}: unknown layer type {unknown[0]!r}.{hint} Known types: {', '.join(LAYER_TYPES)}."
             )
+        key = types[0]
         kind = _ALIASES[key]
         main = options.pop(key)
         layer = LAYER_TYPES[kind]

@@ -212,7 +212,9 @@ def _gradcam(args: argparse.Namespace) -> int:
     name = src.classes[res.target] if res.target < len(src.classes) else str(res.target)
     truth = f" (true label: {pic.label})" if pic.label else ""
     h, w = res.raw_cam.shape
+    peak = divmod(int(res.cam.argmax()), res.cam.shape[1])
     print(f"Grad-CAM of class {name!r} ({float(res.probs[res.target]):.1%}){truth} at layer {res.layer} ({h}x{w} map)")
+    print(f"Grad-CAM peak at input row {peak[0]}, col {peak[1]}")
     print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px)")
     return 0
 

@@ -17,7 +17,7 @@ import importlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,8 +84,8 @@ def _note(text: str, cls: str = "note") -> str:
     return f'<p class="{cls}">{_e(text)}</p>'
 
 
-def _table(header: list[str], rows: list[list[object]], left: int = 1) -> str:
-    def cells(tag: str, values: list[object]) -> str:
+def _table(header: list[str], rows: Sequence[Sequence[object]], left: int = 1) -> str:
+    def cells(tag: str, values: Sequence[object]) -> str:
         return "".join(f"<{tag}{' class=l' if i < left else ''}>{_e(v)}</{tag}>" for i, v in enumerate(values))
 
     body = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
@@ -391,6 +391,11 @@ def _gradcam(ctx: _Context) -> str:
 
 
 _NO_ROWS = "no leaderboard rows yet: run cnnlab bench RUN --record"
+# the leaderboard columns a reader compares; the rest (versions, fingerprints) stay in the database
+_BOARD_COLUMNS = (
+    "backend", "accuracy", "latency_median_ms", "latency_p90_ms", "batch_size", "throughput", "params", "macs",
+    "threads", "cpu_model", "gpu", "created_at",
+)  # fmt: skip
 
 
 def _leaderboard(ctx: _Context) -> str:
@@ -401,10 +406,16 @@ def _leaderboard(ctx: _Context) -> str:
         return _note(f"{_NO_ROWS} (this cnnlab has no cnnlab.bench.Leaderboard yet).")
     if not rows:
         return _note(f"{_NO_ROWS.replace('RUN', str(ctx.run_dir))} (none for model {model!r} on {dataset!r}).")
-    header = list(dict.fromkeys(k for r in rows for k in r))
-    return _table(header, [[_fmt(r.get(h, "")) for h in header] for r in rows[:20]], left=1) + _note(
-        f"{len(rows)} leaderboard rows for model {model!r} on {dataset!r}"
-        + (", first 20 shown." if len(rows) > 20 else ".")
+    present = {k for r in rows for k in r}
+    header = [c for c in _BOARD_COLUMNS if c in present] or list(dict.fromkeys(k for r in rows for k in r))
+    sha = ctx.meta.get("sha256")
+    body = [
+        ["this run" if sha and r.get("checkpoint_sha256") == sha else "", *(_fmt(r.get(h, "")) for h in header)]
+        for r in rows[:20]
+    ]
+    more = f", first 20 of {len(rows)} shown" if len(rows) > 20 else ""
+    return _table(["", *header], body, left=2) + _note(
+        f"leaderboard rows for model {model!r} on {dataset!r}{more}; 'this run' marks this checkpoint's weights."
     )
 
 
@@ -423,7 +434,8 @@ def _as_dict(row: Any) -> dict[str, Any]:
 def leaderboard_rows(model: object, dataset: object) -> list[dict[str, Any]] | None:
     """Rows of ``cnnlab.bench.Leaderboard`` for this model and dataset; None when cnnlab.bench has none.
 
-    The leaderboard file is the bench default (``Leaderboard(db_path=None)``), or ``$CNNLAB_LEADERBOARD``.
+    The leaderboard file is the bench default (``Leaderboard(db_path=None)``: ``$CNNLAB_LEADERBOARD``
+    or the user's data folder); a missing file gives ``[]``.
     """
     try:
         bench = importlib.import_module("cnnlab.bench")
@@ -434,7 +446,7 @@ def leaderboard_rows(model: object, dataset: object) -> list[dict[str, Any]] | N
     board = getattr(bench, "Leaderboard", None)
     if board is None:
         return None
-    rows = board(db_path=os.environ.get("CNNLAB_LEADERBOARD") or None).rows(model=model, dataset=dataset)
+    rows = board(db_path=None).rows(model=model, dataset=dataset)
     return [_as_dict(r) for r in rows or []]
 
 

@@ -74,10 +74,24 @@ def load_model_source(target: str | os.PathLike[str], *, allow_untrained: bool =
         run = p if p.is_dir() else p.parent
         return ModelSource(loaded.model, name, dict(loaded.meta), tuple(size) if size else None, run)
     from cnnlab.analysis.target import load_target
+    from cnnlab.models import create_model, list_models
 
     t = load_target(str(target))
-    t.model.eval()
-    return ModelSource(t.model, t.name, {}, t.input_size, None)
+    model = t.model
+    if any(p.is_meta for p in model.parameters()):  # the analysis builds registered models without weights
+        model = create_model(str(target)) if str(target) in list_models() else _materialise(model)
+    model.eval()
+    return ModelSource(model, t.name, {}, t.input_size, None)
+
+
+def _materialise(model: nn.Module) -> nn.Module:
+    # a meta-device model gets real (freshly initialised) weights on the CPU
+    model = model.to_empty(device="cpu")
+    for m in model.modules():
+        reset = getattr(m, "reset_parameters", None)
+        if callable(reset):
+            reset()
+    return model
 
 
 def parse_sample(text: str) -> tuple[str, int] | None:

@@ -64,8 +64,10 @@ class ResidualBlock(nn.Module):
 class FastNet(nn.Module):
     """Stem and three conv stages with 2x2 max pooling between them, optional residual block, pooled head.
 
-    ``widths`` are the channel counts of the stem and the three stages; ``residual=True`` adds a
-    residual block after the last stage (the model then supports zero-gamma initialisation).
+    ``widths`` are the channel counts of the stem and the three stages; ``blocks`` the number of
+    residual blocks after stage 1, 2 and 3 (depth where the resolution is already low);
+    ``residual=True`` adds one more after the last stage (the model then supports zero-gamma
+    initialisation); ``pool_last=False`` keeps the last stage at 7x7 instead of pooling it to 3x3.
 
     >>> FastNet(widths=(8, 8, 16, 16)).num_features
     16
@@ -77,7 +79,9 @@ class FastNet(nn.Module):
         in_chans: int = 1,
         *,
         widths: tuple[int, int, int, int] | list[int] = (16, 32, 64, 128),
+        blocks: tuple[int, int, int] | list[int] = (0, 0, 0),
         residual: bool = False,
+        pool_last: bool = True,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -86,18 +90,27 @@ class FastNet(nn.Module):
                 f"FastNet: widths must be 4 positive channel counts (stem, stage 1, 2, 3); received "
                 f"widths={widths!r}. Use e.g. widths=(16, 32, 64, 128)."
             )
+        if len(blocks) != 3 or min(blocks) < 0:
+            raise ValueError(
+                f"FastNet: blocks must be 3 counts >= 0 (residual blocks after stage 1, 2, 3); received "
+                f"blocks={blocks!r}. Use e.g. blocks=(0, 1, 1)."
+            )
         w0, w1, w2, w3 = (int(w) for w in widths)
+        n1, n2, n3 = (int(b) for b in blocks)
+        n3 += int(residual)  # residual=True: one more block after the last stage (zero-gamma ready)
         # (B, in, 28, 28) -> stem (B, w0, 28, 28) -> pool 14 -> (B, w1, 14, 14) -> pool 7
-        # -> (B, w2, 7, 7) -> pool 3 -> (B, w3, 3, 3) [-> residual block (B, w3, 3, 3)]
+        # -> (B, w2, 7, 7) -> pool 3 (unless pool_last=False) -> (B, w3, 3, 3); residual blocks keep the shape.
         self.features = nn.Sequential(
             ConvBN(in_chans, w0),
             nn.MaxPool2d(2),
             ConvBN(w0, w1),
+            *(ResidualBlock(w1) for _ in range(n1)),
             nn.MaxPool2d(2),
             ConvBN(w1, w2),
-            nn.MaxPool2d(2),
+            *(ResidualBlock(w2) for _ in range(n2)),
+            nn.MaxPool2d(2) if pool_last else nn.Identity(),
             ConvBN(w2, w3),
-            ResidualBlock(w3) if residual else nn.Identity(),
+            *(ResidualBlock(w3) for _ in range(n3)),
         )
         self.num_features = w3
         self.drop = nn.Dropout(dropout)

@@ -3,6 +3,9 @@
 A recipe is data, not code: the defaults of ``TrainConfig`` are the ``default`` recipe, and every
 other recipe lists only what it changes. ``--set key=value`` overrides are applied after it.
 
+On a machine with CUDA, ``default`` on Fashion-MNIST or CIFAR-10 resolves to the ``gpu`` recipe
+(:mod:`cnnlab.train.gpu`: airbench-style, half precision); on a CPU it stays the CPU recipe.
+
 >>> resolve_recipe("long").epochs
 15
 """
@@ -14,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.gpu import GPU_RECIPE, select_recipe
 
 __all__ = ["RECIPES", "list_recipes", "resolve_recipe"]
 
@@ -30,6 +34,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "batch_size": 64, "label_smoothing": 0.0, "weight_decay": 0.0, "translate": 0, "epochs": 14,
         "channels_last": False, "precision": "fp32",
     },
+    # The GPU path (selected for `default` when CUDA is present): see cnnlab.train.gpu.
+    "gpu": GPU_RECIPE,
     # Semantic segmentation on the generated shapes (pixel accuracy, mean IoU).
     "segmentation": {
         "data": "shapes", "model": "unet", "epochs": 20, "batch_size": 32, "optimizer": "adamw", "lr": 2e-3,
@@ -48,12 +54,30 @@ def resolve_recipe(
     name: str = "default",
     overrides: Mapping[str, Any] | None = None,
     assignments: Iterable[str] = (),
+    *,
+    cuda_available: bool | None = None,
 ) -> TrainConfig:
-    """``TrainConfig`` defaults + recipe ``name`` + ``overrides`` (a dict) + ``assignments`` (``k=v``)."""
+    """``TrainConfig`` defaults + recipe ``name`` + ``overrides`` (a dict) + ``assignments`` (``k=v``).
+
+    ``default`` becomes ``gpu`` when CUDA is available (``cuda_available=None``: ask torch) and the
+    dataset is one the GPU recipe was made for; ``cfg.recipe`` records the recipe that was applied.
+    """
     if name not in RECIPES:
         close = difflib.get_close_matches(name, list(RECIPES), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}; received {name!r}.{hint}")
+    cfg = _apply(name, overrides, assignments)
+    if cuda_available is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available()
+    chosen = select_recipe(name, cfg.data, cuda_available=cuda_available)
+    if chosen != name and (cfg.device == "auto" or cfg.device.startswith("cuda")):  # device=cpu: stay on the CPU
+        cfg = _apply(chosen, overrides, assignments)
+    return cfg
+
+
+def _apply(name: str, overrides: Mapping[str, Any] | None, assignments: Iterable[str]) -> TrainConfig:
     cfg = TrainConfig.from_dict({**RECIPES[name], "recipe": name})
     if overrides:
         cfg = cfg.with_overrides(overrides)

@@ -58,7 +58,8 @@ def test_group_conv_matches_reference(k: int, padding: int, bias: bool) -> None:
     torch.manual_seed(1)
     layer = P4GroupConv2d(3, 2, k, padding=padding, bias=bias)
     x = torch.randn(2, 3, 4, 6, 6)
-    expected = reference_group(x, base_weight(layer), base_bias(layer) if bias else None, padding)
+    w = base_weight(layer).unflatten(1, (3, 4))  # stored (out, in*4, k, k) -> (out, in, 4, k, k)
+    expected = reference_group(x, w, base_bias(layer) if bias else None, padding)
     torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
 
 
@@ -79,6 +80,7 @@ def test_parameter_counts_are_a_quarter_of_the_plain_conv() -> None:
     lift, group = P4LiftConv2d(3, 8, 3), P4GroupConv2d(8, 16, 3)
     assert sum(p.numel() for p in lift.parameters()) == 8 * 3 * 9 + 8
     assert sum(p.numel() for p in group.parameters()) == 16 * 8 * 4 * 9 + 16
+    assert all(p.dim() <= 4 for p in group.parameters())  # so channels_last conversion works
     assert lift.weight.shape == (32, 3, 3, 3) and group.weight.shape == (64, 32, 3, 3)  # the conv's real weight
     assert isinstance(group, nn.Conv2d)
     assert (lift.p4_in_channels, lift.p4_out_channels, group.in_channels) == (3, 8, 32)
@@ -161,3 +163,16 @@ def test_errors() -> None:
         P4LiftConv2d(1, 0, 3)
     with pytest.raises(ValueError, match=r"P4LiftConv2d: padding_mode must be one of"):
         P4LiftConv2d(1, 2, 3, padding_mode="mirror")
+
+
+def test_channels_last_and_bf16_autocast_run() -> None:
+    """The training loop converts models to channels_last and may autocast: P4 layers must follow."""
+    torch.manual_seed(6)
+    net = nn.Sequential(P4LiftConv2d(1, 2, 3, padding=1), P4BatchNorm(2), P4GroupConv2d(2, 2, 3), P4RotationPool())
+    x = torch.randn(2, 1, 8, 8)
+    expected = net(x)
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    out = net(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net(x).shape == (2, 2, 6, 6)

@@ -91,18 +91,22 @@ class _LiftWeight(nn.Module):
 
 
 class _GroupWeight(nn.Module):
-    """Base filters ``(out, in, 4, k, k)`` -> ``(out * 4, in * 4, k, k)`` (rotate, permute orientations)."""
+    """Base filters ``(out, in * 4, k, k)`` -> ``(out * 4, in * 4, k, k)`` (rotate, permute orientations).
+
+    The base keeps the input orientations merged into its channel axis (input channel ``i * 4 + s``),
+    so every parameter is 4-D and ``model.to(memory_format=torch.channels_last)`` works.
+    """
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        w5 = torch.unflatten(w, 1, (-1, ORIENTATIONS))  # (out, in*4, k, k) -> (out, in, 4, k, k)
         # plane r: w_r[o, i, s] = rot90(w[o, i, (s - r) mod 4], r); roll(w, r)[..., s, :, :] = w[..., s - r, :, :]
-        planes = [torch.rot90(w.roll(r, dims=2), r, dims=(-2, -1)) for r in range(ORIENTATIONS)]
+        planes = [torch.rot90(w5.roll(r, dims=2), r, dims=(-2, -1)) for r in range(ORIENTATIONS)]
         # (out, 4, in, 4, k, k) -> (out*4, in*4, k, k): output channel o*4 + r, input channel i*4 + s
         return torch.stack(planes, dim=1).flatten(2, 3).flatten(0, 1)
 
     def right_inverse(self, full: torch.Tensor) -> torch.Tensor:
-        # (out*4, in*4, k, k) -> (out, 4, in, 4, k, k) -> the r = 0 block (out, in, 4, k, k)
-        k = full.shape[-2:]
-        return full.reshape(-1, ORIENTATIONS, full.shape[1] // ORIENTATIONS, ORIENTATIONS, *k)[:, 0]
+        # (out*4, in*4, k, k) -> (out, 4, in*4, k, k) -> the r = 0 block (out, in*4, k, k)
+        return torch.unflatten(full, 0, (-1, ORIENTATIONS))[:, 0]
 
 
 class _TiedBias(nn.Module):
@@ -202,7 +206,8 @@ class P4LiftConv2d(_P4Conv):
 class P4GroupConv2d(_P4Conv):
     """Group convolution P4 -> P4: ``(B, in, 4, H, W)`` -> ``(B, out, 4, H', W')``.
 
-    A base filter has one ``k x k`` slice per input orientation, ``(out, in, 4, k, k)``; output plane
+    A base filter has one ``k x k`` slice per input field and orientation, stored as ``(out, in * 4, k, k)``
+    (slice ``i * 4 + s``: field ``i``, orientation ``s``); output plane
     ``r`` uses it rotated by ``r * 90`` degrees with its input orientations shifted by ``r``.
     Parameters: ``out * in * 4 * k * k`` (+ ``out``), a quarter of ``nn.Conv2d(4 * in, 4 * out, k)``.
 

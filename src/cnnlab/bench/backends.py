@@ -63,7 +63,7 @@ class BackendContext:
     calibration: Callable[[], torch.Tensor] | None = None  # preprocessed float (N, C, H, W) for int8
     calibration_note: str = ""
     cpu_flags: frozenset[str] | None = None  # None: this CPU's flags (tests pass their own)
-    _onnx: Path | None = field(default=None, repr=False)  # the fp32 export, shared by ort and ort-int8
+    _onnx: Path | BackendUnavailable | None = field(default=None, repr=False)  # fp32 export (or its failure)
 
 
 @dataclass
@@ -250,8 +250,14 @@ def export_onnx(model: nn.Module, input_size: tuple[int, ...], path: Path) -> Pa
 
 
 def _onnx_path(model: nn.Module, ctx: BackendContext) -> Path:
+    # ort and ort-int8 share one export; a failed export is remembered so it is tried (and reported) once.
     if ctx._onnx is None:
-        ctx._onnx = export_onnx(model, ctx.input_size, ctx.workdir / "model.onnx")
+        try:
+            ctx._onnx = export_onnx(model, ctx.input_size, ctx.workdir / "model.onnx")
+        except BackendUnavailable as err:
+            ctx._onnx = err
+    if isinstance(ctx._onnx, BackendUnavailable):
+        raise BackendUnavailable(str(ctx._onnx))
     return ctx._onnx
 
 

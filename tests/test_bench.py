@@ -1,0 +1,265 @@
+"""cnnlab bench on real checkpoints: backends agree with eager, accuracy on the full test split,
+ONNX fallback naming the operator, tampered checkpoints refused with nothing recorded, --compare."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import statistics
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import save as st_save_bytes
+
+from cnnlab.bench import Leaderboard
+from cnnlab.bench.backends import BackendContext, BackendUnavailable, prepare_backend
+from cnnlab.bench.runner import BenchConfig, BenchTarget, run_bench
+from cnnlab.cli.main import main
+from cnnlab.data import load_dataset
+from cnnlab.models import create_model
+from cnnlab.train.checkpoint import META_NAME, WEIGHTS_NAME, load_run, preprocess, save_model, sha256_file
+
+WIDTHS = [4, 8, 8, 16]
+NORM = {"mean": [0.286], "std": [0.353]}
+QUICK = ["--repeats", "5", "--warmup", "1", "--throughput-batch", "64", "--throughput-seconds", "0"]
+
+
+def _meta() -> dict[str, object]:
+    return {
+        "model": "fastnet", "model_kwargs": {"widths": WIDTHS}, "num_classes": 10, "in_chans": 1,
+        "input_size": [1, 28, 28], "normalization": NORM, "dataset": "fashion-mnist", "task": "classification",
+    }  # fmt: skip
+
+
+def _train_tiny(seed: int) -> nn.Module:
+    """A tiny FastNet fitted for a few steps, so that its accuracy is far from chance and predictions vary."""
+    torch.manual_seed(seed)
+    model = create_model("fastnet", widths=tuple(WIDTHS))
+    train = load_dataset("fashion-mnist", "train")
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for step in range(25):
+        idx = torch.arange(step * 128, (step + 1) * 128)
+        loss = F.cross_entropy(model(preprocess(train.images[idx], _meta())), train.labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("run")
+    save_model(_train_tiny(0), _meta(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def test_accuracy(run_dir):
+    """The reference: plain model(x).argmax over the whole test split, computed here independently."""
+    model = load_run(run_dir).model
+    test = load_dataset("fashion-mnist", "test")
+    with torch.no_grad():
+        pred = torch.cat(
+            [model(preprocess(test.images[i : i + 2000], _meta())).argmax(1) for i in range(0, 10000, 2000)]
+        )
+    return int((pred == test.labels).sum()) / len(test)
+
+
+def _ctx(tmp_path, **kw):
+    return BackendContext((1, 28, 28), threads=1, workdir=tmp_path, **kw)
+
+
+def test_ort_fp32_equals_eager_within_1e4(run_dir, tmp_path):
+    model = load_run(run_dir).model
+    x = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))  # batch 3: the batch axis is dynamic
+    eager = prepare_backend("eager", model, _ctx(tmp_path)).predict(x)
+    ort = prepare_backend("ort", model, _ctx(tmp_path)).predict(x)
+    assert ort.shape == (3, 10) and ort.dtype == torch.float32
+    torch.testing.assert_close(ort, eager, atol=1e-4, rtol=0)
+    assert eager.std() > 0.1  # the outputs are not trivially equal
+
+
+def test_channels_last_equals_eager(run_dir, tmp_path):
+    model = load_run(run_dir).model
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(
+        prepare_backend("channels_last", model, _ctx(tmp_path)).predict(x),
+        prepare_backend("eager", model, _ctx(tmp_path)).predict(x), atol=1e-4, rtol=1e-4,
+    )  # fmt: skip
+
+
+def test_bf16_skipped_with_the_reason_without_native_support(run_dir, tmp_path):
+    with pytest.raises(BackendUnavailable, match=r"bf16 skipped: the CPU has no native bf16 .*avx512_bf16"):
+        prepare_backend("bf16", load_run(run_dir).model, _ctx(tmp_path, cpu_flags=frozenset({"avx2", "fma"})))
+
+
+def test_bench_cli_records_verified_rows(run_dir, test_accuracy, tmp_path, capsys):
+    db = tmp_path / "lb.sqlite"
+    argv = ["bench", str(run_dir), "--backend", "eager,ort,ort-int8", "--record", "--db", str(db), "--format", "json"]
+    assert main([*argv, *QUICK]) == 0
+    report = json.loads(capsys.readouterr().out)
+    results = {r["backend"]: r for r in report["results"]}
+    assert report["test_images"] == 10000 and report["config"]["batch_size"] == 4  # the seed's rule is the default
+    assert report["params"] == sum(p.numel() for p in load_run(run_dir).model.parameters()) and report["macs"] > 0
+    assert results["eager"]["accuracy"] == pytest.approx(test_accuracy, abs=1e-12)
+    assert 0.4 < test_accuracy < 0.95  # trained a little: far from chance, so agreement means something
+    assert abs(results["ort"]["accuracy"] - test_accuracy) <= 0.0005  # fp32: at most a few near-ties flip
+    assert 0 <= results["ort-int8"]["accuracy"] <= 1 and "calibrated on 256" in results["ort-int8"]["notes"][0]
+    for r in results.values():
+        assert r["status"] == "ok" and r["latency"]["n"] == 5 and r["latency"]["median_ms"] > 0
+    rows = Leaderboard(db).rows()
+    assert [r["backend"] for r in rows] == ["eager", "ort", "ort-int8"]
+    assert {r["checkpoint_sha256"] for r in rows} == {sha256_file(run_dir / WEIGHTS_NAME)}
+    assert {(r["batch_size"], r["threads"], r["latency_n"], r["dataset"]) for r in rows} == {(4, 1, 5, "fashion-mnist")}
+    assert rows[1]["runtime_version"].startswith("onnxruntime") and rows[0]["torch_version"] == torch.__version__
+    assert report["recorded"]["ids"] == [r["id"] for r in rows]
+
+
+def test_bench_cli_text_for_an_untrained_registered_model(capsys):
+    assert main(["bench", "fastnet", "--backend", "eager", *QUICK]) == 0
+    out = capsys.readouterr().out
+    assert "speed only (untrained model, no dataset)" in out and "threads 1" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("eager"))
+    assert line.split()[1] == "-"  # no accuracy without a trained checkpoint
+
+
+# --------------------------------------------------------------------------------------------------
+# integrity: a tampered checkpoint is refused and nothing is recorded
+
+
+def _copy_run(src, dst):
+    dst.mkdir()
+    for name in (WEIGHTS_NAME, META_NAME):
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst
+
+
+def _rewrite_meta(run, data: bytes) -> None:
+    meta = json.loads((run / META_NAME).read_text())
+    meta.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    (run / META_NAME).write_text(json.dumps(meta))
+
+
+def _flip_byte(run):
+    data = bytearray((run / WEIGHTS_NAME).read_bytes())
+    data[-10] ^= 0xFF  # one weight changed, same size
+    (run / WEIGHTS_NAME).write_bytes(bytes(data))
+
+
+def _truncate(run):
+    (run / WEIGHTS_NAME).write_bytes((run / WEIGHTS_NAME).read_bytes()[:-100])
+
+
+def _truncate_and_rehash(run):
+    # a truncated file whose model.json was "fixed" to match it: the safetensors reader must refuse it
+    data = (run / WEIGHTS_NAME).read_bytes()[:-100]
+    (run / WEIGHTS_NAME).write_bytes(data)
+    _rewrite_meta(run, data)
+
+
+def _wrong_shapes(run):
+    # weights of another architecture, with a consistent hash: only the shape check can catch it
+    other = create_model("fastnet", widths=(4, 8, 8, 32)).state_dict()
+    data = st_save_bytes({k: v.contiguous() for k, v in other.items()}, metadata={"format": "cnnlab-checkpoint"})
+    (run / WEIGHTS_NAME).write_bytes(data)
+    _rewrite_meta(run, data)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (_flip_byte, r"does not match its model\.json: sha256"),
+        (_truncate, r"is truncated: \d+ bytes on disk"),
+        (_truncate_and_rehash, "is not a readable safetensors file"),
+        (_wrong_shapes, r"does not fit the model FastNet: shape mismatch"),
+    ],
+)
+def test_tampered_checkpoint_is_refused_and_nothing_recorded(run_dir, tmp_path, capsys, tamper, message):
+    run = _copy_run(run_dir, tmp_path / "run")
+    tamper(run)
+    db = tmp_path / "lb.sqlite"
+    assert main(["bench", str(run), "--backend", "eager", "--record", "--db", str(db), *QUICK]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: checkpoint")
+    assert captured.out == ""
+    assert re.search(message, " ".join(captured.err.split()))
+    assert not db.exists() and Leaderboard(db).count() == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# a model ONNX export cannot handle
+
+
+@torch.library.custom_op("cnnlab_bench_test::double_it", mutates_args=())
+def double_it(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+
+@double_it.register_fake
+def _(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+class Unexportable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(double_it(self.conv(x)).mean((2, 3)))
+
+
+def test_onnx_export_failure_names_the_operator_and_other_backends_run():
+    target = BenchTarget(Unexportable().eval(), "unexportable", "test module", {"input_size": [1, 28, 28]})
+    cfg = BenchConfig(backends=("eager", "ort", "ort-int8", "channels_last"), repeats=3, warmup=1,
+                      throughput_batch=8, throughput_seconds=0)  # fmt: skip
+    report = run_bench(target, cfg)
+    status = {r.backend: r for r in report.results}
+    assert status["eager"].status == "ok" and status["channels_last"].status == "ok"
+    for name in ("ort", "ort-int8"):
+        assert status[name].status == "skipped"
+        assert "torch.onnx cannot export the operator cnnlab_bench_test.double_it.default" in status[name].reason
+        assert "the PyTorch backends still run" in status[name].reason
+    assert len(report.leaderboard_rows()) == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# --compare
+
+
+def test_compare_two_backends_interleaved(run_dir, capsys):
+    argv = ["bench", str(run_dir), "--compare", "eager", "channels_last", "--repeats", "8", "--warmup", "1"]
+    assert main([*argv, "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["a"], out["b"], out["n"], len(out["ratios"])) == ("eager", "channels_last", 8, 8)
+    assert out["median_ratio"] == pytest.approx(statistics.median(out["ratios"]))
+
+
+def test_compare_two_checkpoints_text(run_dir, tmp_path, capsys):
+    other = tmp_path / "other"
+    meta = {**_meta(), "model_kwargs": {"widths": [4, 8, 8, 32]}}
+    save_model(create_model("fastnet", widths=(4, 8, 8, 32)).eval(), meta, other)
+    assert (
+        main(["bench", "--compare", str(run_dir), str(other), "--backend", "eager", "--repeats", "6", "--warmup", "1"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "ratio time(fastnet:eager) / time(fastnet:eager) per pair" not in out  # same names are disambiguated
+    assert "ratio time(A (fastnet:eager)) / time(B (fastnet:eager)) per pair:" in out
+    ratios = out.split("per pair:\n")[1].splitlines()[0].split()
+    assert len(ratios) == 6 and "median ratio" in out
+
+
+def test_bench_cli_errors(run_dir, capsys):
+    assert main(["bench"]) == 2
+    assert "cnnlab bench needs TARGET" in capsys.readouterr().err
+    assert main(["bench", str(run_dir), "--compare", "eager", "ort", "--record"]) == 2
+    assert "--record cannot be combined with --compare" in capsys.readouterr().err
+    assert main(["bench", str(run_dir), "--backend", "tensorrt"]) == 2
+    assert "unknown ['tensorrt']" in capsys.readouterr().err
+    assert main(["bench", "--compare", str(run_dir), str(run_dir), "--backend", "eager,ort"]) == 2
+    assert "Pass a single one" in " ".join(capsys.readouterr().err.split())

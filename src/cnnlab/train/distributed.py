@@ -19,7 +19,16 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-__all__ = ["DistInfo", "cleanup", "init_distributed", "state_hash", "wrap_model"]
+__all__ = [
+    "DistInfo",
+    "agree_on_step",
+    "average_buffers",
+    "cleanup",
+    "init_distributed",
+    "state_hash",
+    "sum_over_ranks",
+    "wrap_model",
+]
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,43 @@ def wrap_model(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Mod
         return model
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def average_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Average the floating-point buffers (batch-norm running statistics) over all ranks, in place.
+
+    DistributedDataParallel keeps the parameters identical, but each rank updates its batch-norm
+    statistics on its own shard in its last forward pass; averaging them at the end of an epoch makes
+    every replica identical again (and is a better estimate than any one shard's).
+    """
+    if not info.enabled:
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer.div_(info.world_size)
+
+
+def agree_on_step(loss: torch.Tensor, stop: bool, info: DistInfo) -> tuple[torch.Tensor, bool]:
+    """The mean loss over all ranks and whether any rank asked to stop (Ctrl-C), in one all-reduce.
+
+    Every rank then sees the same loss (so a NaN stops all of them at the same step) and the same stop
+    request (so no rank is left waiting in a collective for one that has left the loop).
+    """
+    if not info.enabled:
+        return loss, stop
+    both = torch.stack([loss.detach().float().reshape(()), torch.tensor(float(stop), device=loss.device)])
+    dist.all_reduce(both, op=dist.ReduceOp.SUM)
+    return both[0] / info.world_size, bool(both[1] > 0)
+
+
+def sum_over_ranks(values: list[float], info: DistInfo) -> list[float]:
+    """``values`` summed element-wise over all ranks (float64; unchanged in a single process)."""
+    if not info.enabled:
+        return list(values)
+    total = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return [float(v) for v in total]
 
 
 def state_hash(model: nn.Module) -> str:

@@ -33,7 +33,15 @@ from cnnlab.data.loader import TensorLoader, normalize
 from cnnlab.errors import CnnlabError
 from cnnlab.train import tasks
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.distributed import DistInfo, cleanup, init_distributed, wrap_model
+from cnnlab.train.distributed import (
+    DistInfo,
+    agree_on_step,
+    average_buffers,
+    cleanup,
+    init_distributed,
+    sum_over_ranks,
+    wrap_model,
+)
 from cnnlab.train.optim import build_optimizer, peak_lr
 from cnnlab.train.progress import Progress
 from cnnlab.train.runfiles import RunFiles, default_run_dir
@@ -284,6 +292,7 @@ def fit(
                     # -- step
                     x, y = _prepare_batch(images, labels, cfg, data, env, state.aug_generator)
                     loss, correct = step_fn(net, state, x, y, cfg, env, data.task, state.aug_generator)
+                    loss, interrupt["stop"] = agree_on_step(loss, interrupt["stop"], env.dist)
                     _check_finite(loss, state, lr, run)
                     state.step += 1
                     state.batch += 1
@@ -312,12 +321,19 @@ def fit(
                             )  # fmt: skip
                         raise KeyboardInterrupt
                 # -- eval
-                p = state.partial
+                if env.dist.enabled:  # replicas agree on batch-norm statistics before eval and checkpoint
+                    average_buffers(state.model, env.dist)
+                    if state.ema is not None:
+                        average_buffers(state.ema, env.dist)
+                p = dict(state.partial)
+                if env.dist.enabled:  # accuracy over every rank's shard (the loss is already the mean)
+                    p["correct"], p["seen_all"] = sum_over_ranks([p["correct"], p["seen"]], env.dist)
+                seen_all = p.get("seen_all", p["seen"])  # training images of this epoch, all ranks
                 val = evaluate(state.eval_model, data.val, data, cfg, env)
                 record = {
                     "epoch": epoch + 1, "step": state.step, "lr": lr,
                     "train_loss": p["loss_sum"] / max(p["seen"], 1),
-                    "train_accuracy": None if math.isnan(p["correct"]) else p["correct"] / max(p["seen"], 1),
+                    "train_accuracy": None if math.isnan(p["correct"]) else p["correct"] / max(seen_all, 1),
                     **_summary("val", val),
                     "epoch_seconds": p["seconds"],
                     "images_per_second": p["seen"] * env.dist.world_size / max(p["seconds"], 1e-9),

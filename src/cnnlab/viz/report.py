@@ -482,7 +482,7 @@ _BUILDERS: dict[str, tuple[str, Callable[[_Context], str]]] = {
     "lint": ("Design lint", _lint),
     "curves": ("Training curves", _curves),
     "confusion": ("Confusion matrix", _confusion),
-    "examples": ("Misclassified examples / segmentation", _examples),
+    "examples": ("Examples: misclassified, segmentation overlays or reconstructions", _examples),
     "kernels": ("Kernels", _kernels),
     "features": ("Feature maps of a test image", _features),
     "gradcam": ("Grad-CAM and saliency", _gradcam),

@@ -1,0 +1,127 @@
+"""The report adapts to the run: segmentation overlays, reconstructions, damaged runs.
+
+Two tiny models are registered for this module only and trained with the real ``fit()`` on the
+generated ``shapes`` set, so the runs are what ``cnnlab train`` writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from cnnlab.cli.main import main
+from cnnlab.viz.report import SECTIONS, write_report
+
+SEG, AE = "viz_test_seg", "viz_test_autoencoder"
+
+
+def _seg(num_classes: int = 4, in_chans: int = 1) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(in_chans, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.ReLU(),
+        nn.Conv2d(16, num_classes, 1),
+    )  # fmt: skip
+
+
+def _autoencoder(num_classes: int = 0, in_chans: int = 1) -> nn.Module:
+    # a reconstruction model outputs its input's channels; num_classes is what fit() passes to every model
+    del num_classes
+    return nn.Sequential(
+        nn.Conv2d(in_chans, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(8, 8, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, in_chans, 3, padding=1),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    from cnnlab.models import _registry
+    from cnnlab.train.loop import fit
+    from cnnlab.train.recipes import resolve_recipe
+
+    _registry.register_model(SEG, family="test", input_size=(1, 32, 32), num_classes=4, task="segmentation")(_seg)
+    _registry.register_model(AE, family="test", input_size=(1, 32, 32), task="reconstruction")(_autoencoder)
+    try:
+        out = {}
+        for name in (SEG, AE):
+            cfg = resolve_recipe(
+                "segmentation", {"model": name, "epochs": 1, "data_opts": {"n": 48, "size": 32}, "progress": "none"}
+            )
+            out[name] = fit(cfg, tmp_path_factory.mktemp(name)).run_dir
+        yield out
+    finally:
+        for name in (SEG, AE):
+            _registry._REGISTRY.pop(name, None)
+
+
+def _section(page: str, key: str) -> str:
+    return page.split(f'<section id="{key}">')[1].split("</section>")[0]
+
+
+def _images(html: str) -> list[np.ndarray]:
+    uris = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(u))).convert("RGB")) for u in uris]
+
+
+def test_segmentation_report_shows_overlays(runs: dict[str, Path]) -> None:
+    page = write_report(runs[SEG]).read_text()
+    assert [f'<section id="{k}">' in page for k in SECTIONS] == [True] * len(SECTIONS)
+    assert "could not draw" not in page
+    assert "segmentation run" in _section(page, "confusion") and "mean_iou" in _section(page, "confusion")
+    examples = _section(page, "examples")
+    assert 'alt="segmentation overlays"' in examples and len(_images(examples)) == 1
+    assert "not shown: Grad-CAM explains a class score" in _section(page, "gradcam")
+    assert len(_images(_section(page, "features"))) == 1 and len(_images(_section(page, "rf"))) == 1
+
+
+def test_overlay_colours_foreground_only() -> None:
+    from cnnlab.viz.curves import overlay, segmentation_figure
+
+    base = np.full((8, 8, 3), 100.0)
+    mask = np.zeros((8, 8), np.int64)
+    mask[2:5, 3:7] = 2
+    palette = np.array([[255.0, 0, 0], [0, 255.0, 0], [0, 0, 255.0]])
+    out = overlay(base, mask, palette, alpha=0.5)
+    assert (out[mask == 0] == 100).all()  # background untouched
+    assert np.allclose(out[mask == 2], [50, 177.5, 50])  # class 2 -> palette[1], half blended
+    picture = segmentation_figure(
+        torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.from_numpy(np.stack([mask, mask])), torch.zeros(2, 8, 8)
+    )
+    assert picture.shape == (400, 600, 3)  # 2 rows x (image, truth, prediction) at 6 x 2 inches per row
+
+
+def test_reconstruction_report_shows_inputs_and_outputs(runs: dict[str, Path]) -> None:
+    page = write_report(runs[AE]).read_text()
+    assert "could not draw" not in page
+    assert "reconstruction run" in _section(page, "confusion") and "test MSE" in _section(page, "confusion")
+    assert 'alt="reconstructions"' in _section(page, "examples")
+    assert "not shown" in _section(page, "gradcam")
+
+
+def test_damaged_run_still_gets_a_report(runs: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "damaged"
+    shutil.copytree(runs[AE], run)
+    weights = run / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a copy that was cut off
+    page = write_report(run).read_text()
+    assert "model not loaded: checkpoint" in page and "is truncated" in page
+    assert "not shown: the model could not be loaded" in _section(page, "kernels")
+    assert len(_images(_section(page, "curves"))) == 1  # metrics.json still gives the curves
+
+
+def test_report_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert "holds neither model.json nor metrics.json" in " ".join(capsys.readouterr().err.split())
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in " ".join(capsys.readouterr().err.split())
+    with pytest.raises(FileNotFoundError, match="run directory"):
+        write_report(tmp_path / "nope")

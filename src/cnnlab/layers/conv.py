@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from cnnlab.arith import same_padding
 from cnnlab.arith._norm import Pair, to_pairs, to_tuple
 
-__all__ = ["PADDING_MODES", "Conv1d", "Conv2d", "Conv3d", "check_padding_mode", "pad_arg"]
+__all__ = ["PADDING_MODES", "Conv1d", "Conv2d", "Conv3d", "check_padding_mode", "pad_arg", "same_pad"]
 
 # torch's padding_mode -> F.pad's mode
 PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
@@ -93,15 +93,37 @@ def _padding_pairs(conv: nn.modules.conv._ConvNd, input_size: tuple[int, ...]) -
     return tuple((int(p), int(p)) for p in conv.padding)
 
 
+def same_pad(
+    x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...], mode: str
+) -> torch.Tensor:
+    """Pad ``x`` by TensorFlow's 'same' rule for its own spatial size (``mode`` as ``F.pad`` takes it).
+
+    Registered with ``torch.fx.wrap``: the size is only known at run time, so a symbolic trace keeps
+    this call as one node instead of failing on the unknown shape.
+
+    >>> same_pad(torch.zeros(1, 1, 4, 5), (3, 3), (2, 2), (1, 1), "constant").shape
+    torch.Size([1, 1, 5, 6])
+    """
+    nd = len(kernel)
+    pairs = same_padding(tuple(int(n) for n in x.shape[-nd:]), kernel, stride, dilation)
+    return F.pad(x, pad_arg(pairs), mode=mode)
+
+
+torch.fx.wrap("same_pad")
+
+
 def _forward(conv: nn.modules.conv._ConvNd, x: torch.Tensor, torch_forward: Any) -> torch.Tensor:
     """``torch_forward(x)`` when torch's padding says it all, else ``F.pad`` then an unpadded convolution."""
-    if not getattr(conv, "dynamic_same", False) and getattr(conv, "fixed_pairs", None) is None:
+    mode = PADDING_MODES[conv.padding_mode]
+    fixed: tuple[Pair, ...] | None = getattr(conv, "fixed_pairs", None)
+    if getattr(conv, "dynamic_same", False):
+        x = same_pad(x, tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.dilation), mode)
+    elif fixed is not None:
+        x = F.pad(x, pad_arg(fixed), mode=mode)
+    else:
         out: torch.Tensor = torch_forward(x)
         return out
-    nd = len(conv.kernel_size)
-    pairs = _padding_pairs(conv, tuple(x.shape[-nd:]))
-    x = F.pad(x, pad_arg(pairs), mode=PADDING_MODES[conv.padding_mode])
-    fn = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
+    fn = (F.conv1d, F.conv2d, F.conv3d)[len(conv.kernel_size) - 1]
     out = fn(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
     return out
 

@@ -12,11 +12,12 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from cnnlab.arith import pool_out
 from cnnlab.arith._norm import to_tuple
 
-__all__ = ["MaxPool2dIndices", "MaxUnpool2d", "SumPool2d"]
+__all__ = ["MaxPool2dIndices", "MaxUnpool2d", "SumPool2d", "max_unpool2d"]
 
 
 class SumPool2d(nn.AvgPool2d):
@@ -100,29 +101,60 @@ class MaxUnpool2d(nn.MaxUnpool2d):
         return cls(pool.kernel_size, pool.stride, pool.padding)
 
     def forward(self, y: torch.Tensor, indices: torch.Tensor, output_size: Any = None) -> torch.Tensor:
-        if isinstance(y, torch.Tensor) and isinstance(indices, torch.Tensor) and y.shape != indices.shape:
-            raise ValueError(
-                f"MaxUnpool2d: indices must have the shape of the pooled values; received y of shape "
-                f"{tuple(y.shape)} and indices of shape {tuple(indices.shape)}. Pass the indices returned "
-                "together with y by the same MaxPool2dIndices call."
-            )
-        size = _spatial_size(output_size)
-        if size is not None and isinstance(y, torch.Tensor):
-            self._check_size(size, (int(y.shape[-2]), int(y.shape[-1])))
-        out: torch.Tensor = super().forward(y, indices, None if size is None else list(size))
-        return out
-
-    def _check_size(self, size: tuple[int, int], pooled: tuple[int, int]) -> None:
         k = to_tuple(self.kernel_size, 2, "kernel_size")
         s = to_tuple(self.stride, 2, "stride")
         p = to_tuple(self.padding, 2, "padding")
-        try:
-            floor, ceil = pool_out(size, k, s, p), pool_out(size, k, s, p, ceil_mode=True)
-        except ValueError as err:
-            raise ValueError(f"MaxUnpool2d: output_size={size} cannot have been pooled: {err}") from None
-        if pooled not in (floor, ceil):
-            raise ValueError(
-                f"MaxUnpool2d: output_size must be the size that was pooled; an input of {size} pools to "
-                f"{floor} with kernel {k}, stride {s}, padding {p}, but the values to unpool are {pooled}. "
-                "Pass the shape of the tensor that went into the matching MaxPool2dIndices."
-            )
+        return max_unpool2d(y, indices, k, s, p, output_size)
+
+
+def max_unpool2d(
+    y: torch.Tensor,
+    indices: torch.Tensor,
+    kernel_size: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    output_size: Any = None,
+) -> torch.Tensor:
+    """``F.max_unpool2d`` with checked arguments; ``output_size`` is (H, W) or a full shape.
+
+    Registered with ``torch.fx.wrap`` (a symbolic trace keeps it as one node: the size check needs
+    real shapes).
+
+    >>> max_unpool2d(torch.ones(1, 1, 1, 1), torch.tensor([[[[4]]]]), (2, 2), (2, 2), (0, 0), (3, 3))[0, 0]
+    tensor([[0., 0., 0.],
+            [0., 1., 0.],
+            [0., 0., 0.]])
+    """
+    if y.shape != indices.shape:
+        raise ValueError(
+            f"MaxUnpool2d: indices must have the shape of the pooled values; received y of shape "
+            f"{tuple(y.shape)} and indices of shape {tuple(indices.shape)}. Pass the indices returned "
+            "together with y by the same MaxPool2dIndices call."
+        )
+    size = _spatial_size(output_size)
+    if size is not None:
+        _check_size(size, (int(y.shape[-2]), int(y.shape[-1])), kernel_size, stride, padding)
+    out: torch.Tensor = F.max_unpool2d(y, indices, kernel_size, stride, padding, None if size is None else list(size))
+    return out
+
+
+torch.fx.wrap("max_unpool2d")
+
+
+def _check_size(
+    size: tuple[int, int],
+    pooled: tuple[int, int],
+    k: tuple[int, ...],
+    s: tuple[int, ...],
+    p: tuple[int, ...],
+) -> None:
+    try:
+        floor, ceil = pool_out(size, k, s, p), pool_out(size, k, s, p, ceil_mode=True)
+    except ValueError as err:
+        raise ValueError(f"MaxUnpool2d: output_size={size} cannot have been pooled: {err}") from None
+    if pooled not in (floor, ceil):
+        raise ValueError(
+            f"MaxUnpool2d: output_size must be the size that was pooled; an input of {size} pools to "
+            f"{floor} with kernel {k}, stride {s}, padding {p}, but the values to unpool are {pooled}. "
+            "Pass the shape of the tensor that went into the matching MaxPool2dIndices."
+        )

@@ -20,7 +20,7 @@ from cnnlab.models import from_spec
 small = st.integers(1, 4)
 size_or_pair = st.one_of(st.integers(1, 5), st.lists(st.integers(1, 5), min_size=2, max_size=2))
 pair = st.lists(st.integers(0, 2), min_size=2, max_size=2)
-padding = st.one_of(st.integers(0, 3), st.sampled_from(["same", "valid"]), pair)
+padding = st.one_of(st.integers(0, 3), st.sampled_from(["same", "valid"]), pair, st.lists(pair, min_size=2, max_size=2))
 
 
 def _maybe(key: str, values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:

@@ -102,7 +102,7 @@ def same_pad(
     this call as one node instead of failing on the unknown shape.
 
     >>> same_pad(torch.zeros(1, 1, 4, 5), (3, 3), (2, 2), (1, 1), "constant").shape
-    torch.Size([1, 1, 5, 6])
+    torch.Size([1, 1, 5, 7])
     """
     nd = len(kernel)
     pairs = same_padding(tuple(int(n) for n in x.shape[-nd:]), kernel, stride, dilation)

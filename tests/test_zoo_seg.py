@@ -6,6 +6,9 @@ few real optimisation steps on the generated ``shapes`` data.
 
 from __future__ import annotations
 
+import doctest
+import importlib
+
 import pytest
 import torch
 import torch.nn as nn
@@ -157,3 +160,11 @@ def test_autoencoder_learns_to_reconstruct() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.6 * losses[0]
+
+
+@pytest.mark.parametrize("name", ["unet", "segnet", "autoencoder", "spec"])
+def test_docstring_examples(name: str) -> None:
+    """The runnable examples in the docstrings of these model files (and the spec builder) stay true."""
+    module = importlib.import_module(f"cnnlab.models.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -125,3 +125,16 @@ def test_report_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "does not exist" in " ".join(capsys.readouterr().err.split())
     with pytest.raises(FileNotFoundError, match="run directory"):
         write_report(tmp_path / "nope")
+
+
+def test_report_after_training(runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnlab.viz.report import report_after_training
+
+    line = report_after_training(runs[AE])
+    assert line is not None and line.startswith(f"report: {runs[AE] / 'report.html'} (")
+    monkeypatch.setenv("RANK", "1")  # other DDP ranks write nothing
+    assert report_after_training(tmp_path / "nope") is None
+    monkeypatch.setenv("RANK", "0")
+    line = report_after_training(tmp_path / "nope")  # a failure is a warning line, never an exception
+    assert line is not None and line.startswith("warning: the HTML report was not written (FileNotFoundError")
+    assert f"Retry with `cnnlab report {tmp_path / 'nope'}`" in line

@@ -27,7 +27,7 @@ import torch
 
 from cnnlab.viz.grid import png_data_uri
 
-__all__ = ["REPORT_NAME", "SECTIONS", "write_report"]
+__all__ = ["REPORT_NAME", "SECTIONS", "report_after_training", "write_report"]
 
 REPORT_NAME = "report.html"
 # section ids, in page order (tests check that every one is present)
@@ -541,3 +541,25 @@ def write_report(
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, target)  # readers see the old report or the new one, never half of one
     return target
+
+
+def report_after_training(run_dir: str | os.PathLike[str]) -> str | None:
+    """Write the report at the end of ``cnnlab train``; returns the line to print (None off rank 0).
+
+    Only the process with ``RANK`` 0 (or no ``RANK``: a single process) writes. Any failure becomes a
+    warning line: the model and metrics are already on disk and must never be lost to a picture.
+
+    >>> report_after_training("/nonexistent/run").startswith("warning: the HTML report was not written")
+    True
+    """
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    start = time.perf_counter()
+    try:
+        path = write_report(run_dir)
+    except Exception as err:  # reported; the run stays intact
+        return (
+            f"warning: the HTML report was not written ({type(err).__name__}: {err}); the run itself is "
+            f"complete. Retry with `cnnlab report {run_dir}`."
+        )
+    return f"report: {path} ({time.perf_counter() - start:.1f} s)"

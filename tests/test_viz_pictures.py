@@ -136,7 +136,9 @@ def test_seed_example_6x6() -> None:
     img = torch.tensor([[10.0] * 3 + [0.0] * 3] * 6)
     out = edge_responses(img, ["vertical"])["vertical"]
     assert out.tolist() == [[0.0, 30.0, 30.0, 0.0]] * 4
-    assert EDGE_KERNELS["horizontal"] == [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -1.0, -1.0]]
+    assert [list(r) for r in EDGE_KERNELS["horizontal"]] == [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -1.0, -1.0]]
+    lap = edge_responses(torch.zeros(5, 5).index_fill_(1, torch.tensor([2]), 9.0), ["laplacian"])["laplacian"]
+    assert lap[:, 1].tolist() == [-18.0] * 3 and lap[:, 0].tolist() == [9.0] * 3  # a bright line, cnnlab.layers' kernel
 
 
 # ----------------------------------------------------------------------------------- receptive field

@@ -4,9 +4,9 @@ conv-arithmetic animations, training curves and the self-contained HTML report.
 Everything renders off-screen (matplotlib's Agg backend and Pillow) and works on any ``nn.Module``.
 Heavy imports stay inside the submodules so ``import cnnlab.viz`` is cheap.
 
->>> from cnnlab.viz.edges import EDGE_KERNELS
->>> sorted(EDGE_KERNELS)[:2]
-['horizontal', 'scharr_x']
+>>> from cnnlab.viz.edges import DEFAULT_KERNELS
+>>> DEFAULT_KERNELS[:2]
+('vertical', 'horizontal')
 """
 
 from __future__ import annotations

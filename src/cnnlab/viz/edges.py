@@ -19,28 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab.layers import EDGE_KERNELS
 from cnnlab.viz.grid import compact, figure_array, new_figure, save_png
 
-__all__ = ["EDGE_KERNELS", "edge_figure", "edge_responses", "to_gray"]
+__all__ = ["DEFAULT_KERNELS", "EDGE_KERNELS", "edge_figure", "edge_responses", "to_gray"]
 
-_V = [[1.0, 0.0, -1.0], [1.0, 0.0, -1.0], [1.0, 0.0, -1.0]]
-_SOBEL = [[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]
-_SCHARR = [[3.0, 0.0, -3.0], [10.0, 0.0, -10.0], [3.0, 0.0, -3.0]]
-
-
-def _t(k: list[list[float]]) -> list[list[float]]:
-    return [list(r) for r in zip(*k)]
-
-
-# name -> 3x3 kernel; the *_y / horizontal kernels are the transposes (top-bright gives positive values)
-EDGE_KERNELS: dict[str, list[list[float]]] = {
-    "vertical": _V,
-    "horizontal": _t(_V),
-    "sobel_x": _SOBEL,
-    "sobel_y": _t(_SOBEL),
-    "scharr_x": _SCHARR,
-    "scharr_y": _t(_SCHARR),
-}
+# The shown kernels, in page order; the table itself (with Prewitt and Laplacian too) is cnnlab.layers'.
+DEFAULT_KERNELS = ("vertical", "horizontal", "sobel_x", "sobel_y", "scharr_x", "scharr_y")
 
 
 def to_gray(image: torch.Tensor) -> torch.Tensor:
@@ -59,7 +44,7 @@ def edge_responses(image: torch.Tensor, kernels: list[str] | None = None) -> dic
     gray = to_gray(image)
     if gray.shape[0] < 3 or gray.shape[1] < 3:
         raise ValueError(f"edge detection needs an image of at least 3x3 pixels; received {tuple(gray.shape)}.")
-    names = kernels or list(EDGE_KERNELS)
+    names = list(kernels or DEFAULT_KERNELS)
     unknown = [n for n in names if n not in EDGE_KERNELS]
     if unknown:
         raise ValueError(f"unknown edge kernel(s) {unknown}; choose from {', '.join(EDGE_KERNELS)}.")
@@ -89,7 +74,7 @@ def edge_figure(image: torch.Tensor, path: str | os.PathLike[str] | None = None)
         axes[row, col].set_title(name, fontsize=8)
         axes[row, col + 1].imshow(r.abs().numpy(), cmap="gray")
         axes[row, col + 1].set_title(f"|{name}|", fontsize=8)
-    for j, (name, k) in enumerate(list(EDGE_KERNELS.items())[:3]):
+    for j, (name, k) in enumerate((n, EDGE_KERNELS[n]) for n in DEFAULT_KERNELS[:3]):
         axes[0, j + 1].imshow(np.array(k), cmap="RdBu_r")
         axes[0, j + 1].set_title(f"kernel {name}", fontsize=8)
         big = float(np.abs(np.array(k)).max())

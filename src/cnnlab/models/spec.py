@@ -292,7 +292,11 @@ def _conv(_: _Builder, a: _Args, shape: Shape) -> tuple[nn.Module, Shape]:
     hw_out = a.arith("the kernel does not fit the (padded) feature map", conv_out, hw, k, s, p, d)
     if mode != "zeros":
         _check_padding_mode(a, mode, resolve_padding(p, hw, k, s, d), hw)
-    conv = Conv2d(c, out, k, stride=s, padding=p, dilation=d, groups=groups, bias=a.flag("bias"), padding_mode=mode)
+    # plain nn.Conv2d where torch can pad this way (exact-type tools such as quantisation fusers match it);
+    # cnnlab.layers.Conv2d for TensorFlow's 'same' at stride > 1 and for (left, right) pairs
+    needs_layers = (p == "same" and s != (1, 1)) or (isinstance(p, tuple) and isinstance(p[0], tuple))
+    conv_type: Callable[..., nn.Conv2d] = Conv2d if needs_layers else nn.Conv2d
+    conv = conv_type(c, out, k, stride=s, padding=p, dilation=d, groups=groups, bias=a.flag("bias"), padding_mode=mode)
     return conv, (out, *hw_out)
 
 

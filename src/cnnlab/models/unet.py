@@ -39,7 +39,10 @@ UpMode = Literal["bilinear", "transposed"]
 
 
 def conv_bn_relu(in_ch: int, out_ch: int) -> list[nn.Module]:
-    """3x3 conv (no bias: BN has one), BN, ReLU; keeps the spatial size."""
+    """3x3 conv (no bias: BN has one), BN, ReLU; keeps the spatial size.
+
+    Plain ``torch.nn`` layers (not ``cnnlab.layers.ConvBNAct``): fx-based tools see leaf ``nn.Conv2d``s.
+    """
     return [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
 
 

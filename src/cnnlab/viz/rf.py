@@ -182,10 +182,15 @@ def rf_figure(image: torch.Tensor, rf: ReceptiveField, path: str | os.PathLike[s
     ax2.imshow(rf.erf.numpy(), cmap="inferno")
     ax2.add_patch(Circle((rf.centre[1], rf.centre[0]), rf.erf_radius, fill=False, edgecolor="cyan"))
     ax2.set_title(f"effective RF: {rf.mass:.0%} of gradient within r={rf.erf_radius:.1f} px", fontsize=9)
+    # show the whole box: where it reaches past the image, the unit sees padding (grey)
+    h, w = image.shape[-2:]
     for ax in (ax1, ax2):
-        ax.set_xlim(-0.5, image.shape[-1] - 0.5)
-        ax.set_ylim(image.shape[-2] - 0.5, -0.5)
-    compact(fig, left=0.05, right=0.98, bottom=0.06, top=0.92)
+        ax.set_facecolor("#d9d9d9")
+        ax.set_xlim(min(0, left) - 1.5, max(w - 1, right) + 1.5)  # one pixel of margin keeps the box visible
+        ax.set_ylim(max(h - 1, bottom) + 1.5, min(0, top) - 1.5)
+    if top < 0 or left < 0 or bottom >= h or right >= w:
+        ax1.set_xlabel("grey: outside the image (padding)", fontsize=8)
+    compact(fig, left=0.05, right=0.98, bottom=0.1, top=0.92)
     picture = figure_array(fig)
     if path is not None:
         save_png(picture, Path(path))

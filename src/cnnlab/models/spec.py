@@ -44,6 +44,7 @@ replaces the last linear. The full reference is ``docs/spec.md``.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import math
@@ -709,7 +710,7 @@ def from_spec(spec: str | Path | Mapping[str, Any]) -> SpecNet:
     >>> net.output_shape, [name for name, _ in net.features.named_children()]
     ((4, 8, 8), ['conv1', 'relu1'])
     """
-    data = load_spec(spec) if isinstance(spec, str | Path) else dict(spec)
+    data = load_spec(spec) if isinstance(spec, str | Path) else copy.deepcopy(dict(spec))
     name, input_size, layers = _check_top(data)
     builder = _Builder()
     seq, out = builder.build_list(layers, input_size, "layers")

@@ -74,8 +74,9 @@ def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, A
     (``reset_classifier``), and ``freeze="features"`` leaves only the head trainable. The source
     run's normalisation is kept, so the features see images as they did in pre-training.
     """
-    num_classes = len(data.classes)
     in_chans = data.input_size[0]
+    # Reconstruction predicts the image itself: one output channel per input channel, whatever the labels.
+    num_classes = in_chans if data.task == "reconstruction" else len(data.classes)
     name, kwargs = cfg.model, dict(cfg.model_kwargs)
     mean, std = list(data.mean), list(data.std)
     torch.manual_seed(cfg.seed)  # the weights of a fresh model depend on the seed only

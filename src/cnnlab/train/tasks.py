@@ -23,6 +23,12 @@ def task_loss(task: str, out: torch.Tensor, target: torch.Tensor, label_smoothin
     """Cross-entropy (classification: ``(B, K)`` vs ``(B,)``; segmentation: ``(B, K, H, W)`` vs
     ``(B, H, W)``), with label smoothing; mean squared error for reconstruction (target = input)."""
     if task == "reconstruction":
+        if out.shape != target.shape:
+            raise ValueError(
+                f"task=reconstruction compares the model output with its input, so their shapes must match; "
+                f"received output {tuple(out.shape)} for input {tuple(target.shape)}. Use a model that "
+                "returns an image of the input's size and channels (e.g. conv_autoencoder)."
+            )
         return F.mse_loss(out.float(), target.float())
     return F.cross_entropy(out.float(), target, label_smoothing=label_smoothing)
 

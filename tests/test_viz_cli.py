@@ -304,3 +304,18 @@ def test_animate_writes_gif_and_frames(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(list(frames.glob("frame_*.png"))) == o * o and f"wrote {o * o} PNG frames" in text
     code, _, err = _cli(["viz", "animate", "conv", "--stride", "0", "--out", gif], capsys)
     assert code == 2 and "--stride must be an integer >= 1; received 0" in _flat(err)
+
+
+def test_parsers_import_neither_torch_nor_numpy() -> None:
+    # `cnnlab --help` builds every command's parser, so these must stay light
+    import subprocess
+    import sys
+
+    code = (
+        "import argparse, sys, cnnlab.cli.cmd_viz as v, cnnlab.cli.cmd_report as r\n"
+        "for c in (v, r):\n"
+        "    p = argparse.ArgumentParser(); c.add_arguments(p); p.format_help()\n"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'numpy', 'matplotlib', 'PIL')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

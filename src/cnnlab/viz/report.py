@@ -14,11 +14,9 @@ from __future__ import annotations
 import dataclasses
 import html
 import importlib
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,17 @@ import numpy as np
 import torch
 
 from cnnlab.viz.grid import png_data_uri
+from cnnlab.viz.run_data import (
+    Batch,
+    RunContext,
+    Skip,
+    analysis_of,
+    load_run_data,
+    need_data,
+    need_model,
+    read_metrics,
+    task_of,
+)
 
 __all__ = ["REPORT_NAME", "SECTIONS", "report_after_training", "write_report"]
 
@@ -56,21 +65,6 @@ figcaption{font-size:.8em;color:#555;text-align:center}
 """
 
 
-@dataclass
-class _Context:
-    run_dir: Path
-    metrics: dict[str, Any]
-    model: torch.nn.Module | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    load_error: str | None = None
-    data: Any = None  # ImageDataset subset of the test split (first images)
-    data_error: str | None = None
-    inputs: torch.Tensor | None = None  # preprocessed test images (N, C, H, W)
-    outputs: torch.Tensor | None = None  # model outputs on them
-    analysis: Any = None  # cnnlab.analysis.ModelReport, computed once for two sections
-    timings: dict[str, float] = field(default_factory=dict)
-
-
 def _e(text: object) -> str:
     return html.escape(str(text))
 
@@ -95,88 +89,10 @@ def _table(header: list[str], rows: Sequence[Sequence[object]], left: int = 1) -
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def _read_metrics(run: Path) -> dict[str, Any]:
-    p = run / "metrics.json"
-    if not p.is_file():
-        return {}
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _load(ctx: _Context, max_images: int, budget_s: float = 3.0) -> None:
-    """Model, test images and outputs; any failure becomes a note in the page, never an exception."""
-    from cnnlab.train.checkpoint import load_run
-
-    try:
-        loaded = load_run(ctx.run_dir)
-        ctx.model, ctx.meta = loaded.model, loaded.meta
-    except Exception as err:  # a damaged run still gets a report of what is there
-        ctx.load_error = str(err)
-        return
-    try:
-        _load_data(ctx, loaded.model, max_images, budget_s)
-    except Exception as err:
-        ctx.data, ctx.inputs, ctx.outputs = None, None, None
-        ctx.data_error = f"the test images could not be evaluated: {type(err).__name__}: {err}"
-
-
-def _load_data(ctx: _Context, model: torch.nn.Module, max_images: int, budget_s: float) -> None:
-    from cnnlab.errors import CnnlabError
-    from cnnlab.train.checkpoint import preprocess
-
-    config = ctx.meta.get("config") or ctx.metrics.get("config") or {}
-    name = ctx.meta.get("dataset") or ctx.metrics.get("dataset") or config.get("data")
-    if not name:
-        ctx.data_error = "model.json records no dataset, so there are no test images to show."
-        return
-    try:
-        from cnnlab.data import load_dataset
-
-        opts = dict(ctx.meta.get("dataset_options") or config.get("data_opts") or {})
-        ds = load_dataset(str(name), "test", config.get("data_dir"), **opts)
-    except (CnnlabError, ValueError, OSError, TypeError) as err:
-        ctx.data_error = f"test split of {name!r} unavailable: {err}"
-        return
-    from cnnlab.data.dataset import ImageDataset
-
-    # forward in small batches until max_images or the time budget: a big model gets fewer images
-    outputs, start, n = [], time.perf_counter(), 0
-    with torch.no_grad():
-        while n < min(max_images, len(ds)) and (n < 8 or time.perf_counter() - start < budget_s):
-            batch = ds.images[n : min(n + 64, max_images, len(ds))]
-            outputs.append(model(preprocess(batch, ctx.meta)).float())
-            n += len(batch)
-    masks = ds.masks[:n] if ds.masks is not None else None
-    ctx.data = ImageDataset(ds.images[:n], ds.labels[:n], ds.classes, ds.name, masks=masks)
-    ctx.inputs = preprocess(ctx.data.images, ctx.meta)
-    ctx.outputs = torch.cat(outputs)
-
-
-def _task(ctx: _Context) -> str:
-    task = ctx.meta.get("task") or ctx.metrics.get("task")
-    if task:
-        return str(task)
-    if ctx.outputs is not None and ctx.outputs.ndim == 4:
-        return "segmentation" if ctx.data is not None and ctx.data.masks is not None else "reconstruction"
-    return "classification"
-
-
-def _input_shape(ctx: _Context) -> tuple[int, ...]:
-    size = ctx.meta.get("input_size")
-    if size:
-        return tuple(int(v) for v in size)
-    if ctx.inputs is not None:
-        return tuple(ctx.inputs.shape[1:])
-    raise ValueError("model.json records no input_size and no test images are available to infer it.")
-
-
 # ------------------------------------------------------------------------------------------------ sections
 
 
-def _summary(ctx: _Context) -> str:
+def _summary(ctx: RunContext) -> str:
     m = ctx.metrics
     keys = ["model", "dataset", "test_accuracy", "epochs", "train_seconds", "params", "recipe", "seed"]
     rows = [[k, m.get(k, ctx.meta.get(k))] for k in keys if m.get(k, ctx.meta.get(k)) is not None]
@@ -197,41 +113,8 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def _analysis(ctx: _Context) -> Any:
-    if ctx.analysis is None:
-        from cnnlab.analysis import analyze
-
-        ctx.analysis = analyze(_need_model(ctx), _input_shape(ctx))
-    return ctx.analysis
-
-
-def _need_model(ctx: _Context) -> torch.nn.Module:
-    if ctx.model is None:
-        raise _Skip(f"the model could not be loaded ({ctx.load_error}).")
-    return ctx.model
-
-
-@dataclass
-class _Batch:
-    model: torch.nn.Module
-    data: Any  # ImageDataset
-    inputs: torch.Tensor
-    outputs: torch.Tensor
-
-
-def _need_data(ctx: _Context) -> _Batch:
-    model = _need_model(ctx)
-    if ctx.data is None or ctx.inputs is None or ctx.outputs is None:
-        raise _Skip(ctx.data_error or "no test images.")
-    return _Batch(model, ctx.data, ctx.inputs, ctx.outputs)
-
-
-class _Skip(Exception):
-    """A section that cannot be drawn for a reason the reader should see (not a bug)."""
-
-
-def _architecture(ctx: _Context) -> str:
-    rep = _analysis(ctx)
+def _architecture(ctx: RunContext) -> str:
+    rep = analysis_of(ctx)
     rows = []
     for r in rep.layers:
         rf = "x".join(str(v) for v in r.rf.size) if r.rf is not None else ""
@@ -256,27 +139,27 @@ def _architecture(ctx: _Context) -> str:
     )
 
 
-def _lint(ctx: _Context) -> str:
-    warnings = _analysis(ctx).warnings
+def _lint(ctx: RunContext) -> str:
+    warnings = analysis_of(ctx).warnings
     if not warnings:
         return _note("no design warnings.")
     rows = [[w.level, w.rule, w.layer, w.message] for w in warnings]
     return _table(["level", "rule", "layer", "message"], rows, left=4)
 
 
-def _curves(ctx: _Context) -> str:
+def _curves(ctx: RunContext) -> str:
     from cnnlab.viz.curves import curves_figure
 
     history = ctx.metrics.get("history") or []
     if not history:
-        raise _Skip("metrics.json has no history to plot.")
+        raise Skip("metrics.json has no history to plot.")
     return _img(curves_figure(history), "training curves")
 
 
-def _confusion(ctx: _Context) -> str:
+def _confusion(ctx: RunContext) -> str:
     from cnnlab.viz.curves import confusion_figure, confusion_matrix
 
-    task = _task(ctx)
+    task = task_of(ctx)
     if task == "segmentation":
         scores = [f"{k.removeprefix('test_')} {ctx.metrics[k]:.4f}" for k in ("test_pixel_accuracy", "test_mean_iou")]
         scores = [t for t, k in zip(scores, ("test_pixel_accuracy", "test_mean_iou")) if k in ctx.metrics]
@@ -296,9 +179,9 @@ def _confusion(ctx: _Context) -> str:
         cm = torch.tensor(recorded, dtype=torch.int64)  # the whole test split, as in metrics.json
         where = "the whole test split (metrics.json)"
     else:
-        b = _need_data(ctx)
+        b = need_data(ctx)
         if b.outputs.ndim != 2:
-            raise _Skip(f"a confusion matrix needs class scores; the model returned {tuple(b.outputs.shape)}.")
+            raise Skip(f"a confusion matrix needs class scores; the model returned {tuple(b.outputs.shape)}.")
         pred = b.outputs.argmax(1)
         cm = confusion_matrix(b.data.labels, pred, b.outputs.shape[1])
         classes = classes or list(b.data.classes)
@@ -306,21 +189,21 @@ def _confusion(ctx: _Context) -> str:
     return _img(confusion_figure(cm, classes), "confusion matrix") + _note(f"rows: true class; on {where}.")
 
 
-def _examples(ctx: _Context) -> str:
+def _examples(ctx: RunContext) -> str:
     from cnnlab.viz.curves import misclassified_figure, segmentation_figure
 
-    b = _need_data(ctx)
-    task = _task(ctx)
+    b = need_data(ctx)
+    task = task_of(ctx)
     k = min(4, len(b.data))
     if task == "segmentation":
         if b.data.masks is None or b.outputs.ndim != 4:
-            raise _Skip("segmentation overlays need test masks and per-pixel class scores.")
+            raise Skip("segmentation overlays need test masks and per-pixel class scores.")
         fig = segmentation_figure(b.data.images[:k], b.data.masks[:k], b.outputs[:k].argmax(1))
         return _img(fig, "segmentation overlays") + _note(f"the first {k} test images: truth and prediction.")
     if task == "reconstruction":
         return _reconstructions(b, k)
     if b.outputs.ndim != 2:
-        raise _Skip(f"examples need class scores; the model returned {tuple(b.outputs.shape)}.")
+        raise Skip(f"examples need class scores; the model returned {tuple(b.outputs.shape)}.")
     pred = b.outputs.argmax(1)
     wrong = int((pred != b.data.labels).sum())
     fig = misclassified_figure(b.data.images, b.data.labels, pred, b.data.classes)
@@ -329,12 +212,12 @@ def _examples(ctx: _Context) -> str:
     )
 
 
-def _reconstructions(b: _Batch, k: int) -> str:
+def _reconstructions(b: Batch, k: int) -> str:
     from cnnlab.viz.grid import compact, figure_array, new_figure
     from cnnlab.viz.images import to_display
 
     if b.outputs.shape[1:] != b.inputs.shape[1:]:
-        raise _Skip(f"outputs {tuple(b.outputs.shape[1:])} do not have the input's shape {tuple(b.inputs.shape[1:])}.")
+        raise Skip(f"outputs {tuple(b.outputs.shape[1:])} do not have the input's shape {tuple(b.inputs.shape[1:])}.")
     fig = new_figure(2.0 * k, 4.2)
     axes = np.asarray(fig.subplots(2, k)).reshape(2, k)  # type: ignore[attr-defined]
     for i in range(k):
@@ -349,12 +232,12 @@ def _reconstructions(b: _Batch, k: int) -> str:
     )
 
 
-def _kernels(ctx: _Context) -> str:
+def _kernels(ctx: RunContext) -> str:
     from cnnlab.viz.filters import conv_layers, kernel_grid
 
-    convs = conv_layers(_need_model(ctx))
+    convs = conv_layers(need_model(ctx))
     if not convs:
-        raise _Skip("the model has no Conv2d layer.")
+        raise Skip("the model has no Conv2d layer.")
     parts = []
     for name, conv in convs[:2]:
         g = kernel_grid(conv.weight, tile=24 if name == convs[0][0] else 12)
@@ -362,10 +245,10 @@ def _kernels(ctx: _Context) -> str:
     return "".join(parts)
 
 
-def _features(ctx: _Context) -> str:
+def _features(ctx: RunContext) -> str:
     from cnnlab.viz.features import feature_figure, feature_stages
 
-    b = _need_data(ctx)
+    b = need_data(ctx)
     stages = feature_stages(b.model, b.inputs[:1])[:4]
     label = b.data.classes[int(b.data.labels[0])] if b.data.masks is None else "sample"
     return _img(feature_figure(stages, max_maps=16, tile=32), "feature maps") + _note(
@@ -373,12 +256,12 @@ def _features(ctx: _Context) -> str:
     )
 
 
-def _gradcam(ctx: _Context) -> str:
+def _gradcam(ctx: RunContext) -> str:
     from cnnlab.viz.gradcam import grad_cam, gradcam_grid, last_spatial_layer
 
-    b = _need_data(ctx)
-    if _task(ctx) != "classification" or b.outputs.ndim != 2:
-        raise _Skip(f"Grad-CAM explains a class score; this {_task(ctx)} model's output is per pixel.")
+    b = need_data(ctx)
+    if task_of(ctx) != "classification" or b.outputs.ndim != 2:
+        raise Skip(f"Grad-CAM explains a class score; this {task_of(ctx)} model's output is per pixel.")
     k = min(6, len(b.data))
     layer = last_spatial_layer(b.model, b.inputs[:1])
     results = [grad_cam(b.model, b.inputs[i], layer=layer) for i in range(k)]
@@ -398,7 +281,7 @@ _BOARD_COLUMNS = (
 )  # fmt: skip
 
 
-def _leaderboard(ctx: _Context) -> str:
+def _leaderboard(ctx: RunContext) -> str:
     model = ctx.metrics.get("model") or ctx.meta.get("model")
     dataset = ctx.metrics.get("dataset") or ctx.meta.get("dataset")
     rows = leaderboard_rows(model, dataset)
@@ -450,11 +333,11 @@ def leaderboard_rows(model: object, dataset: object) -> list[dict[str, Any]] | N
     return [_as_dict(r) for r in rows or []]
 
 
-def _rf(ctx: _Context) -> str:
+def _rf(ctx: RunContext) -> str:
     from cnnlab.viz.gradcam import last_spatial_layer
     from cnnlab.viz.rf import receptive_field, rf_figure
 
-    b = _need_data(ctx)
+    b = need_data(ctx)
     layer = last_spatial_layer(b.model, b.inputs[:1])
     rf = receptive_field(b.model, layer, b.inputs[:1])
     head = ["layer", "unit", "theoretical RF (px)", "jump", f"ERF radius ({rf.mass:.0%} of gradient)", "ERF square"]
@@ -476,7 +359,7 @@ def _rf(ctx: _Context) -> str:
     )
 
 
-_BUILDERS: dict[str, tuple[str, Callable[[_Context], str]]] = {
+_BUILDERS: dict[str, tuple[str, Callable[[RunContext], str]]] = {
     "summary": ("Run", _summary),
     "architecture": ("Architecture", _architecture),
     "lint": ("Design lint", _lint),
@@ -491,12 +374,12 @@ _BUILDERS: dict[str, tuple[str, Callable[[_Context], str]]] = {
 }
 
 
-def _section(ctx: _Context, key: str) -> str:
+def _section(ctx: RunContext, key: str) -> str:
     title, build = _BUILDERS[key]
     start = time.perf_counter()
     try:
         body = build(ctx)
-    except _Skip as why:
+    except Skip as why:
         body = _note(f"not shown: {why}")
     except Exception as err:  # one broken picture must not cost the whole report
         body = _note(f"could not draw this section: {type(err).__name__}: {err}", "err")
@@ -523,8 +406,8 @@ def write_report(
             f"run directory {str(run)!r} does not exist; pass the --out folder of a `cnnlab train` run."
         )
     start = time.perf_counter()
-    ctx = _Context(run, _read_metrics(run))
-    _load(ctx, max_images, budget_s)
+    ctx = RunContext(run, read_metrics(run))
+    load_run_data(ctx, max_images, budget_s)
     title = f"cnnlab report: {ctx.metrics.get('model') or ctx.meta.get('model') or run.name}"
     sections = "\n".join(_section(ctx, key) for key in SECTIONS)
     toc = " | ".join(f'<a href="#{key}">{_e(_BUILDERS[key][0])}</a>' for key in SECTIONS)

@@ -116,6 +116,7 @@ def test_bench_cli_records_verified_rows(run_dir, test_accuracy, tmp_path, capsy
     assert {(r["batch_size"], r["threads"], r["latency_n"], r["dataset"]) for r in rows} == {(4, 1, 5, "fashion-mnist")}
     assert rows[1]["runtime_version"].startswith("onnxruntime") and rows[0]["torch_version"] == torch.__version__
     assert report["recorded"]["ids"] == [r["id"] for r in rows]
+    assert report["recorded_by_train"] == {}  # this run has no metrics.json
 
 
 def test_bench_cli_text_for_an_untrained_registered_model(capsys):
@@ -263,3 +264,6 @@ def test_bench_cli_errors(run_dir, capsys):
     assert "unknown ['tensorrt']" in capsys.readouterr().err
     assert main(["bench", "--compare", str(run_dir), str(run_dir), "--backend", "eager,ort"]) == 2
     assert "Pass a single one" in " ".join(capsys.readouterr().err.split())
+    assert main(["bench", "fastnett"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "TARGET 'fastnett' is neither an existing run directory" in err and "Did you mean: fastnet" in err

@@ -11,6 +11,7 @@ and for ONNX Runtime.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -69,6 +70,7 @@ class BenchTarget:
     source: str
     meta: dict[str, Any]
     sha256: str | None = None
+    recorded: dict[str, Any] = field(default_factory=dict)  # what `cnnlab train` wrote in metrics.json
 
     @property
     def input_size(self) -> tuple[int, ...]:
@@ -94,10 +96,25 @@ def load_target(spec: str, input_size: tuple[int, ...] | None = None) -> BenchTa
         if input_size is not None:
             meta["input_size"] = list(input_size)
         name = str(meta.get("model") or meta.get("spec", {}).get("name", "spec"))
-        return BenchTarget(run.model, name, str(run.weights_path), meta, sha256=str(meta["sha256"]))
+        metrics = run.weights_path.parent / "metrics.json"
+        recorded: dict[str, Any] = {}
+        if metrics.is_file():
+            try:
+                saved = json.loads(metrics.read_text(encoding="utf-8"))
+                recorded = {k: saved[k] for k in ("test_accuracy", "recipe", "epochs") if k in saved}
+                recorded["limit_test"] = (saved.get("config") or {}).get("limit_test")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                recorded = {}  # informative only: the benchmark measures accuracy itself
+        return BenchTarget(run.model, name, str(run.weights_path), meta, sha256=str(meta["sha256"]), recorded=recorded)
     from cnnlab.models import create_model, model_info
 
-    info = model_info(spec)  # unknown names raise ValueError with the closest valid names
+    try:
+        info = model_info(spec)
+    except ValueError as err:
+        raise ValueError(
+            f"TARGET {spec!r} is neither an existing run directory or .safetensors file nor a registered model: "
+            f"{err}"
+        ) from None
     model = create_model(spec).eval()
     meta = {"model": spec, "input_size": list(input_size or info.input_size), "task": info.task}
     return BenchTarget(model, spec, f"registered model {spec!r} (untrained: speed only)", meta)
@@ -141,6 +158,7 @@ class BenchReport:
     fingerprint: Fingerprint
     versions: dict[str, str]
     results: list[BackendResult]
+    recorded: dict[str, Any] = field(default_factory=dict)  # metrics.json of the run, for comparison
 
     def leaderboard_rows(self) -> list[dict[str, Any]]:
         """One leaderboard row per backend that ran."""
@@ -169,6 +187,7 @@ class BenchReport:
             "checkpoint_sha256": self.sha256, "test_images": self.test_images, "params": self.params,
             "macs": self.macs, "config": asdict(self.config), "machine": self.fingerprint.to_dict(),
             "versions": self.versions, "results": [r.to_dict() for r in self.results],
+            "recorded_by_train": self.recorded,
         }  # fmt: skip
 
 
@@ -282,7 +301,7 @@ def run_bench(target: BenchTarget, cfg: BenchConfig | None = None, *,
     return BenchReport(
         target=target.source, model=target.name, dataset=target.dataset, task=str(target.meta.get("task", "")),
         sha256=target.sha256, test_images=0 if data.images is None else len(data.images), params=params, macs=macs,
-        config=cfg, fingerprint=machine_fingerprint(), versions=versions(), results=results,
+        config=cfg, fingerprint=machine_fingerprint(), versions=versions(), results=results, recorded=target.recorded,
     )  # fmt: skip
 
 

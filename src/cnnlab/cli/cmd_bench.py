@@ -143,6 +143,10 @@ def _text(report: Any) -> str:
     for r in report.results:
         if r.status != "ok":
             lines.append(f"skipped {r.backend}: {r.reason}")
+    rec = report.recorded
+    if rec.get("test_accuracy") is not None:
+        subset = f"its first {rec['limit_test']:,} test images" if rec.get("limit_test") else "the test split"
+        lines.append(f"cnnlab train recorded test accuracy {rec['test_accuracy']:.4f} on {subset} for this run")
     return "\n".join(lines)
 
 

@@ -48,7 +48,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("batch_size", "INTEGER", "batch size of the latency measurement (the seed's rule: 4)"),
     ("throughput", "REAL", "images per second at throughput_batch"),
     ("throughput_batch", "INTEGER", "batch size of the throughput measurement"),
-    ("peak_memory_bytes", "INTEGER", "peak memory during the throughput run (RSS growth on CPU)"),
+    ("peak_memory_bytes", "INTEGER", "peak memory growth while the backend was prepared and run (RSS on CPU)"),
     ("threads", "INTEGER", "intra-op threads set for the measurement"),
     ("params", "INTEGER", "parameters, sum(p.numel())"),
     ("macs", "INTEGER", "multiply-adds of conv + linear layers for one image"),

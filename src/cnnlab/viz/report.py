@@ -3,7 +3,7 @@
 The page loads nothing from the network (a Content-Security-Policy forbids it), has no scripts and
 works from a ``file:`` URL. Each section is built on its own: when one cannot be drawn (no test data
 on this machine, a model without conv layers, ...) it says why and the rest of the report still
-appears. ``cnnlab train`` calls :func:`write_report` at the end of every run.
+appears. ``cnnlab train`` writes it at the end of every run through :func:`report_after_training`.
 
 >>> write_report("runs/fastnet")  # doctest: +SKIP
 PosixPath('runs/fastnet/report.html')

@@ -61,7 +61,8 @@ def _module_rf(m: nn.Module, rf: RF) -> RF:
     if isinstance(m, nn.MaxUnpool2d):  # an upper bound: each output sees the window it was pooled from
         return rf_conv_transpose(rf, m.kernel_size, m.stride, m.padding)  # type: ignore[arg-type]
     if isinstance(m, nn.Upsample) and m.scale_factor is not None:
-        return rf_upsample(rf, m.scale_factor)  # type: ignore[arg-type]
+        mode = "nearest" if m.mode.startswith("nearest") else "bilinear"  # bilinear mixes two neighbours
+        return rf_upsample(rf, m.scale_factor, mode)  # type: ignore[arg-type]
     window = _module_window(m)
     return rf_conv(rf, *window) if window else rf
 
@@ -195,17 +196,7 @@ def test_declared_params_and_macs_match_analysis(name: str) -> None:
 
 # cnnlab.analysis drops the receptive field at ``x * parameter.view(1, C, 1, 1)`` (LeNet-5's
 # trainable subsampling), so its RF for lenet5_classic stops at S2; reported to engineer ANALYSIS.
-_ANALYSIS_RF_GAPS = {"lenet5_classic": "analysis loses the RF at a mul by a broadcast parameter"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=_ANALYSIS_RF_GAPS[n])) if n in _ANALYSIS_RF_GAPS else n
-        for n in ALL_MODELS
-        if model_info(n).rf is not None
-    ],
-)
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if model_info(n).rf is not None])
 def test_declared_rf_matches_analysis(name: str) -> None:
     """cnnlab.analysis's receptive field of the last spatial map equals the declared one."""
     info = model_info(name)

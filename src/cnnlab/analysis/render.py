@@ -1,4 +1,4 @@
-"""Renderers for a :class:`ModelReport`: rich text table (a tree with ``depth``), Markdown, CSV, JSON.
+"""Renderers for a :class:`ModelReport`: aligned text table (a tree with ``depth``), Markdown, CSV, JSON.
 
 All formats print the same rows, the same exact integers and a totals row equal to the column sums,
 and every one states the counting convention (:data:`cnnlab.analysis.report.CONVENTION`).
@@ -161,29 +161,31 @@ def _warning_lines(report: ModelReport) -> list[str]:
     return [f"[{w.level}] {w.rule} at {w.layer}: {w.message}" for w in report.warnings]
 
 
-def render_text(report: ModelReport, depth: int | None = None, width: int = 200) -> str:
-    """A rich table (names indented as a tree), then totals, convention and warnings, as plain text."""
-    from rich.console import Console
-    from rich.table import Table
+_RIGHT = ("params", "macs", "connections", "activation_bytes")  # numeric columns, right-aligned
 
-    table = Table(show_footer=False, box=None, pad_edge=False)
-    for col in COLUMNS:
-        table.add_column(
-            col,
-            justify="right" if col in ("params", "macs", "connections", "activation_bytes") else "left",
-            no_wrap=True,
-        )
+
+def render_text(report: ModelReport, depth: int | None = None) -> str:
+    """An aligned table (names indented as a tree), then totals, convention and warnings, as plain text.
+
+    The layout is rich's ``Table(box=None, pad_edge=False)`` (columns two spaces apart, numbers
+    right-aligned), written directly: rich's per-cell rendering took 0.3 s for ResNet-50's 176 rows,
+    twice the time of the analysis itself.
+    """
+    rows = []
     for v in view_rows(report, depth):
         cells = _cells(v)
         cells[0] = "  " * v.depth + cells[0]
-        table.add_row(*cells)
-    table.add_row(*_total_cells(report), style="bold")
-    buf = io.StringIO()
-    console = Console(file=buf, width=width, color_system=None, force_terminal=False)
-    console.print(table)
-    lines = [*_summary_lines(report), "warnings:" if report.warnings else "warnings: none"]
+        rows.append(cells)
+    rows.append(_total_cells(report))
+    table = [list(COLUMNS), *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
+    lines = [
+        "  ".join(c.rjust(w) if col in _RIGHT else c.ljust(w) for c, w, col in zip(r, widths, COLUMNS)).rstrip()
+        for r in table
+    ]
+    lines += [*_summary_lines(report), "warnings:" if report.warnings else "warnings: none"]
     lines += ["  " + w for w in _warning_lines(report)]
-    return "\n".join([line.rstrip() for line in buf.getvalue().splitlines()] + lines) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def render_markdown(report: ModelReport, depth: int | None = None) -> str:

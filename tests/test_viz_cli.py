@@ -222,6 +222,8 @@ def test_rf_of_an_untrained_registered_model(tmp_path: Path, capsys: pytest.Capt
     assert "untrained model" in text and "theoretical RF: 5x5 px" in text
     code, _, err = _cli(["viz", "rf", "lenet5", "--layer", "features.9", "--image", img], capsys)
     assert code == 2 and "--layer must name a module of" in _flat(err) and "features.0" in err
+    code, _, err = _cli(["viz", "rf", "lenet5", "--layer", "features.0", "--image", img, "--keep-size"], capsys)
+    assert code == 2 and "drop it to resize the image to the model's input size" in _flat(err)
 
 
 # ----------------------------------------------------------------------------------------------- Grad-CAM

@@ -111,7 +111,7 @@ def test_feature_maps_before_and_after_activation(square_net: nn.Sequential) -> 
     torch.testing.assert_close(conv.pre, square_net[0](x)[0].detach())
     picture = feature_figure(stages)
     assert picture.ndim == 3 and picture.shape[1] > 200
-    with pytest.raises(ValueError, match="--layer 'nope'"):
+    with pytest.raises(ValueError, match="--layers 'nope'"):
         feature_stages(square_net, x, ["nope"])
 
 

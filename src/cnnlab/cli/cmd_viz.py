@@ -248,4 +248,17 @@ _COMMANDS = {
 
 
 def run(args: argparse.Namespace) -> int:
-    return _COMMANDS[args.picture](args)
+    from cnnlab.errors import AnalysisError
+
+    try:
+        return _COMMANDS[args.picture](args)
+    except (RuntimeError, AnalysisError) as err:  # the model refused the image: say which and how to fix it
+        if not getattr(args, "keep_size", False) and not isinstance(err, RuntimeError):
+            raise
+        text = " ".join(str(err).split())
+        hint = (
+            "--keep-size kept the image's own size; drop it to resize the image to the model's input size."
+            if getattr(args, "keep_size", False)
+            else "check that the image suits the model (size, channels)."
+        )
+        raise ValueError(f"the model could not run on --image {getattr(args, 'image', '?')}: {text} {hint}") from None

@@ -85,7 +85,7 @@ def feature_stages(model: nn.Module, x: torch.Tensor, layers: list[str] | None =
         if missing:
             names = [c.name for c in calls if _spatial(c.output)]
             raise ValueError(
-                f"--layer {missing[0]!r} is not a leaf module called in the forward pass; spatial layers: "
+                f"--layers {missing[0]!r} is not a leaf module called in the forward pass; spatial layers: "
                 f"{', '.join(names[:30])}."
             )
         stages = []
@@ -93,7 +93,7 @@ def feature_stages(model: nn.Module, x: torch.Tensor, layers: list[str] | None =
             c = calls[by_name[n]]
             if not _spatial(c.output):
                 raise ValueError(
-                    f"--layer {n!r} outputs shape {tuple(c.output.shape)}, not a feature map (N, C, h, w)."
+                    f"--layers {n!r} outputs shape {tuple(c.output.shape)}, not a feature map (N, C, h, w)."
                 )
             if isinstance(c.module, _ACTIVATIONS) and _spatial(c.input):
                 stages.append(FeatureStage(n, type(c.module).__name__, c.input[0], c.output[0]))  # type: ignore[index]

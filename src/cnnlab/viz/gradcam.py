@@ -103,7 +103,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, *, target: int | None = None, la
                 raise ValueError(f"Grad-CAM needs class scores (N, classes); the model returned {tuple(logits.shape)}.")
             cls = int(logits[0].argmax()) if target is None else int(target)
             if not 0 <= cls < logits.shape[1]:
-                raise ValueError(f"target must be a class index in 0..{logits.shape[1] - 1}; received {target}.")
+                raise ValueError(f"--target must be a class index in 0..{logits.shape[1] - 1}; received {target}.")
             act = captured["a"]
             g_act, g_x = torch.autograd.grad(logits[0, cls], [act, xg])
     finally:

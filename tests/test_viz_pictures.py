@@ -18,6 +18,7 @@ from cnnlab.viz.edges import EDGE_KERNELS, edge_figure, edge_responses
 from cnnlab.viz.features import feature_figure, feature_stages
 from cnnlab.viz.filters import kernel_grid
 from cnnlab.viz.gradcam import grad_cam, last_spatial_layer
+from cnnlab.viz.hooks import one_thread
 from cnnlab.viz.rf import erf_radius, receptive_field, rf_figure
 
 SIZE, SQUARE = 24, 6
@@ -59,12 +60,13 @@ def square_net() -> nn.Sequential:
     g = torch.Generator().manual_seed(0)
     net = _net()
     opt = torch.optim.Adam(net.parameters(), 3e-3)
-    for _ in range(100):
-        x, y, _ = _make(48, g)
-        loss = F.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    with one_thread():  # a tiny net: a second thread only adds hand-offs (2-3x slower on a busy machine)
+        for _ in range(100):
+            x, y, _ = _make(48, g)
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return net.eval()
 
 

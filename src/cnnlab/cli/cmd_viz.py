@@ -249,9 +249,11 @@ _COMMANDS = {
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import AnalysisError
+    from cnnlab.viz.hooks import one_thread
 
     try:
-        return _COMMANDS[args.picture](args)
+        with one_thread():  # one image at a time: a second thread only adds hand-offs
+            return _COMMANDS[args.picture](args)
     except (RuntimeError, AnalysisError) as err:  # the model refused the image: say which and how to fix it
         if not getattr(args, "keep_size", False) and not isinstance(err, RuntimeError):
             raise

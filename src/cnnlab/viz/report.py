@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from cnnlab.viz.grid import png_data_uri
+from cnnlab.viz.hooks import one_thread
 from cnnlab.viz.run_data import (
     Batch,
     RunContext,
@@ -407,9 +408,10 @@ def write_report(
         )
     start = time.perf_counter()
     ctx = RunContext(run, read_metrics(run))
-    load_run_data(ctx, max_images, budget_s)
+    with one_thread():
+        load_run_data(ctx, max_images, budget_s)
+        sections = "\n".join(_section(ctx, key) for key in SECTIONS)
     title = f"cnnlab report: {ctx.metrics.get('model') or ctx.meta.get('model') or run.name}"
-    sections = "\n".join(_section(ctx, key) for key in SECTIONS)
     toc = " | ".join(f'<a href="#{key}">{_e(_BUILDERS[key][0])}</a>' for key in SECTIONS)
     page = (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"

@@ -1,0 +1,21 @@
+"""The runnable examples in the docstrings of cnnlab.train stay true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import cnnlab.train
+
+MODULES = sorted(m.name for m in pkgutil.iter_modules(cnnlab.train.__path__))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    module = importlib.import_module(f"cnnlab.train.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0

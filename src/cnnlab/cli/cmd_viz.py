@@ -94,7 +94,12 @@ def _picture(args: argparse.Namespace, src: Any) -> Any:
     pic = load_picture(args.image, channels=src.in_chans, size=size, convert=not args.no_convert)
     if pic.resized_from is not None:
         h, w = pic.resized_from
-        print(f"note: resized {args.image} from {h}x{w} to {size[0]}x{size[1]}, the model's input size")  # type: ignore[index]
+        th, tw = size  # type: ignore[misc]
+        stretched = abs((h / w) / (th / tw) - 1) > 0.05
+        print(
+            f"note: resized {args.image} from {h}x{w} to {th}x{tw} (HxW), the model's input size"
+            + ("; the aspect ratio changed (pass --keep-size for fully convolutional models)" if stretched else "")
+        )
     return pic
 
 

@@ -96,3 +96,21 @@ def test_single_process_helpers_leave_values_alone() -> None:
     loss = torch.tensor(0.5)
     assert agree_on_step(loss, True, info) == (loss, True)
     assert sum_over_ranks([1.0, 2.0], info) == [1.0, 2.0]
+
+
+def test_a_mid_epoch_save_keeps_each_ranks_augmentation_stream(tmp_path: Path) -> None:
+    from cnnlab.train.state import restore_state, save_state
+
+    def new_state() -> TrainState:
+        model = torch.nn.Linear(2, 2)
+        return TrainState(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+
+    streams = [torch.Generator().manual_seed(seed) for seed in (11, 22)]
+    saved = new_state()
+    saved.aug_generator = streams[0]
+    saved.rank_aug_states = [g.get_state() for g in streams]
+    save_state(tmp_path / STATE_NAME, saved, {"a": 1})
+    for rank, stream in enumerate(streams):
+        restored = new_state()
+        restore_state(tmp_path / STATE_NAME, restored, {"a": 1}, rank=rank)
+        assert torch.equal(torch.rand(4, generator=restored.aug_generator), torch.rand(4, generator=stream))

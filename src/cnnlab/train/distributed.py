@@ -24,6 +24,7 @@ __all__ = [
     "agree_on_step",
     "average_buffers",
     "cleanup",
+    "gather_states",
     "init_distributed",
     "state_hash",
     "sum_over_ranks",
@@ -106,6 +107,18 @@ def sum_over_ranks(values: list[float], info: DistInfo) -> list[float]:
     total = torch.tensor(values, dtype=torch.float64)
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return [float(v) for v in total]
+
+
+def gather_states(local: torch.Tensor, info: DistInfo) -> list[torch.Tensor] | None:
+    """Every rank's copy of ``local`` (a generator state, the same size on all ranks), in rank order.
+
+    ``None`` in a single process, where there is nothing to gather.
+    """
+    if not info.enabled:
+        return None
+    gathered = [torch.empty_like(local) for _ in range(info.world_size)]
+    dist.all_gather(gathered, local)
+    return gathered
 
 
 def state_hash(model: nn.Module) -> str:

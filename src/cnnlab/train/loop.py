@@ -38,6 +38,7 @@ from cnnlab.train.distributed import (
     agree_on_step,
     average_buffers,
     cleanup,
+    gather_states,
     init_distributed,
     sum_over_ranks,
     wrap_model,
@@ -244,7 +245,7 @@ def fit(
     config = cfg.to_dict()
     run = RunFiles(out_dir or default_run_dir(cfg.model), enabled=env.dist.is_main)
     if resume:
-        restore_state(run.state_path, state, config)
+        restore_state(run.state_path, state, config, rank=env.dist.rank)
         run.restore_files(state, meta, config)
         resumed = f"resuming {run.dir} after epoch {state.epoch}"
         resumed += f", batch {state.batch} of epoch {state.epoch + 1}" if state.batch else ""
@@ -311,6 +312,7 @@ def fit(
                     for hook in hooks.on_step:
                         hook(state, {"loss": float(loss), "lr": lr, "epoch": epoch})
                     if interrupt["stop"]:
+                        state.rank_aug_states = gather_states(state.aug_generator.get_state(), env.dist)
                         run.save_interrupted(state, config)
                         progress.close()
                         if env.dist.is_main:  # said whatever the progress mode: the user must see it

@@ -36,6 +36,9 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     partial: dict[str, float] = field(default_factory=dict)  # running sums of the interrupted epoch
     aug_generator: torch.Generator = field(default_factory=torch.Generator)
+    # Every rank's augmentation generator state, gathered before a mid-epoch save in a multi-process run
+    # (each rank draws its own augmentation stream); None in a single process.
+    rank_aug_states: list[torch.Tensor] | None = None
 
     @property
     def eval_model(self) -> nn.Module:
@@ -65,6 +68,8 @@ def save_state(path: str | Path, state: TrainState, config: dict[str, Any]) -> P
     tensors.update(optim_tensors)
     tensors["rng/torch"] = torch.get_rng_state()
     tensors["rng/aug"] = state.aug_generator.get_state()
+    for rank, aug_state in enumerate(state.rank_aug_states or []):
+        tensors[f"rng/aug_rank/{rank}"] = aug_state
     if torch.cuda.is_available():
         tensors["rng/cuda"] = torch.cuda.get_rng_state()
     info = {
@@ -85,8 +90,11 @@ def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def restore_state(path: str | Path, state: TrainState, config: dict[str, Any]) -> None:
-    """Load ``path`` into ``state`` in place; the run's config must match the saved one (except epochs)."""
+def restore_state(path: str | Path, state: TrainState, config: dict[str, Any], rank: int = 0) -> None:
+    """Load ``path`` into ``state`` in place; the run's config must match the saved one (except epochs).
+
+    ``rank`` picks this process's augmentation stream when the state was saved by a multi-process run.
+    """
     tensors, info = load_train_state(path)
     saved = dict(info.get("config") or {})
     ignore = {"epochs", "progress", "threads", "device"}  # may change between sessions
@@ -109,7 +117,7 @@ def restore_state(path: str | Path, state: TrainState, config: dict[str, Any]) -
         optim_state.setdefault(int(index), {}).update(scalars)
     state.optimizer.load_state_dict({"state": optim_state, "param_groups": groups})
     torch.set_rng_state(tensors["rng/torch"])
-    state.aug_generator.set_state(tensors["rng/aug"])
+    state.aug_generator.set_state(tensors.get(f"rng/aug_rank/{rank}", tensors["rng/aug"]))
     if "rng/cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng/cuda"])
     if state.scaler is not None and info.get("scaler"):

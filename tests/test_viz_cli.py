@@ -167,6 +167,11 @@ def test_edges_of_a_vertical_step(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert col in (step - 1, step), name  # the two columns either side of the step
     assert re.search(r"horizontal: max \|response\|\s+0\.0", text)
     assert Image.open(out).mode == "RGB" and Image.open(out).size[0] == 660
+    code, text, _ = _cli(["viz", "edges", src, "--kernels", "laplacian", "prewitt_x", "--out", out], capsys)
+    assert code == 0 and int(re.search(r"prewitt_x: .* strongest column (\d+)", text).group(1)) in (12, 13)  # type: ignore[union-attr]
+    assert Image.open(out).size == (660, 430)  # input row + one row for the two kernels
+    code, _, err = _cli(["viz", "edges", src, "--kernels", "sobel", "--out", out], capsys)
+    assert code == 2 and "--kernels: unknown edge kernel(s) ['sobel']; choose from vertical" in _flat(err)
 
 
 def test_edges_of_a_dataset_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

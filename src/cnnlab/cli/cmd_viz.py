@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("edges", help="vertical/horizontal, Sobel and Scharr edge kernels applied to an image")
     p.add_argument("image", metavar="IMG", help=_IMAGE_HELP)
+    p.add_argument(
+        "--kernels", nargs="+", metavar="NAME", help="vertical horizontal sobel_x ... laplacian (default: 6)"
+    )
     p.add_argument("--out", help="PNG file (default: ./edges.png)")
 
     p = sub.add_parser("rf", help="theoretical and effective receptive field of one unit, side by side")
@@ -142,9 +145,9 @@ def _edges(args: argparse.Namespace) -> int:
 
     pic = load_picture(args.image)
     out = Path(args.out) if args.out else Path("edges.png")
-    picture = edge_figure(pic.image, out)
-    for name, r in edge_responses(pic.image).items():
-        across = name in ("vertical", "sobel_x", "scharr_x")  # these answer to changes along a row
+    picture = edge_figure(pic.image, out, args.kernels)
+    for name, r in edge_responses(pic.image, args.kernels).items():
+        across = name in ("vertical", "sobel_x", "scharr_x", "prewitt_x")  # these answer to changes along a row
         where = int(r.abs().sum(0 if across else 1).argmax()) + 1  # output index i is centred on input i + 1
         print(
             f"{name:>10}: max |response| {float(r.abs().max()):8.1f}, strongest {'column' if across else 'row'} {where}"

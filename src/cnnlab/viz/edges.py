@@ -12,7 +12,9 @@ applied as cross-correlation without padding, so a 6x6 image gives a 4x4 answer.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,7 @@ def to_gray(image: torch.Tensor) -> torch.Tensor:
     return x.mean(0)
 
 
-def edge_responses(image: torch.Tensor, kernels: list[str] | None = None) -> dict[str, torch.Tensor]:
+def edge_responses(image: torch.Tensor, kernels: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
     """Cross-correlate the gray image with each kernel (no padding): name -> ``(H-2, W-2)`` signed map."""
     gray = to_gray(image)
     if gray.shape[0] < 3 or gray.shape[1] < 3:
@@ -47,25 +49,28 @@ def edge_responses(image: torch.Tensor, kernels: list[str] | None = None) -> dic
     names = list(kernels or DEFAULT_KERNELS)
     unknown = [n for n in names if n not in EDGE_KERNELS]
     if unknown:
-        raise ValueError(f"unknown edge kernel(s) {unknown}; choose from {', '.join(EDGE_KERNELS)}.")
+        raise ValueError(f"--kernels: unknown edge kernel(s) {unknown}; choose from {', '.join(EDGE_KERNELS)}.")
     weight = torch.tensor([EDGE_KERNELS[n] for n in names]).unsqueeze(1)  # (K, 1, 3, 3)
     out = F.conv2d(gray[None, None], weight)[0]  # (1, 1, H, W) -> (K, H-2, W-2)
     return {n: out[i] for i, n in enumerate(names)}
 
 
-def edge_figure(image: torch.Tensor, path: str | os.PathLike[str] | None = None) -> np.ndarray:
-    """Original, then for each kernel the signed response (red +, blue -) and its absolute value.
+def edge_figure(
+    image: torch.Tensor, path: str | os.PathLike[str] | None = None, kernels: Sequence[str] | None = None
+) -> np.ndarray:
+    """Input and the first three kernels on top, then per kernel the signed response (red +, blue -) and |.|.
 
-    Returns the rendered ``uint8 (H, W, 3)`` picture and writes it to ``path`` as PNG when given.
+    ``kernels`` are names of :data:`EDGE_KERNELS` (default :data:`DEFAULT_KERNELS`). Returns the
+    rendered ``uint8 (H, W, 3)`` picture and writes it to ``path`` as PNG when given.
     """
-    responses = edge_responses(image)
+    names = list(kernels or DEFAULT_KERNELS)
+    responses = edge_responses(image, names)
     n = len(responses)
-    fig = new_figure(2.2 * 3, 2.0 * (n + 1) / 1.0 * 0.55 + 1.0)
-    axes = fig.subplots(n // 2 + 1, 4)  # type: ignore[attr-defined]
-    gray = to_gray(image).numpy()
+    fig = new_figure(2.2 * 3, 2.0 * (n + 1) * 0.55 + 1.0)
+    axes = np.asarray(fig.subplots(1 + math.ceil(n / 2), 4)).reshape(-1, 4)  # type: ignore[attr-defined]
     for ax in axes.flat:
         ax.axis("off")
-    axes[0, 0].imshow(gray, cmap="gray")
+    axes[0, 0].imshow(to_gray(image).numpy(), cmap="gray")
     axes[0, 0].set_title("input", fontsize=8)
     for i, (name, r) in enumerate(responses.items()):
         row, col = 1 + i // 2, (i % 2) * 2
@@ -74,11 +79,12 @@ def edge_figure(image: torch.Tensor, path: str | os.PathLike[str] | None = None)
         axes[row, col].set_title(name, fontsize=8)
         axes[row, col + 1].imshow(r.abs().numpy(), cmap="gray")
         axes[row, col + 1].set_title(f"|{name}|", fontsize=8)
-    for j, (name, k) in enumerate((n, EDGE_KERNELS[n]) for n in DEFAULT_KERNELS[:3]):
-        axes[0, j + 1].imshow(np.array(k), cmap="RdBu_r")
+    for j, name in enumerate(names[:3]):
+        k = np.array(EDGE_KERNELS[name])
+        big = float(np.abs(k).max()) or 1.0
+        axes[0, j + 1].imshow(k, cmap="RdBu_r", vmin=-big, vmax=big)  # white = 0, as in the responses
         axes[0, j + 1].set_title(f"kernel {name}", fontsize=8)
-        big = float(np.abs(np.array(k)).max())
-        for (yy, xx), v in np.ndenumerate(np.array(k)):
+        for (yy, xx), v in np.ndenumerate(k):
             colour = "white" if abs(v) > 0.6 * big else "black"  # readable on the dark ends of RdBu
             axes[0, j + 1].text(xx, yy, f"{v:g}", ha="center", va="center", fontsize=7, color=colour)
     compact(fig, left=0.02, right=0.98, bottom=0.02, top=0.95, hspace=0.35)

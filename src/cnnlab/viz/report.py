@@ -263,7 +263,8 @@ def _gradcam(ctx: RunContext) -> str:
     b = need_data(ctx)
     if task_of(ctx) != "classification" or b.outputs.ndim != 2:
         raise Skip(f"Grad-CAM explains a class score; this {task_of(ctx)} model's output is per pixel.")
-    k = min(6, len(b.data))
+    macs = ctx.analysis.totals.macs if ctx.analysis is not None else 0
+    k = min(6 if macs < 5e8 else 3 if macs < 5e9 else 2, len(b.data))  # VGG-sized models: fewer images
     layer = last_spatial_layer(b.model, b.inputs[:1])
     results = [grad_cam(b.model, b.inputs[i], layer=layer) for i in range(k)]
     picture = gradcam_grid(list(b.data.images[:k]), results, b.data.classes)

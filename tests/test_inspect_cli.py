@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn as nn
 
 import cnnlab.models
 from cnnlab.analysis import analyze
@@ -198,34 +197,33 @@ def _example_specs() -> list[Path]:
     return sorted(p for p in folder.glob("*") if p.suffix in (".toml", ".yaml", ".yml", ".json"))
 
 
-def test_spec_file_target(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    if not hasattr(cnnlab.models, "from_spec"):
-        # until the spec builder lands, a spec TARGET is refused with a readable error
-        spec = tmp_path / "net.json"
-        spec.write_text('{"layers": []}')
-        code, _, err = _run(capsys, "inspect", str(spec), "--input", "1,8,8")
-        assert code == 2 and "no cnnlab.models.from_spec" in err
-        pytest.skip("cnnlab.models.from_spec has not landed yet")
+def test_spec_file_target(capsys: pytest.CaptureFixture[str]) -> None:
     specs = _example_specs()
-    if not specs:
-        pytest.skip("no example specs in examples/specs/")
+    assert {p.suffix for p in specs} >= {".toml", ".yaml"}, "examples/specs/ holds the documented spec examples"
     for spec in specs:
         model = cnnlab.models.from_spec(spec)
-        first = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
-        channels = first.in_channels if isinstance(first, nn.Conv2d) else 1
         code, out, err = _run(capsys, "inspect", str(spec), "--format", "json")
-        if code == 2 and "--input is required" in err:
-            code, out, err = _run(capsys, "inspect", str(spec), "--format", "json", "--input", f"{channels},32,32")
-        assert code == 0, err
+        assert code == 0, err  # each example declares its input size
         doc = json.loads(out)
         _check_contract(doc, ndim=2)
+        assert doc["model"] == spec.stem
         shape = tuple(doc["input_shape"])
         assert doc["totals"]["params"] == sum(p.numel() for p in model.parameters()), spec.name
-        report = analyze(model, shape, lint=False)
-        assert doc["totals"]["macs"] == report.totals.macs
+        assert doc["totals"]["macs"] == analyze(model, shape, lint=False).totals.macs
         with torch.no_grad():
             real = model.eval()(torch.randn(1, *shape))
         assert doc["layers"][-1]["output_shape"] == list(real.shape), spec.name
+    lenet = json.loads(_run(capsys, "inspect", str(ROOT / "examples/specs/lenet.toml"), "--format", "json")[1])
+    assert lenet["input_shape"] == [1, 32, 32] and lenet["totals"]["params"] == 61_706
+
+
+def test_bad_spec_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = tmp_path / "net.json"
+    spec.write_text(json.dumps({"input": [1, 8, 8], "layers": [{"conv": 4, "kernel": 9}]}))
+    code, _, err = _run(capsys, "inspect", str(spec))
+    assert code == 2 and err.startswith("error: spec layers[0]") and "Traceback" not in err
+    code, _, err = _run(capsys, "inspect", str(tmp_path / "missing.toml"))
+    assert code == 2 and "the spec file does not exist" in " ".join(err.split())
 
 
 def test_unknown_name_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

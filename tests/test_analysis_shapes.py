@@ -104,16 +104,25 @@ class RandomNet(nn.Module):
                 self.blocks.append(nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.functional_shapes: list[tuple[int, ...]] = []  # outputs of add / cat / interpolate, in order
         for kind, block in zip(self.kinds, self.blocks):
             if kind == "res":
-                x = F.relu(block[0](x) + block[1](x))
+                y = block[0](x) + block[1](x)
+                self._note(y)
+                x = F.relu(y)
             elif kind == "cat":
                 x = torch.cat([block[0](x), block[1](x)], dim=1)
+                self._note(x)
             elif kind == "up":
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
+                self._note(x)
             else:
                 x = block(x)
         return torch.flatten(x, 1)
+
+    def _note(self, y: torch.Tensor) -> None:
+        if not isinstance(y, torch.fx.Proxy):  # a real run, not torch.fx tracing
+            self.functional_shapes.append(tuple(y.shape))
 
 
 @st.composite
@@ -165,5 +174,8 @@ def test_random_networks_match_forward(case: tuple[RandomNet, tuple[int, int, in
         with pytest.raises(Exception, match="fails on input shape"):
             analyze(net, shape)
         return
+    real_functional = net.functional_shapes
     report = _check(net, shape)
     assert report.layers[-1].output_shape == tuple(real_out.shape)
+    # functional ops are graph nodes too: their shapes must match the real run's, in order
+    assert [r.output_shape for r in report.layers if r.type in ("add", "cat", "interpolate")] == real_functional

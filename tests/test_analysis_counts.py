@@ -145,3 +145,36 @@ def test_hooks_fallback() -> None:
         AnalysisError, match=r"layer 'conv' \(Conv2d\) fails on input shape\(s\) \(1, 3, 2, 2\)"
     ):
         analyze(Untraceable(), (3, 2, 2))
+
+
+class Skip(nn.Module):
+    """y = conv1(x); out = y + conv2(y): y must stay alive until the add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.c1(x)
+        return y + self.c2(y)
+
+
+def test_memory_peak_with_a_skip_connection() -> None:
+    report = analyze(Skip(), (1, 8, 8))
+    x, fmap = 64 * 4, 4 * 64 * 4  # bytes of the input and of each 4x8x8 float32 map
+    assert [r.activation_bytes for r in report.layers] == [x, fmap, fmap, fmap]
+    # at the add, y (kept by the skip), conv2's output and the sum are live; x was freed after c1
+    assert report.totals.peak_inference_bytes == 3 * fmap
+    assert [r.saved_bytes for r in report.layers] == [0, x, fmap, 0]  # each conv keeps its input; add nothing
+    # autograd agrees: the bytes it packs for backward in a real training-mode forward
+    packed: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if not isinstance(t, nn.Parameter):
+            packed.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        Skip()(torch.randn(1, 1, 8, 8))
+    assert sum(packed) == report.totals.saved_bytes

@@ -275,10 +275,12 @@ def test_bad_images_give_one_clear_paragraph(run_dir: Path, tmp_path: Path, caps
     Image.fromarray(big).save(tmp_path / "full.png")
     cut.write_bytes((tmp_path / "full.png").read_bytes()[:2000])
     huge = _forged_png(tmp_path / "huge.png", 8000, 8000)
+    bomb = _forged_png(tmp_path / "bomb.png", 20000, 20000)  # past Pillow's own decompression-bomb guard
     cases = [
         (["--image", text_file], r"is not an image Pillow can read \(received 10 bytes"),
         (["--image", cut], r"is truncated or damaged"),
         (["--image", huge], r"has 8000x8000 = 64,000,000 pixels, more than the limit of 40,000,000; resize it"),
+        (["--image", bomb], r"has more pixels than the limit of 40,000,000 \(Pillow: Image size \(400000000 pixels\)"),
         (["--image", good, "--no-convert"], r"has 3 channels \(mode RGB\) but the model expects 1"),
         (["--image", tmp_path / "nope.png"], r"does not exist"),
     ]

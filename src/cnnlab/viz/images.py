@@ -43,7 +43,10 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
                 f"image {str(path)!r} is not an image Pillow can read (received {path.stat().st_size} bytes "
                 "that are not PNG/JPEG/BMP/GIF/TIFF/WebP); pass an image file."
             ) from None
-        raise ImageError(f"image {str(path)!r} is too large for cnnlab ({err}); resize it first.") from None
+        raise ImageError(
+            f"image {str(path)!r} has more pixels than the limit of {max_pixels:,} (Pillow: {err}); resize it "
+            "first (e.g. to 1024 pixels on the long side)."
+        ) from None
     width, height = img.size
     if width * height > max_pixels:
         raise ImageError(

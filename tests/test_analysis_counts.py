@@ -178,3 +178,17 @@ def test_memory_peak_with_a_skip_connection() -> None:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         Skip()(torch.randn(1, 1, 8, 8))
     assert sum(packed) == report.totals.saved_bytes
+
+
+def test_merge_of_different_jumps_warns() -> None:
+    class Jumps(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.down = nn.Conv2d(1, 1, 3, stride=2, padding=1)  # 16 -> 8, jump 2
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.down(x) + x[:, :, :8, :8]  # a crop: 8x8 too, but jump 1
+
+    warnings = [w for w in analyze(Jumps(), (1, 16, 16)).warnings if w.rule == "rf-misaligned"]
+    assert [w.layer for w in warnings] == ["add"]
+    assert "jump [1, 1]" in warnings[0].message and "jump [2, 2]" in warnings[0].message

@@ -80,6 +80,11 @@ def _shift(state: RFState, offsets: Sequence[float], steps: Sequence[int]) -> RF
     return RFState(move(state.hi), move(state.lo), state.spatial)
 
 
+def _axes(values: Sequence[float]) -> str:
+    """[2, 2] rather than [2.0, 2.0] (general format, 6 significant digits)."""
+    return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+
 def _merge(
     states: list[RFState], shapes: list[tuple[int, ...]], node: Node, nd: int
 ) -> tuple[RFState, LintWarning | None]:
@@ -104,7 +109,7 @@ def _merge(
     warning = None
     grids = {(tuple(round(v, 4) for v in s.hi.jump), tuple(round(v, 4) for v in s.hi.start)) for s, _ in full}
     if node.geometry.kind == K.MERGE and len(grids) > 1:
-        text = "; ".join(f"jump {list(j)} start {list(st)}" for j, st in sorted(grids))
+        text = "; ".join(f"jump {_axes(j)} start {_axes(st)}" for j, st in sorted(grids))
         warning = LintWarning(
             "rf-misaligned",
             "warning",

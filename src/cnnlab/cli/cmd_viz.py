@@ -107,7 +107,7 @@ def _picture(args: argparse.Namespace, src: Any) -> Any:
 
 
 def _filters(args: argparse.Namespace) -> int:
-    from cnnlab.viz.filters import find_conv, kernel_grid
+    from cnnlab.viz.filters import MAX_TILES, find_conv, kernel_grid
     from cnnlab.viz.grid import save_png
     from cnnlab.viz.sources import load_model_source
 
@@ -117,6 +117,10 @@ def _filters(args: argparse.Namespace) -> int:
     out = save_png(grid.image, _default_out(args, src.run_dir, f"filters-{_safe(name)}.png"))
     shape = "x".join(str(v) for v in conv.weight.shape)
     print(f"layer {name}: weight {shape}, {grid.tiles} tiles in {grid.rows}x{grid.cols}, each normalised on its own")
+    o, i = conv.weight.shape[:2]
+    per_filter = args.mode == "rgb" or (args.mode == "auto" and i in (1, 3))  # else one tile per channel
+    if grid.tiles < (o if per_filter else o * i):
+        print(f"note: only the first {grid.tiles // i} of {o} filters are drawn (the grid stops at {MAX_TILES} tiles)")
     print(f"wrote {out} ({grid.image.shape[1]}x{grid.image.shape[0]} px)")
     return 0
 

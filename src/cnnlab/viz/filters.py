@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from cnnlab.viz.grid import Grid, tile_grid
 
-__all__ = ["conv_layers", "find_conv", "kernel_grid", "normalise_per_kernel"]
+__all__ = ["MAX_TILES", "conv_layers", "find_conv", "kernel_grid", "normalise_per_kernel"]
 
 MAX_TILES = 1024  # deeper layers have out*in kernels; beyond this the grid is cut (and says so)
 

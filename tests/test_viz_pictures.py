@@ -73,7 +73,9 @@ def square_net() -> nn.Sequential:
 # ---------------------------------------------------------------------------------------------- kernels
 
 
-@pytest.mark.parametrize(("shape", "tile_count"), [((8, 3, 5, 5), 8), ((6, 1, 3, 3), 6), ((4, 5, 3, 3), 20), ((64, 64, 3, 3), 1024)]  # the last is cut)
+@pytest.mark.parametrize(
+    ("shape", "tile_count"), [((8, 3, 5, 5), 8), ((6, 1, 3, 3), 6), ((4, 5, 3, 3), 20), ((64, 64, 3, 3), 1024)]
+)
 def test_kernel_grid_has_one_tile_per_kernel(shape: tuple[int, ...], tile_count: int) -> None:
     g = kernel_grid(torch.randn(shape), tile=15, gap=2)
     assert g.tiles == tile_count

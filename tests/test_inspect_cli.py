@@ -95,7 +95,7 @@ def test_same_totals_in_every_format_and_depth(capsys: pytest.CaptureFixture[str
     extra = ["--depth", depth] if depth is not None else []
     outputs = {}
     for fmt in ("text", "md", "csv", "json"):
-        code, out, _ = _run(capsys, "inspect", "resnet20", "--format", fmt, *extra)
+        code, out, _ = _run(capsys, "inspect", "resnet20", "--format", fmt, *(extra if fmt != "json" else []))
         assert code == 0
         outputs[fmt] = out
     t = json.loads(outputs["json"])["totals"]
@@ -257,3 +257,8 @@ def test_lint_exit_codes(capsys: pytest.CaptureFixture[str], factory_file: Path)
     assert code == 0 and "[error]" not in out
     code, _, err = _run(capsys, "lint", "nosuchmodel")
     assert code == 2 and "not registered" in err
+
+
+def test_depth_with_json_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "inspect", "lenet5", "--format", "json", "--depth", "1")
+    assert code == 2 and out == "" and "--depth folds the table" in err

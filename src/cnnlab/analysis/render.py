@@ -241,5 +241,10 @@ def render(report: ModelReport, fmt: str = "text", depth: int | None = None) -> 
     if fmt == "csv":
         return render_csv(report, depth)
     if fmt == "json":
+        if depth is not None:
+            raise ValueError(
+                f"--depth folds the table of --format text, md or csv; JSON always lists every node (received "
+                f"--depth {depth} with --format json). Drop --depth, or group the JSON layers by their 'name' prefix."
+            )
         return render_json(report)
     raise ValueError(f"--format must be one of {', '.join(FORMATS)}; received {fmt!r}.")

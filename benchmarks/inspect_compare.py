@@ -42,7 +42,7 @@ WHY = {
     "torchinfo": (
         "torchinfo derives MACs from parameter counts: a layer whose class name contains 'Conv' gets "
         "(weight + bias elements) x output positions, so each conv bias adds one per output value and a "
-        "transposed conv is counted per *output* position (stride^2 too many); any other layer gets its "
+        "transposed conv is counted per *output* position (about stride^2 times too many); any other layer gets its "
         "parameter count once per sample, so a Linear adds its bias once, BatchNorm adds 2C, and "
         "parameter-free work (pooling, residual adds, functional ops) counts zero. A weight behind a "
         "parametrization (P4 layers) is not named 'weight' and falls to its RNN rule (x B x C_out)."

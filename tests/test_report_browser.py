@@ -34,6 +34,13 @@ WIDTH, HEIGHT = 1200, 900
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cnnlab.data import load_dataset
+    from cnnlab.errors import DataError
+
+    try:
+        load_dataset("fashion-mnist", "test")
+    except DataError as err:
+        pytest.skip(f"the report test trains on Fashion-MNIST, which is not available here: {err}")
     out = tmp_path_factory.mktemp("report-run")
     args = ["train", "--recipe", "quick", "--out", str(out), "--limit-train", "300", "--set", "limit_test=200"]
     if main([*args, "--set", "progress=none"]) != 0:

@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", help="run directory or .safetensors to start from (transfer learning)")
     parser.add_argument("--freeze", choices=["features", "none"], help="train only the head (features) or all")
     parser.add_argument("--limit-train", type=int, help="use only the first N training images (quick runs)")
+    parser.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
     parser.add_argument(
         "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
         help="override any TrainConfig field, e.g. --set lr=0.05 --set ema_decay=0.999",
@@ -61,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = resolve_recipe(args.recipe or "default", _explicit(args), args.assignments)
     result = fit(cfg, out, resume=args.resume)
+    if not args.no_report:  # rank 0 only; a failed report is one warning line, the run is already saved
+        from cnnlab.viz.report import report_after_training
+
+        if (line := report_after_training(result.run_dir)) is not None:
+            print(line, flush=True)
     world = result.metrics["world_size"]
     if world > 1:  # lets a user (and the test suite) check that every replica ended identical
         import os

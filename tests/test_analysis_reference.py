@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
+
 import pytest
 import torch
 import torch.nn as nn
 
 from cnnlab.analysis import analyze
+from cnnlab.errors import AnalysisError
 from cnnlab.models import create_model
 
 
@@ -136,3 +140,31 @@ def test_lenet5_classic_rf_reaches_the_whole_input() -> None:
     report = analyze(create_model("lenet5_classic"), (1, 32, 32))
     rf = report.final_spatial_rf
     assert rf is not None and rf.size == (32, 32) and rf.jump == (4.0, 4.0)
+
+
+class Lazy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.head = nn.LazyLinear(10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).flatten(1))
+
+
+def test_lazy_modules_are_sized_on_the_meta_copy() -> None:
+    model = Lazy()
+    report = analyze(model, (3, 8, 8))
+    assert report.layer("head").params == 8 * 36 * 10 + 10 and report.layer("head").macs == 2880
+    assert isinstance(model.head.weight, nn.parameter.UninitializedParameter)  # the user's model is untouched
+    with pytest.raises(AnalysisError, match=r"layer 'conv' \(Conv2d\) fails on input shape\(s\) \(1, 3, 2, 2\)"):
+        analyze(Lazy(), (3, 2, 2))
+
+
+DOC_MODULES = ["", ".analyze", ".report", ".render", ".receptive", ".memory", ".counts", ".target"]
+
+
+@pytest.mark.parametrize("name", [f"cnnlab.analysis{m}" for m in DOC_MODULES])
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

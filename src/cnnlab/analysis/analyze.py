@@ -47,9 +47,12 @@ def analyze(
 
     >>> import torch.nn as nn
     >>> report = analyze(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.LazyLinear(10)), (3, 8, 8))
+    >>> report.layer("2").input_shapes, report.layer("2").params  # a lazy layer, sized on the meta copy
+    ([(1, 288)], 2890)
+    >>> analyze(nn.Sequential(nn.Conv2d(3, 8, 3)), (3, 2, 2))
     Traceback (most recent call last):
     ...
-    cnnlab.errors.AnalysisError: ...
+    cnnlab.errors.AnalysisError: layer '0' (Conv2d) fails on input shape(s) (1, 3, 2, 2): ...
     """
     shape = check_input_shape(input_shape)
     graph = capture(model, shape)

@@ -91,6 +91,12 @@ def meta_copy(model: nn.Module) -> nn.Module:
     for t in itertools.chain(model.parameters(), model.buffers()):
         if id(t) in memo:
             continue
+        if nn.parameter.is_lazy(t):
+            # a lazy module's parameter: it stays lazy and materialises on the meta device at the first call
+            param = isinstance(t, nn.Parameter)
+            lazy = nn.parameter.UninitializedParameter if param else nn.parameter.UninitializedBuffer
+            memo[id(t)] = lazy(requires_grad=t.requires_grad, device="meta")  # type: ignore[call-arg]  # __new__ takes it
+            continue
         twin = torch.empty_like(t, device="meta")
         memo[id(t)] = (
             nn.Parameter(twin, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else twin
@@ -389,6 +395,8 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Graph:
     from cnnlab.analysis.hooks import capture_hooks, data_dependent
 
     twin = meta_copy(model)
+    if any(isinstance(m, nn.modules.lazy.LazyModuleMixin) for m in twin.modules()):
+        _initialise_lazy(twin, input_shape)
     try:
         gm = trace(twin)
     except Exception as err:  # tracing failures come in many types (TraceError, TypeError, ...)
@@ -413,6 +421,19 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Graph:
     graph = capture_fx(twin, input_shape, gm)
     graph.model = twin
     return graph
+
+
+def _initialise_lazy(twin: nn.Module, input_shape: tuple[int, ...]) -> None:
+    """Run the meta copy once so lazy modules (``nn.LazyLinear``) infer their shapes, as PyTorch asks."""
+    from cnnlab.analysis.hooks import capture_hooks
+
+    try:
+        with torch.no_grad(), torch.device("meta"):
+            twin(meta_input(input_shape))
+    except Exception as err:
+        capture_hooks(twin, input_shape)  # raises an AnalysisError naming the layer and its input shapes
+        shape = shapes_text([(1, *input_shape)])
+        raise AnalysisError(f"the model fails on input shape {shape}: {torch_reason(err)}") from err
 
 
 def iter_calls(graph: Graph) -> Iterator[tuple[int, Node]]:

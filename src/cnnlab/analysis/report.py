@@ -132,7 +132,7 @@ class ModelReport:
     >>> import torch.nn as nn
     >>> from cnnlab.analysis import analyze
     >>> report = analyze(nn.Conv2d(1, 6, 5), (1, 32, 32))
-    >>> report.totals.params, report.layers[0].macs
+    >>> report.totals.params, report.layers[1].macs  # layers[0] is the input
     (156, 117600)
     """
 

@@ -102,7 +102,9 @@ def main() -> int:
         "## Model",
         "",
         f"- run `{run}`: {report.model}, trained with recipe `{trained.get('recipe', '?')}` for "
-        f"{trained.get('epochs', '?')} epochs, test accuracy recorded by train {trained.get('test_accuracy', '?')}",
+        f"{trained.get('epochs', '?')} epochs, test accuracy recorded by train {trained.get('test_accuracy', '?')} "
+        f"(train evaluates in its own precision: {trained.get('precision', '?')}; the bench rows below are measured "
+        "here through each backend)",
         f"- checkpoint sha256 `{report.sha256}` (verified against model.json before measuring)",
         f"- params {report.params:,}, MACs {report.macs:,} per image (cnnlab.analysis)",
         f"- accuracy on the full {report.dataset} test split ({report.test_images:,} images) through each backend",

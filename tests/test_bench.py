@@ -267,3 +267,25 @@ def test_bench_cli_errors(run_dir, capsys):
     assert main(["bench", "fastnett"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "TARGET 'fastnett' is neither an existing run directory" in err and "Did you mean: fastnet" in err
+
+
+def test_segmentation_run_scores_pixels_on_the_trained_data_options(tmp_path, capsys):
+    # a segmentation checkpoint trained on generated shapes with non-default options: bench must use the same ones
+    opts = {"n": 24, "size": 32}
+    model = create_model("segnet", widths=(4, 8, 16), num_classes=4).eval()
+    meta = {
+        "model": "segnet", "model_kwargs": {"widths": [4, 8, 16]}, "num_classes": 4, "in_chans": 1,
+        "input_size": [1, 32, 32], "normalization": {"mean": [0.26], "std": [0.25]}, "dataset": "shapes",
+        "task": "segmentation", "config": {"data_opts": opts},
+    }  # fmt: skip
+    save_model(model, meta, tmp_path / "seg")
+    assert main(["bench", str(tmp_path / "seg"), "--backend", "eager", "--format", "json", *QUICK]) == 0
+    report = json.loads(capsys.readouterr().out)
+    test = load_dataset("shapes", "test", **opts)
+    with torch.no_grad():
+        pred = model(preprocess(test.images, meta)).argmax(1)  # (N, H, W) class per pixel
+    expected = int((pred == test.masks).sum()) / test.masks.numel()
+    metrics = report["results"][0]["metrics"]
+    assert report["test_images"] == len(test) and report["task"] == "segmentation"
+    assert metrics["pixel_accuracy"] == pytest.approx(expected) and metrics["accuracy"] == metrics["pixel_accuracy"]
+    assert 0 <= metrics["mean_iou"] <= 1

@@ -216,7 +216,11 @@ def _load_data(target: BenchTarget, cfg: BenchConfig) -> _Data:
                      f"{cfg.calibration_images} random normal inputs (no dataset)", lambda n: random[:n])  # fmt: skip
     from cnnlab.data import load_dataset
 
-    test = load_dataset(target.dataset, "test", cfg.data_dir)
+    # The options the run was trained with (e.g. image size and count of generated shapes) pick the same data.
+    train_cfg = target.meta.get("config") or {}
+    opts = dict(train_cfg.get("data_opts") or {})
+    data_dir = cfg.data_dir or train_cfg.get("data_dir")
+    test = load_dataset(target.dataset, "test", data_dir, **opts)
     if tuple(test.input_size) != size:
         raise ValueError(
             f"the checkpoint's model expects images of size {size} but the {target.dataset!r} test split has "
@@ -225,7 +229,7 @@ def _load_data(target: BenchTarget, cfg: BenchConfig) -> _Data:
     targets = test.masks if target.meta.get("task") == "segmentation" else test.labels
 
     def calibration() -> torch.Tensor:
-        train = load_dataset(target.dataset or "", "train", cfg.data_dir)
+        train = load_dataset(target.dataset or "", "train", data_dir, **opts)
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: cfg.calibration_images]
         return preprocess(train.images[pick], target.meta)
 

@@ -84,10 +84,15 @@ class RandomNet(nn.Module):
                 )
                 c = out
             elif kind == "convT":
-                self.blocks.append(nn.ConvTranspose2d(c, a["m"], a["k"], a["s"], a["p"], a["op"]))
-                c = a["m"]
+                g = 1 if c % a["g"] else a["g"]
+                self.blocks.append(
+                    nn.ConvTranspose2d(c, g * a["m"], a["k"], a["s"], a["p"], a["op"], groups=g, dilation=a["d"])
+                )
+                c = g * a["m"]
             elif kind == "maxpool":
-                self.blocks.append(nn.MaxPool2d(a["k"], a["s"], a["p"], ceil_mode=bool(a["ceil"])))
+                self.blocks.append(
+                    nn.MaxPool2d(a["k"], a["s"], a["p"], dilation=a["d"], ceil_mode=bool(a["ceil"]))
+                )
             elif kind == "avgpool":
                 self.blocks.append(nn.AvgPool2d(a["k"], a["s"], a["p"], ceil_mode=bool(a["ceil"])))
             elif kind == "res":  # conv-BN-ReLU branch plus a 1x1 shortcut with the same stride
@@ -139,14 +144,16 @@ def random_nets(draw: st.DrawFn) -> tuple[RandomNet, tuple[int, int, int]]:
             a["p"] = draw(st.integers(0, a["d"] * (a["k"] - 1) // 2 + 1))
             new = _conv_out(n, a["k"], a["s"], a["p"], a["d"])
         elif kind == "convT":
-            a = {"k": draw(st.integers(1, 4)), "s": draw(st.integers(1, 2)), "m": draw(st.integers(1, 4))}
-            a["p"] = draw(st.integers(0, (a["k"] - 1) // 2))
-            a["op"] = draw(st.integers(0, a["s"] - 1))
-            new = (n - 1) * a["s"] - 2 * a["p"] + a["k"] + a["op"]
+            a = {"k": draw(st.integers(1, 4)), "s": draw(st.integers(1, 2)), "m": draw(st.integers(1, 4)),
+                 "d": draw(st.integers(1, 2)), "g": draw(st.sampled_from([1, 1, 2]))}  # fmt: skip
+            a["p"] = draw(st.integers(0, a["d"] * (a["k"] - 1) // 2))
+            a["op"] = draw(st.integers(0, max(a["s"], a["d"]) - 1))  # output_padding < max(stride, dilation)
+            new = (n - 1) * a["s"] - 2 * a["p"] + a["d"] * (a["k"] - 1) + a["op"] + 1
         elif kind in ("maxpool", "avgpool"):
             a = {"k": draw(st.integers(1, 3)), "s": draw(st.integers(1, 2)), "ceil": draw(st.integers(0, 1))}
+            a["d"] = draw(st.integers(1, 2)) if kind == "maxpool" else 1
             a["p"] = draw(st.integers(0, a["k"] // 2))
-            new = _conv_out(n, a["k"], a["s"], a["p"], 1)
+            new = _conv_out(n, a["k"], a["s"], a["p"], a["d"])
         elif kind == "res":
             a = {"s": draw(st.integers(1, 2)), "d": draw(st.integers(1, 2))}
             new = _conv_out(n, 1, a["s"], 0, 1)

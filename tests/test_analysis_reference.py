@@ -168,3 +168,38 @@ DOC_MODULES = ["", ".analyze", ".report", ".render", ".receptive", ".memory", ".
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+class Branchy(nn.Module):
+    """A strided stem, a residual block whose shortcut is a strided 1x1 conv, a concat, a dilated conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 2, 3, stride=2, padding=1)
+        self.body = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, stride=2, padding=1))
+        self.shortcut = nn.Conv2d(2, 2, 1, stride=2)
+        self.wide = nn.Conv2d(2, 1, 5, padding=2)
+        self.pool = nn.AvgPool2d(3, stride=1, padding=1)
+        self.head = nn.Conv2d(3, 1, 3, dilation=2, padding=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.body(x) + self.shortcut(x)
+        return self.head(torch.cat([y, self.pool(self.wide(y))], dim=1))
+
+
+def test_rf_of_a_branching_graph_equals_the_gradient_support() -> None:
+    # with positive weights nothing cancels: one output unit's gradient covers exactly its receptive field
+    net = Branchy()
+    for p in net.parameters():
+        nn.init.constant_(p, 0.1)
+    x = torch.zeros(1, 1, 96, 96, requires_grad=True)
+    out = net(x)
+    i = out.shape[-1] // 2
+    out[0, 0, i, i].backward()
+    rows, cols = torch.nonzero(x.grad[0, 0], as_tuple=True)  # type: ignore[index]
+    rf = analyze(net, (1, 96, 96)).layer("head").rf
+    assert rf is not None and rf.jump == (4.0, 4.0)
+    assert rf.size == (int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1)
+    centre = rf.start[0] + i * rf.jump[0]  # the unit's centre in input pixels
+    assert (rows.min() + rows.max()) / 2 == centre and (cols.min() + cols.max()) / 2 == rf.start[1] + i * rf.jump[1]

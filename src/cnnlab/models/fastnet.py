@@ -1,12 +1,14 @@
-"""FastNet: cnnlab's default classifier, a small CNN that trains to >91% on Fashion-MNIST on a CPU.
+"""FastNet: cnnlab's default classifier, a small CNN that trains to about 93% on Fashion-MNIST on a CPU.
 
 The cost sits where a CPU is efficient: full resolution only for the cheap one-channel stem, then
-each stage halves the resolution with max pooling while doubling the width (16 @ 28x28, 32 @ 14x14,
-64 @ 7x7, 128 @ 3x3 for a 28x28 input: 2.59 M multiply-adds). Each convolution is followed by
-max pooling and only then by batch norm and ReLU (airbench's order: the elementwise work runs on a
-quarter of the pixels); optional residual blocks at the low resolutions (zero-gamma ready) and
-global average + max pooling into a linear head. It works for any
-input of at least 8x8 pixels (28x28 and 32x32 are the design sizes).
+each stage halves the resolution with max pooling while doubling the width (convolutions 1->32 @
+28x28, 32->64 @ 14x14, 64->128 @ 7x7, 128->256 @ 3x3 for a 28x28 input: 10.1 M multiply-adds,
+391 k parameters). Each convolution is followed by max pooling and only then by batch norm and
+ReLU (airbench's order: the elementwise work runs on a quarter of the pixels); optional residual
+blocks (zero-gamma ready) sit at the low resolutions, where the CPU is cheapest per multiply-add;
+global average + max pooling feeds a linear head. Tuned on a validation
+split for the default recipe (``cnnlab train``); see ``benchmarks/results/train_speed.md``. It works
+for any input of at least 8x8 pixels (28x28 and 32x32 are the design sizes).
 
 >>> FastNet(num_classes=10)(torch.zeros(2, 1, 28, 28)).shape
 torch.Size([2, 10])
@@ -80,7 +82,7 @@ class FastNet(nn.Module):
     stage (the model then supports zero-gamma initialisation); ``pool_last=False`` keeps stages 2
     and 3 at 7x7 instead of pooling to 3x3.
 
-    >>> FastNet(widths=(8, 8, 16, 16)).num_features
+    >>> FastNet(widths=(8, 8, 16, 16), blocks=(0, 0, 0)).num_features
     16
     """
 
@@ -89,7 +91,7 @@ class FastNet(nn.Module):
         num_classes: int = 10,
         in_chans: int = 1,
         *,
-        widths: tuple[int, int, int, int] | list[int] = (16, 32, 64, 128),
+        widths: tuple[int, int, int, int] | list[int] = (32, 64, 128, 256),
         blocks: tuple[int, int, int] | list[int] = (0, 0, 0),
         residual: bool = False,
         pool_last: bool = True,
@@ -149,7 +151,7 @@ def _create_fastnet(num_classes: int, in_chans: int, **kwargs: object) -> FastNe
 
 @register_model(
     "fastnet", family="fastnet", input_size=(1, 28, 28), num_classes=10,
-    params=98_682, macs=2_584_064, rf=38,
+    params=390_890, macs=10_107_904, rf=38,
     test_kwargs={"widths": (8, 8, 16, 16)},
 )  # fmt: skip
 def fastnet(num_classes: int = 10, in_chans: int = 1, **kwargs: object) -> FastNet:

@@ -42,7 +42,7 @@ def test_default_resolves_to_gpu_recipe_when_cuda_is_present() -> None:
 
 
 def test_default_stays_on_cpu_without_cuda_or_when_asked() -> None:
-    assert resolve_recipe("default", cuda_available=False) == TrainConfig(recipe="default")
+    assert resolve_recipe("default", cuda_available=False) == TrainConfig(recipe="default", flip=True, tta_flip=True)
     on_gpu_machine = resolve_recipe("default", {"device": "cpu"}, cuda_available=True)
     assert on_gpu_machine.recipe == "default" and on_gpu_machine.device == "cpu"
     # On this machine the choice follows torch: the GPU recipe only where CUDA really is.
@@ -60,6 +60,15 @@ def test_speed_recipes_are_valid_and_hold_out_validation(name: str) -> None:
         with torch.no_grad():
             assert model(torch.zeros(2, *shape)).shape == (2, 10)
     assert set(GPU_DATASETS) == {"fashion-mnist", "cifar10"}
+
+
+@pytest.mark.parametrize(
+    ("data", "flips"), [("fashion-mnist", True), ("cifar10", True), ("mnist", False), ("rot-mnist", False)]
+)
+def test_flips_only_where_a_mirror_keeps_the_label(data: str, flips: bool) -> None:
+    cfg = resolve_recipe("default", {"data": data}, cuda_available=False)
+    assert (cfg.flip, cfg.tta_flip) == (flips, flips)
+    assert not resolve_recipe("default", assignments=["flip=false"], cuda_available=False).flip  # the user wins
 
 
 def test_unknown_recipe_lists_close_names() -> None:

@@ -269,7 +269,8 @@ def _report(rows: dict[str, list[dict[str, Any]]], peaks: dict[str, Any], args: 
     lines += [
         f"- load average at end (1/5/15 min): {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}",
         f"- command: `{' '.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}`",
-        f"- threads per run: {args.threads or 'torch default'}; seeds: cnnlab {args.seeds}, baseline "
+        f"- threads per run: {args.threads or 'torch default'}; seeds: cnnlab {args.recipes} x {args.seeds} unless "
+        f"NAME:N says otherwise, baseline "
         f"{args.baseline_seeds} (baseline: at most {args.baseline_epochs} epochs); "
         f"budget {args.budget_seconds:.0f} s/run",
         "- wall time = seconds from before the data is loaded to the end of the epoch, minus the benchmark's own "
@@ -350,11 +351,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-epochs", type=int, default=6, help="most epochs for the baseline")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     parser.add_argument("--budget-seconds", type=float, default=900.0, help="stop a run after the epoch past this")
-    parser.add_argument("--recipes", default="default", help="comma-separated cnnlab recipes (e.g. default,long)")
+    parser.add_argument(
+        "--recipes", default="default", help="comma-separated cnnlab recipes; NAME:N runs N seeds (e.g. default,long:1)"
+    )
     parser.add_argument("--out", type=Path, help="also write the report (Markdown) here")
+    parser.add_argument("--note", action="append", default=[], help="a line for the report's header (repeatable)")
     args = parser.parse_args(argv)
-    header = _machine()
-    jobs: list[tuple[str, str, int]] = [("cnnlab", r, s) for r in args.recipes.split(",") for s in range(args.seeds)]
+    header = _machine() + [f"- note: {note}" for note in args.note]
+    jobs: list[tuple[str, str, int]] = []
+    for item in args.recipes.split(","):
+        recipe, _, count = item.partition(":")
+        jobs += [("cnnlab", recipe, seed) for seed in range(int(count) if count else args.seeds)]
     jobs += [("baseline", BASELINE, s) for s in range(args.baseline_seeds)]
     rows: dict[str, list[dict[str, Any]]] = {}
     for job in jobs:

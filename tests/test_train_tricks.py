@@ -259,3 +259,21 @@ def test_segmentation_metrics_by_hand():
     assert out["pixel_accuracy"] == 0.75
     assert out["iou"] == {"bg": 0.5, "fg": 2 / 3}  # 1/2 and 2/3
     assert out["mean_iou"] == pytest.approx((0.5 + 2 / 3) / 2)
+
+
+def test_device_is_chosen_automatically():
+    from cnnlab.train.tricks import resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device='cuda' asks for CUDA, but this torch build sees no GPU"):
+            resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 with a gradient scaler needs a CUDA device")
+def test_fp16_with_grad_scaler_changes_training_on_cuda(data, tmp_path):
+    fp32 = _weights(_train(data, tmp_path, "fp32", device="cuda", channels_last=False))
+    result = _train(data, tmp_path, "fp16", device="cuda", channels_last=False, precision="fp16")
+    assert result.state.scaler is not None and result.metrics["precision"] == "fp16"
+    assert _differ(fp32, _weights(result))

@@ -127,7 +127,9 @@ def test_image_folder_with_a_text_png_and_an_empty_jpeg(capsys: pytest.CaptureFi
     assert "notes.png" in text and "not an image" in text and "empty.jpg" in text and "0 bytes" in text
     # the default skips them with a warning naming both files, and trains on the rest
     with pytest.warns(SkippedImagesWarning) as record:  # one warning per split that holds a bad file
-        code = main(["train", "--data", f"folder:{root}", "--epochs", "1", "--out", str(isolated / "run"),
+        code = main(["train", "--no-report", "--data", f"folder:{root}", "--epochs", "1",
+                     "--out", str(isolated / "run"),
+                     "--set", 'model_kwargs={"widths": [4, 8, 8, 8]}',
                      "--set", "progress=none", "--set", "val_fraction=0.25", "--set", "batch_size=4",
                      "--set", 'data_opts={"size": 8, "test_fraction": 0.34}'])  # fmt: skip
     warned = " ".join(str(w.message) for w in record)

@@ -47,7 +47,7 @@ def test_two_processes_end_with_identical_weights_and_only_rank0_writes(tmp_path
     out = tmp_path / "run"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "cnnlab", "train", "--data", "fashion-mnist", "--data-dir", str(data), "--epochs", "2",
+        "-m", "cnnlab", "train", "--no-report", "--data", "fashion-mnist", "--data-dir", str(data), "--epochs", "2",
         "--out", str(out), "--set", 'model_kwargs={"widths": [4, 8, 8, 16]}', "--set", "batch_size=32",
         "--set", "threads=1", "--set", "precision=fp32", "--set", "ema_decay=0.9", "--set", "progress=plain",
     ]  # fmt: skip

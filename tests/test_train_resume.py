@@ -55,7 +55,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _command(root: Path, out: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "cnnlab", "train", "--data", "fashion-mnist", "--data-dir", str(root / "data"),
+        sys.executable, "-m", "cnnlab", "train", "--no-report",
+        "--data", "fashion-mnist", "--data-dir", str(root / "data"),
         "--epochs", str(EPOCHS), "--out", str(out), "--seed", "3",
         "--set", 'model_kwargs={"widths": [4, 8, 8, 16]}', "--set", "batch_size=32", "--set", "threads=1",
         "--set", "deterministic=true", "--set", "precision=fp32", "--set", "progress=plain",

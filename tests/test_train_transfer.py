@@ -25,7 +25,8 @@ from cnnlab.train.config import TrainConfig
 from cnnlab.train.loop import fit
 
 SMALL = {"widths": [8, 8, 16, 16]}
-COMMON = ["--set", "progress=none", "--set", "threads=1", "--set", "precision=fp32", "--set", "batch_size=32"]
+COMMON = ["--no-report", "--set", "progress=none", "--set", "threads=1", "--set", "precision=fp32",
+          "--set", "batch_size=32"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

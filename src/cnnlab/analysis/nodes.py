@@ -104,6 +104,9 @@ def classify_module(m: nn.Module, nd: int, in_shape: tuple[int, ...], out_shape:
     if isinstance(m, _conv._ConvNd):
         k, s, d = _tup(m.kernel_size, nd), _tup(m.stride, nd), _tup(m.dilation, nd)
         pairs, same = _pairs(m.padding, k, d)
+        if callable(getattr(m, "padding_pairs", None)):  # cnnlab.layers convs: TF 'same' at stride > 1, (l, r) pairs
+            pairs = tuple((int(a), int(b)) for a, b in m.padding_pairs(_spatial(in_shape, nd)))
+            same = same or bool(getattr(m, "dynamic_same", False))
         return Geometry(
             CONV,
             k,

@@ -105,7 +105,8 @@ def classify_module(m: nn.Module, nd: int, in_shape: tuple[int, ...], out_shape:
         k, s, d = _tup(m.kernel_size, nd), _tup(m.stride, nd), _tup(m.dilation, nd)
         pairs, same = _pairs(m.padding, k, d)
         if callable(getattr(m, "padding_pairs", None)):  # cnnlab.layers convs: TF 'same' at stride > 1, (l, r) pairs
-            pairs = tuple((int(a), int(b)) for a, b in m.padding_pairs(_spatial(in_shape, nd)))
+            applied = m.padding_pairs(_spatial(in_shape, nd))  # type: ignore[operator]
+            pairs = tuple((int(a), int(b)) for a, b in applied)
             same = same or bool(getattr(m, "dynamic_same", False))
         return Geometry(
             CONV,

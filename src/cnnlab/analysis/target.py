@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,25 +25,6 @@ class Target:
     input_size: tuple[int, ...] | None
 
 
-def _read_spec(path: Path) -> dict[str, Any]:
-    text = path.read_text()
-    if path.suffix == ".json":
-        data = json.loads(text)
-    elif path.suffix == ".toml":
-        import tomllib
-
-        data = tomllib.loads(text)
-    else:
-        import yaml
-
-        data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise SpecError(
-            f"spec file {path} must hold a mapping (a network description); received {type(data).__name__}."
-        )
-    return data
-
-
 def _declared_size(obj: Any) -> tuple[int, ...] | None:
     for key in ("input_size", "input_shape", "input"):
         value = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
@@ -54,15 +34,10 @@ def _declared_size(obj: Any) -> tuple[int, ...] | None:
 
 
 def _from_spec(path: Path) -> Target:
-    try:
-        from_spec = importlib.import_module("cnnlab.models").from_spec
-    except AttributeError:
-        raise SpecError(
-            f"TARGET {path} is a spec file, but this cnnlab has no cnnlab.models.from_spec yet; "
-            "use a registered model name or path/to/file.py:factory instead."
-        ) from None
+    from cnnlab.models.spec import from_spec, load_spec
+
     model = from_spec(path)
-    size = _declared_size(model) or _declared_size(_read_spec(path))
+    size = _declared_size(model) or _declared_size(load_spec(path))
     return Target(model, path.stem, size)
 
 

@@ -31,7 +31,7 @@ FLIP_RECIPES = ("default", "long")  # the recipes that add flips + flip TTA on F
 
 RECIPES: dict[str, dict[str, Any]] = {
     # cnnlab's fast default (tuned on a validation split, see benchmarks/results/train_speed.md):
-    # fastnet, 8 epochs of one-cycle Nesterov SGD, label smoothing 0.1, translate 2 px (+ flips).
+    # fastnet, 10 epochs of one-cycle Nesterov SGD, label smoothing 0.1, translate 2 px (+ flips).
     "default": {},
     # fastnet with residual blocks at 7x7 and 3x3, for longer (aiming at 94% on Fashion-MNIST).
     "long": {"epochs": 18, "model_kwargs": {"widths": [32, 64, 128, 256], "blocks": [1, 1, 0]}},

@@ -99,6 +99,16 @@ def _hardware() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _argv_without_notes() -> list[str]:
+    out, skip = [], False
+    for item in sys.argv[1:]:
+        if skip or item == "--note":
+            skip = item == "--note"
+            continue
+        out.append(item)
+    return out
+
+
 def _report(rows: list[dict[str, Any]], baseline: dict[str, float], args: argparse.Namespace,
             hardware: dict[str, Any]) -> str:  # fmt: skip
     lines = [
@@ -147,18 +157,20 @@ def _report(rows: list[dict[str, Any]], baseline: dict[str, float], args: argpar
         "Times are wall-clock on a shared machine: `load_average_1min_at_start` above 2 on a 2-core CPU means",
         "other processes competed for the cores, and the times are upper bounds.",
         "",
-        "Reproduce: `" + " ".join(["python", "benchmarks/segmentation.py", *sys.argv[1:]]) + "`",
+        "Reproduce: `" + " ".join(["python", "benchmarks/segmentation.py", *_argv_without_notes()]) + "`",
         "",
     ]
+    if args.note:
+        lines += ["## Notes", "", *[f"{note}\n" for note in args.note]]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", default="unet,unet_transposed", help="comma-separated model names")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--size", type=int, default=48, help="image side in pixels")
-    parser.add_argument("--n", type=int, default=2000, help="training images (10%% of them for validation)")
+    parser.add_argument("--n", type=int, default=1500, help="training images (10%% of them for validation)")
     parser.add_argument("--widths", default="8,16,32", help="U-Net channels per level, comma-separated")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -166,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more recipe overrides")
     parser.add_argument("--out", default="benchmarks/results/segmentation.md")
+    parser.add_argument("--note", action="append", default=[], help="a paragraph to add under 'Notes'")
     args = parser.parse_args(argv)
 
     hardware = _hardware()

@@ -332,7 +332,8 @@ def _report(rows: dict[str, list[dict[str, Any]]], peaks: dict[str, Any], args: 
         )
     bf16_kind = "native (the CPU reports AVX-512 BF16/AMX)" if peaks["native_bf16"] else "emulated (no native bf16)"
     lines += [
-        f"- measured peaks ({peaks['threads']} threads): fp32 matmul 2048^2 {peaks['fp32'] / 1e9:.1f} GFLOP/s; "
+        f"- measured peaks ({peaks['threads']} thread{'s' if peaks['threads'] != 1 else ''}): "
+        f"fp32 matmul 2048^2 {peaks['fp32'] / 1e9:.1f} GFLOP/s; "
         f"bf16 matmul {peaks['bf16_size']}^2 {peaks['bf16'] / 1e9:.1f} GFLOP/s, {bf16_kind}",
         "",
         "No test-set leakage (asserted on every cnnlab run): val_fraction > 0 (validation carved from the training "

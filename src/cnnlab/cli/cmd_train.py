@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freeze", choices=["features", "none"], help="train only the head (features) or all")
     parser.add_argument("--limit-train", type=int, help="use only the first N training images (quick runs)")
     parser.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    parser.add_argument("--compile", action="store_true", help="run the training step through torch.compile")
     parser.add_argument(
         "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
         help="override any TrainConfig field, e.g. --set lr=0.05 --set ema_decay=0.999",
@@ -61,7 +62,12 @@ def run(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_dict(saved).with_overrides(_explicit(args)).with_overrides(args.assignments)
     else:
         cfg = resolve_recipe(args.recipe or "default", _explicit(args), args.assignments)
-    result = fit(cfg, out, resume=args.resume)
+    if cfg.recipe == "gpu" or args.compile:  # airbench-style: data resident on the GPU, optional torch.compile
+        from cnnlab.train.gpu import fit_resident
+
+        result = fit_resident(cfg, out, resume=args.resume, compile=args.compile)
+    else:
+        result = fit(cfg, out, resume=args.resume)
     if not args.no_report:  # rank 0 only; a failed report is one warning line, the run is already saved
         from cnnlab.viz.report import report_after_training
 

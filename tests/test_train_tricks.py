@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cnnlab.train.checkpoint import sha256_file
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.loop import Hooks, TrainingDiverged, fit
 from cnnlab.train.optim import param_groups, peak_lr
@@ -62,6 +63,7 @@ def test_fit_writes_the_run_directory(data, tmp_path):
     assert len(metrics["confusion_matrix"]) == 10 and sum(map(sum, metrics["confusion_matrix"])) == 64
     assert json.loads((result.run_dir / "config.json").read_text())["batch_size"] == 32
     assert json.loads((result.run_dir / "model.json").read_text())["config"]["epochs"] == 2
+    assert metrics["checkpoint_sha256"] == sha256_file(result.run_dir / "model.safetensors")
 
 
 def test_same_seed_same_weights_and_seed_matters(data, tmp_path, baseline):

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cnnlab.train.checkpoint import STATE_NAME, atomic_write_bytes, atomic_write_json, save_model
+from cnnlab.train.checkpoint import META_NAME, STATE_NAME, atomic_write_bytes, atomic_write_json, save_model
 from cnnlab.train.state import TrainState, save_state
 
 __all__ = ["RunFiles", "default_run_dir", "latest_run_dir"]
@@ -102,5 +102,9 @@ class RunFiles:
             atomic_write_bytes(self.dir / "metrics.jsonl", text.encode())
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
+        """``metrics.json``, with the sha256 of the weights it was measured on (from ``model.json``)."""
         if self.enabled:
+            meta = self.dir / META_NAME
+            if meta.is_file():
+                metrics["checkpoint_sha256"] = json.loads(meta.read_text()).get("sha256")
             atomic_write_json(self.dir / "metrics.json", metrics)

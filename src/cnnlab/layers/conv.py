@@ -145,12 +145,10 @@ def _plan(owner: str, nd: int, kernel_size: Any, stride: Any, padding: Any, dila
     )
 
 
-class Conv1d(nn.Conv1d):
-    """``nn.Conv1d`` with 'same' at any stride and (left, right) padding pairs (see :class:`Conv2d`).
+class _TFPadding:
+    """What Conv1d/2d/3d add to ``nn.ConvNd``: plan the padding, then pad in ``forward`` where torch cannot."""
 
-    >>> Conv1d(1, 2, 4, stride=3, padding="same")(torch.zeros(1, 1, 10)).shape
-    torch.Size([1, 2, 4])
-    """
+    _nd: int  # spatial dimensions of the torch class this is mixed into
 
     def __init__(
         self,
@@ -166,8 +164,8 @@ class Conv1d(nn.Conv1d):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        plan = _plan(type(self).__name__, 1, kernel_size, stride, padding, dilation, padding_mode)
-        super().__init__(
+        plan = _plan(type(self).__name__, self._nd, kernel_size, stride, padding, dilation, padding_mode)
+        super().__init__(  # type: ignore[call-arg]  # nn.ConvNd, next in the MRO
             in_channels,
             out_channels,
             kernel_size,
@@ -176,7 +174,7 @@ class Conv1d(nn.Conv1d):
             dilation=dilation,
             groups=groups,
             bias=bias,
-            padding_mode=padding_mode,  # type: ignore[arg-type]
+            padding_mode=padding_mode,
             device=device,
             dtype=dtype,
         )
@@ -185,16 +183,26 @@ class Conv1d(nn.Conv1d):
 
     def padding_pairs(self, input_size: tuple[int, ...]) -> tuple[Pair, ...]:
         """The (left, right) padding per spatial axis applied to an input of spatial size ``input_size``."""
-        return _padding_pairs(self, input_size)
+        return _padding_pairs(self, input_size)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _forward(self, x, super().forward)
+        return _forward(self, x, super().forward)  # type: ignore[arg-type, misc]
 
     def extra_repr(self) -> str:
-        return str(super().extra_repr()) + _padding_repr(self)  # type: ignore[no-untyped-call]
+        return str(super().extra_repr()) + _padding_repr(self)  # type: ignore[misc, arg-type]
 
 
-class Conv2d(nn.Conv2d):
+class Conv1d(_TFPadding, nn.Conv1d):
+    """``nn.Conv1d`` with 'same' at any stride and (left, right) padding pairs (see :class:`Conv2d`).
+
+    >>> Conv1d(1, 2, 4, stride=3, padding="same")(torch.zeros(1, 1, 10)).shape
+    torch.Size([1, 2, 4])
+    """
+
+    _nd = 1
+
+
+class Conv2d(_TFPadding, nn.Conv2d):
     """``nn.Conv2d`` whose ``padding`` also takes 'same' at any stride and per-axis (left, right) pairs.
 
     ``padding="same"`` gives ``ceil(n / s)`` outputs per axis for any kernel (even ones too) and any
@@ -211,92 +219,14 @@ class Conv2d(nn.Conv2d):
     ((0, 1), (1, 1))
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        dilation: Any = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        plan = _plan(type(self).__name__, 2, kernel_size, stride, padding, dilation, padding_mode)
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride=stride,
-            padding=plan.torch_padding,
-            dilation=dilation,
-            groups=groups,
-            bias=bias,
-            padding_mode=padding_mode,  # type: ignore[arg-type]
-            device=device,
-            dtype=dtype,
-        )
-        self.dynamic_same = plan.dynamic_same  # 'same' at stride > 1: padding depends on the input size
-        self.fixed_pairs = plan.fixed  # asymmetric explicit (left, right) pairs, or None
-
-    def padding_pairs(self, input_size: tuple[int, ...]) -> tuple[Pair, ...]:
-        """The (left, right) padding per spatial axis applied to an input of spatial size ``input_size``."""
-        return _padding_pairs(self, input_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _forward(self, x, super().forward)
-
-    def extra_repr(self) -> str:
-        return str(super().extra_repr()) + _padding_repr(self)  # type: ignore[no-untyped-call]
+    _nd = 2
 
 
-class Conv3d(nn.Conv3d):
+class Conv3d(_TFPadding, nn.Conv3d):
     """``nn.Conv3d`` with 'same' at any stride and (left, right) padding pairs (see :class:`Conv2d`).
 
     >>> Conv3d(1, 2, 2, stride=2, padding="same")(torch.zeros(1, 1, 5, 5, 5)).shape
     torch.Size([1, 2, 3, 3, 3])
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        dilation: Any = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        plan = _plan(type(self).__name__, 3, kernel_size, stride, padding, dilation, padding_mode)
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride=stride,
-            padding=plan.torch_padding,
-            dilation=dilation,
-            groups=groups,
-            bias=bias,
-            padding_mode=padding_mode,  # type: ignore[arg-type]
-            device=device,
-            dtype=dtype,
-        )
-        self.dynamic_same = plan.dynamic_same  # 'same' at stride > 1: padding depends on the input size
-        self.fixed_pairs = plan.fixed  # asymmetric explicit (left, right) pairs, or None
-
-    def padding_pairs(self, input_size: tuple[int, ...]) -> tuple[Pair, ...]:
-        """The (left, right) padding per spatial axis applied to an input of spatial size ``input_size``."""
-        return _padding_pairs(self, input_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _forward(self, x, super().forward)
-
-    def extra_repr(self) -> str:
-        return str(super().extra_repr()) + _padding_repr(self)  # type: ignore[no-untyped-call]
+    _nd = 3

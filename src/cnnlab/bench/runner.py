@@ -245,7 +245,8 @@ def _score(prepared: Prepared, data: _Data, meta: dict[str, Any], cfg: BenchConf
     from cnnlab.train import tasks
     from cnnlab.train.checkpoint import preprocess
 
-    assert data.images is not None and data.targets is not None
+    if data.images is None or data.targets is None:
+        raise RuntimeError("cnnlab bug: the bench data was built without images or targets.")
     task = str(meta.get("task", "classification"))
     stats = tasks.new_stats(task, len(data.classes))
     for lo in range(0, len(data.images), cfg.eval_batch):

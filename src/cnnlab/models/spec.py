@@ -142,9 +142,8 @@ class SpecNet(nn.Module):
                 f"reset_classifier: spec {self.name!r} has no classifier head (its last layer is not `linear`), "
                 "so there is nothing to replace. End the spec with a `linear` layer to give it one."
             )
-        last = self.head[-1]
-        assert isinstance(last, nn.Linear)  # has_classifier guarantees it
-        self.head[-1] = nn.Linear(last.in_features, num_classes, bias=last.bias is not None)
+        last = self.head[-1]  # a Linear: has_classifier guarantees it
+        self.head[-1] = nn.Linear(int(last.in_features), num_classes, bias=last.bias is not None)  # type: ignore[arg-type]
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, input_size={self.input_size}, output_shape={self.output_shape}"

@@ -169,7 +169,8 @@ def evaluate(model: nn.Module, ds: ImageDataset, data: RunData, cfg: TrainConfig
     model.eval()
     stats = tasks.new_stats(data.task, len(data.classes))
     target_all = ds.masks if data.task == "segmentation" else ds.labels
-    assert target_all is not None  # segmentation datasets always have masks (checked by ImageDataset)
+    if target_all is None:  # segmentation datasets always have masks (checked by ImageDataset)
+        raise RuntimeError(f"cnnlab bug: {ds.name} has no {data.task} targets.")
     for lo in range(0, len(ds), cfg.eval_batch_size):
         x = normalize(ds.images[lo : lo + cfg.eval_batch_size].to(env.device), data.mean, data.std)
         if cfg.channels_last:
@@ -257,7 +258,8 @@ def fit(
     per_rank_batch = max(cfg.batch_size // env.dist.world_size, 1)
     shard = math.ceil(len(data.train) / env.dist.world_size)
     target = data.train.masks if data.task == "segmentation" else data.train.labels
-    assert target is not None
+    if target is None:  # segmentation datasets always have masks (checked by ImageDataset)
+        raise RuntimeError(f"cnnlab bug: {data.train.name} has no {data.task} targets.")
     loader = TensorLoader(
         data.train.images, target, batch_size=per_rank_batch, shuffle=True, generator=torch.Generator(),
         drop_last=shard >= per_rank_batch, rank=env.dist.rank, world_size=env.dist.world_size,

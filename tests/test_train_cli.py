@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _idx_files import idx_bytes
 from cnnlab.cli.main import main
 from cnnlab.data.folder import SkippedImagesWarning
 
@@ -45,17 +46,12 @@ def _train(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return " ".join(err.split())
 
 
-def _idx(array: np.ndarray, magic: bytes = b"\x00\x00\x08") -> bytes:
-    header = magic + bytes([array.ndim]) + np.asarray(array.shape, dtype=">i4").tobytes()
-    return header + array.astype(np.uint8).tobytes()
-
-
 def _write_mnist(folder: Path, n: int = 20) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for prefix in ("train", "t10k"):
         images = np.zeros((n, 28, 28))
-        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(images)))
-        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(np.arange(n) % 10)))
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.arange(n) % 10)))
     return folder
 
 
@@ -79,7 +75,8 @@ def test_missing_dataset_offline(capsys: pytest.CaptureFixture[str], isolated: P
 
 def test_idx_wrong_magic(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
     folder = _write_mnist(isolated / "data")
-    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(np.zeros((20, 28, 28)), b"\x00\x00\x07")))
+    wrong_magic = idx_bytes(np.zeros((20, 28, 28)), b"\x00\x00\x07")
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(wrong_magic))
     text = _train(capsys, "--data", "mnist", "--data-dir", str(folder))
     assert "train-images-idx3-ubyte.gz has a wrong magic number" in text
 
@@ -95,9 +92,9 @@ def test_idx_truncated_gzip(capsys: pytest.CaptureFixture[str], isolated: Path) 
 def test_idx_count_mismatch_and_label_range(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
     folder = _write_mnist(isolated / "data")
     labels = folder / "train-labels-idx1-ubyte.gz"
-    labels.write_bytes(gzip.compress(_idx(np.arange(19) % 10)))
+    labels.write_bytes(gzip.compress(idx_bytes(np.arange(19) % 10)))
     assert "20 images but" in _train(capsys, "--data", "mnist", "--data-dir", str(folder))
-    labels.write_bytes(gzip.compress(_idx(np.full(20, 12))))
+    labels.write_bytes(gzip.compress(idx_bytes(np.full(20, 12))))
     text = _train(capsys, "--data", "mnist", "--data-dir", str(folder))
     assert "train-labels-idx1-ubyte.gz: labels must lie in 0..9" in text
 

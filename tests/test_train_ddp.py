@@ -7,7 +7,6 @@ not synchronise by itself: ``fit()`` averages them over the ranks at the end of 
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -15,35 +14,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from _idx_files import write_striped_mnist
 from cnnlab.train.checkpoint import STATE_NAME
 from cnnlab.train.runfiles import RunFiles
 from cnnlab.train.state import TrainState
 
 
-def _idx(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 8, array.ndim]) + np.asarray(array.shape, dtype=">i4").tobytes()
-    return header + array.astype(np.uint8).tobytes()
-
-
-def _write_striped_mnist(folder: Path, n_train: int = 400, n_test: int = 100) -> Path:
-    """Fashion-MNIST-named IDX files of a learnable 10-class set: class k has a bright band at rows 2k..2k+5."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = np.arange(n) % 10
-        images = rng.integers(0, 100, size=(n, 28, 28))
-        for i, k in enumerate(labels):
-            images[i, 2 * k : 2 * k + 6, :] += 150
-        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(images), mtime=0))
-        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(labels), mtime=0))
-    return folder
-
-
 def test_two_processes_end_with_identical_weights_and_only_rank0_writes(tmp_path: Path) -> None:
-    data = _write_striped_mnist(tmp_path / "data")
+    data = write_striped_mnist(tmp_path / "data", n_train=400, n_test=100)
     out = tmp_path / "run"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -7,7 +7,6 @@ by the test, so the data never depends on what is installed on the machine.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -16,34 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from _idx_files import write_striped_mnist
 from cnnlab.train.checkpoint import STATE_NAME, load_run, load_train_state
 
 EPOCHS = 4
 STEPS = 33  # steps per epoch: 1200 images - 10% validation = 1080, in batches of 32 (last one dropped)
 TIMING = ("epoch_seconds", "images_per_second")  # wall-clock fields: the only ones allowed to differ
-
-
-def _idx(array: np.ndarray) -> bytes:
-    # IDX: magic 00 00 08 ndim, big-endian int32 sizes, then the uint8 data
-    header = bytes([0, 0, 8, array.ndim]) + np.asarray(array.shape, dtype=">i4").tobytes()
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_striped_mnist(folder: Path, n_train: int = 1200, n_test: int = 200) -> Path:
-    """Fashion-MNIST-named IDX files of a learnable 10-class set: class k has a bright band at rows 2k..2k+5."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = np.arange(n) % 10
-        images = rng.integers(0, 100, size=(n, 28, 28))
-        for i, k in enumerate(labels):
-            images[i, 2 * k : 2 * k + 6, :] += 150
-        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(images), mtime=0))
-        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(labels), mtime=0))
-    return folder
 
 
 @pytest.fixture(scope="module")

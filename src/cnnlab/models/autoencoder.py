@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from cnnlab.models._dense import DenseHeadModel
 from cnnlab.models._registry import register_model
 
 __all__ = ["ConvAutoencoder", "conv_autoencoder"]
@@ -51,7 +52,7 @@ class _Up(nn.Module):
         return out
 
 
-class ConvAutoencoder(nn.Module):
+class ConvAutoencoder(DenseHeadModel):
     """Encoder of ``len(widths)`` stride-2 levels, a ``code_channels`` 1x1 bottleneck, a mirrored decoder.
 
     >>> ConvAutoencoder(widths=(4, 8), code_channels=2).encode(torch.zeros(1, 1, 28, 28)).shape
@@ -114,19 +115,6 @@ class ConvAutoencoder(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         code, sizes = self._encode(x)
         return self._decode_features(code, sizes)  # (B, w0, H, W)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if pre_logits:
-            return x
-        out: torch.Tensor = self.head(x)  # (B, w0, H, W) -> (B, out_chans, H, W)
-        return out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the output 1x1 conv with one giving ``num_classes`` output channels."""
-        self.head = nn.Conv2d(self.num_features, num_classes, 1)
 
 
 def _create_autoencoder(num_classes: int | None, in_chans: int, **kwargs: Any) -> ConvAutoencoder:

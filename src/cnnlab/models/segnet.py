@@ -24,13 +24,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from cnnlab.models._dense import DenseHeadModel
 from cnnlab.models._registry import register_model
 from cnnlab.models.unet import conv_bn_relu
 
 __all__ = ["SegNet", "segnet"]
 
 
-class SegNet(nn.Module):
+class SegNet(DenseHeadModel):
     """SegNet with ``len(widths)`` pooling levels and ``convs_per_level`` convs in each.
 
     >>> SegNet(widths=(4, 8, 16)).bottleneck_channels
@@ -83,18 +84,6 @@ class SegNet(nn.Module):
             indices, size = saved.pop()
             x = decoder(unpool(x, indices, output_size=size))  # (B, C, h//2, w//2) -> (B, C', h, w)
         return x  # (B, w0, H, W)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if pre_logits:
-            return x
-        out: torch.Tensor = self.head(x)  # (B, w0, H, W) -> (B, num_classes, H, W)
-        return out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Conv2d(self.num_features, num_classes, 1)
 
 
 def _create_segnet(num_classes: int, in_chans: int, **kwargs: Any) -> SegNet:

@@ -31,6 +31,7 @@ import torch
 import torch.fx
 import torch.nn as nn
 
+from cnnlab.models._dense import DenseHeadModel
 from cnnlab.models._registry import register_model
 
 __all__ = ["DoubleConv", "UNet", "Up", "conv_bn_relu", "unet", "unet_transposed"]
@@ -82,7 +83,7 @@ class Up(nn.Module):
         return out
 
 
-class UNet(nn.Module):
+class UNet(DenseHeadModel):
     """U-Net with ``len(widths)`` levels; ``widths[-1]`` is the bottleneck width.
 
     >>> UNet(widths=(4, 8, 16)).bottleneck_channels
@@ -141,18 +142,6 @@ class UNet(nn.Module):
         for up in self.ups:
             x = up(x, skips.pop())
         return x  # (B, w0, H, W)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if pre_logits:
-            return x
-        out: torch.Tensor = self.head(x)  # (B, w0, H, W) -> (B, num_classes, H, W)
-        return out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Conv2d(self.num_features, num_classes, 1)
 
 
 def _create_unet(num_classes: int, in_chans: int, **kwargs: Any) -> UNet:

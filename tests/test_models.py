@@ -95,6 +95,13 @@ def _function_window(node: fx.Node) -> tuple[Any, Any, Any, Any] | None:
     return None
 
 
+class _LeafTracer(fx.Tracer):
+    """Every windowed layer is a leaf, subclasses too (cnnlab.layers.MatmulGradConv2d is an nn.Conv2d)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return _module_window(m) is not None or super().is_leaf_module(m, module_qualified_name)
+
+
 class _Features(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -111,7 +118,7 @@ def receptive_field(model: nn.Module) -> int:
     other node takes the largest receptive field of its inputs (residual adds and concatenations keep
     the largest path, as DESIGN.md's convention says). Parameters and constants carry none.
     """
-    graph = fx.symbolic_trace(_Features(model))
+    graph = fx.GraphModule(_Features(model), _LeafTracer().trace(_Features(model)))
     modules = dict(graph.named_modules())
     rf: dict[fx.Node, RF] = {}
     for node in graph.graph.nodes:

@@ -13,6 +13,7 @@ from cnnlab.layers.blocks import ConvBNAct
 from cnnlab.layers.conv import PADDING_MODES, Conv1d, Conv2d, Conv3d
 from cnnlab.layers.edges import EDGE_KERNELS, EdgeFilter2d
 from cnnlab.layers.gated import Gate, GatedConv2d
+from cnnlab.layers.matmul_grad import MatmulGradConv2d
 from cnnlab.layers.p4 import (
     P4BatchNorm,
     P4GroupConv2d,
@@ -35,6 +36,7 @@ __all__ = [
     "EdgeFilter2d",
     "Gate",
     "GatedConv2d",
+    "MatmulGradConv2d",
     "MaxPool2dIndices",
     "MaxUnpool2d",
     "P4BatchNorm",

@@ -45,7 +45,7 @@ class TrainConfig:
     limit_train: int = 0  # use only the first N training images (0: all); for tests and quick runs
     limit_test: int = 0  # use only the first N test images (0: all)
     # -- schedule ----------------------------------------------------------------------------------
-    epochs: int = 10  # passes over the training data (fastnet: ~93% test on Fashion-MNIST, tuned on val)
+    epochs: int = 6  # passes over the training data (fastnet: ~93% on Fashion-MNIST in under a minute, tuned on val)
     batch_size: int = 256  # images per optimizer step (global, over all processes)
     optimizer: str = "sgd"  # sgd | adamw | adadelta
     lr: float = 0.2  # peak learning rate at batch 256 (scaled by batch_size/256 when scale_lr)
@@ -66,7 +66,7 @@ class TrainConfig:
     zero_gamma: bool = False  # zero the last BN gamma of each residual block (models with zero_init_last)
     tta_flip: bool = False  # evaluate on the image and its mirror, averaging the logits
     flip: bool = False  # random horizontal flips in training (probability 0.5)
-    translate: int = 2  # random translation in pixels (0: off), zero-filled
+    translate: int = 1  # random translation in pixels (0: off), zero-filled (1 beat 2 and 0 on val at 8 epochs)
     # -- numerics and hardware ---------------------------------------------------------------------
     precision: str = "auto"  # auto | fp32 | bf16 (autocast) | fp16 (CUDA, with a grad scaler)
     channels_last: bool = True  # NHWC memory format (faster convolutions on CPU and tensor cores)

@@ -1,0 +1,94 @@
+"""MatmulGradConv2d against nn.Conv2d and autograd: same outputs and gradients, stock path where it does not apply."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cnnlab.layers import MatmulGradConv2d
+from cnnlab.layers.matmul_grad import im2col3x3
+
+
+def _pair(cin: int, cout: int, bias: bool) -> tuple[MatmulGradConv2d, nn.Conv2d]:
+    torch.manual_seed(0)
+    fast = MatmulGradConv2d(cin, cout, 3, padding=1, bias=bias)
+    ref = nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
+    ref.load_state_dict(fast.state_dict())
+    return fast, ref
+
+
+def _grads(conv: nn.Module, x: torch.Tensor, g: torch.Tensor, autocast: bool) -> list[torch.Tensor]:
+    x = x.detach().clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = conv(x)
+    out.float().backward(g)
+    grads = [out.detach().float(), x.grad, *(p.grad for p in conv.parameters())]
+    for p in conv.parameters():
+        p.grad = None
+    return grads
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_outputs_and_gradients_match_nn_conv2d_fp32(size: int, bias: bool, channels_last: bool) -> None:
+    fast, ref = _pair(5, 7, bias)
+    x = torch.randn(3, 5, size, size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        fast, ref = fast.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
+    g = torch.randn(3, 7, size, size)
+    for a, b in zip(_grads(fast, x, g, False), _grads(ref, x, g, False), strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_match_under_bf16_autocast() -> None:
+    fast, ref = _pair(64, 32, True)
+    fast, ref = fast.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
+    x = torch.randn(16, 64, 3, 3).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(16, 32, 3, 3)
+    got, want = _grads(fast, x, g, True), _grads(ref, x, g, True)
+    assert got[1].dtype == want[1].dtype == torch.float32  # input and parameter grads in the master dtype
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=0.05, atol=0.05)  # both bf16; summation order differs
+
+
+def test_im2col_columns_follow_the_permuted_weight_order() -> None:
+    x = torch.arange(2 * 3 * 3, dtype=torch.float32).view(1, 2, 3, 3)
+    cols = im2col3x3(x)  # (9 pixels, 9 offsets x 2 channels)
+    assert cols.shape == (9, 18)
+    centre = cols[4].view(3, 3, 2)  # the middle pixel sees the whole image
+    torch.testing.assert_close(centre.permute(2, 0, 1), x[0])
+    assert cols[0, :2].tolist() == [0.0, 0.0]  # top-left pixel, offset (-1, -1): padding
+
+
+def test_the_stock_path_runs_where_the_matmul_does_not_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    from cnnlab.layers import matmul_grad
+
+    original = matmul_grad._MatmulGradConv.apply
+    monkeypatch.setattr(matmul_grad._MatmulGradConv, "apply", lambda *a: calls.append(1) or original(*a))
+    conv = MatmulGradConv2d(4, 4, 3, padding=1)
+    conv(torch.randn(2, 4, 3, 3))
+    assert calls == [1]  # tiny map, grad on: the matmul gradient
+    conv(torch.randn(2, 4, 7, 7))  # 49 pixels > max_pixels: oneDNN is faster there
+    with torch.no_grad():
+        conv(torch.randn(2, 4, 3, 3))  # inference: nothing to differentiate
+    conv.eval()(torch.randn(2, 4, 3, 3))  # eval mode (evaluation, export, analysis)
+    conv.train()
+    MatmulGradConv2d(4, 4, 3, padding=1, stride=2)(torch.randn(2, 4, 4, 4))  # not 3x3/stride 1/padding 1
+    conv.weight.requires_grad_(False)
+    conv(torch.randn(2, 4, 3, 3))  # frozen weight (e.g. --freeze features)
+    assert calls == [1]
+
+
+def test_fx_and_onnx_see_a_plain_convolution(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    conv = MatmulGradConv2d(4, 8, 3, padding=1)
+    traced = torch.fx.symbolic_trace(conv)  # in training mode: the check must not touch a Proxy
+    assert any(n.op == "call_function" and "conv2d" in str(n.target) for n in traced.graph.nodes)
+    onnx = pytest.importorskip("onnx")
+    path = tmp_path / "conv.onnx"
+    torch.onnx.export(conv.eval(), (torch.randn(1, 4, 3, 3),), dynamo=True).save(str(path))
+    assert [n.op_type for n in onnx.load(str(path)).graph.node] == ["Conv"]

@@ -30,6 +30,7 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import signal
 import statistics
 import sys
 import tempfile
@@ -198,7 +199,20 @@ def _probe_peaks(threads: int) -> dict[str, Any]:
             "threads": torch.get_num_threads()}  # fmt: skip
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel send SIGTERM to this child when the benchmark process dies.
+
+    A benchmark killed from outside then leaves no orphaned training run on the cores that the
+    next measurement uses.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _child(job: tuple[str, str, int], threads: int, budget: float, baseline_epochs: int, queue: Any) -> None:
+    _die_with_parent()
     import torch
 
     if threads > 0:
@@ -222,7 +236,11 @@ def _spawn(job: tuple[str, str, int], args: argparse.Namespace) -> dict[str, Any
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(job, args.threads, args.budget_seconds, args.baseline_epochs, queue))
     proc.start()
-    row: dict[str, Any] = queue.get()
+    try:
+        row: dict[str, Any] = queue.get()
+    except BaseException:  # Ctrl-C or an error here: stop the child too, it must not keep the cores busy
+        proc.terminate()
+        raise
     proc.join()
     if "error" in row:
         raise SystemExit(f"{job}: {row['error']}")

@@ -31,7 +31,7 @@ FLIP_RECIPES = ("default", "long")  # the recipes that add flips + flip TTA on F
 
 RECIPES: dict[str, dict[str, Any]] = {
     # cnnlab's fast default (tuned on a validation split, see benchmarks/results/train_speed.md):
-    # fastnet, 6 epochs of one-cycle Nesterov SGD, label smoothing 0.1, translate 1 px (+ flips).
+    # fastnet, 8 epochs of one-cycle Nesterov SGD, label smoothing 0.1, translate 1 px (+ flips).
     "default": {},
     # The same net and tricks for 24 epochs (about 94.5-95% on Fashion-MNIST); on the validation split
     # this beat fastnet with residual blocks at 7x7 and 3x3 (16 epochs) and translate 2 px (20 epochs).

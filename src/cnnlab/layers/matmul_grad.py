@@ -4,8 +4,9 @@ On a CPU, oneDNN computes the weight gradient of a 3x3 convolution over a tiny f
 below the machine's matmul speed: for ``128 -> 256`` channels on 3x3 maps (FastNet's last stage),
 batch 256, bf16, it takes 6.5 ms, against 0.9 ms for the whole forward pass. Written as im2col (the
 nine shifted views of the padded input, concatenated along channels in channels-last order) and one
-``(C_out, B*H*W) @ (B*H*W, 9*C_in)`` matmul, the same gradient takes 1.7 ms, and FastNet trains
-about 20% more images per second (measured in ``benchmarks/results/train_speed.md``'s run).
+``(C_out, B*H*W) @ (B*H*W, 9*C_in)`` matmul, the same gradient takes 1.7 ms, and a whole FastNet
+training step gets faster (``benchmarks/conv_grad.py`` measures both against oneDNN in one run;
+its latest output is ``benchmarks/results/conv_grad.md``).
 
 Everything else is the stock layer: the forward pass is ``F.conv2d``, the input gradient is
 oneDNN's, the parameters and ``state_dict`` are those of ``nn.Conv2d``. The matmul path is taken

@@ -49,7 +49,15 @@ from cnnlab.train.runfiles import RunFiles, default_run_dir
 from cnnlab.train.schedule import lr_factor
 from cnnlab.train.setup import RunData, build_model, load_data
 from cnnlab.train.state import TrainState, restore_state
-from cnnlab.train.tricks import autocast, make_ema, predict_logits, resolve_device, resolve_precision, set_train_mode
+from cnnlab.train.tricks import (
+    autocast,
+    make_ema,
+    predict_logits,
+    resolve_device,
+    resolve_precision,
+    reuse_freed_memory,
+    set_train_mode,
+)
 
 __all__ = ["Env", "FitResult", "Hooks", "TrainingDiverged", "configure", "evaluate", "fit", "train_step"]
 
@@ -94,6 +102,8 @@ def configure(cfg: TrainConfig) -> Env:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        reuse_freed_memory()  # no page faults on every step's activations (a few % faster on CPU)
     dist = init_distributed(device.type)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)

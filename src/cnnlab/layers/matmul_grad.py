@@ -2,17 +2,18 @@
 
 On a CPU, oneDNN computes the weight gradient of a 3x3 convolution over a tiny feature map far
 below the machine's matmul speed: for ``128 -> 256`` channels on 3x3 maps (FastNet's last stage),
-batch 256, bf16, it takes 6.5 ms, against 0.9 ms for the whole forward pass. Written as im2col (the
-nine shifted views of the padded input, concatenated along channels in channels-last order) and one
-``(C_out, B*H*W) @ (B*H*W, 9*C_in)`` matmul, the same gradient takes 1.7 ms, and a whole FastNet
-training step gets faster (``benchmarks/conv_grad.py`` measures both against oneDNN in one run;
-its latest output is ``benchmarks/results/conv_grad.md``).
+batch 256, bf16, it takes 6.8 ms, against 0.95 ms for the whole forward pass. Written as im2col
+(the nine shifted views of the padded input, concatenated along channels in channels-last order)
+and one ``(C_out, B*H*W) @ (B*H*W, 9*C_in)`` matmul, the same gradient takes 1.7 ms, and a whole
+FastNet training step runs 1.15x faster (``benchmarks/conv_grad.py`` measures both against oneDNN
+in one run; its latest output is ``benchmarks/results/conv_grad.md``).
 
 Everything else is the stock layer: the forward pass is ``F.conv2d``, the input gradient is
 oneDNN's, the parameters and ``state_dict`` are those of ``nn.Conv2d``. The matmul path is taken
-only where it pays and applies: training mode, CPU tensors with gradients on, maps of at most ``max_pixels``
-pixels (16: 3x3 and 4x4 maps; on 7x7 maps oneDNN is faster), a 3x3 kernel with stride 1, padding 1,
-no dilation, no groups; never while tracing (``torch.fx`` or ``torch.jit.trace``), exporting or compiling.
+only where it pays and applies: training mode, CPU tensors with gradients on, maps of at most
+``max_pixels`` pixels (16: 3x3 and 4x4 maps; on 7x7 maps oneDNN is faster), a 3x3 kernel with
+stride 1, padding 1, no dilation, no groups; never while tracing (``torch.fx`` or
+``torch.jit.trace``), exporting or compiling.
 
 >>> conv = MatmulGradConv2d(8, 16, 3, padding=1)
 >>> x = torch.randn(2, 8, 3, 3, requires_grad=True)

@@ -118,7 +118,8 @@ def receptive_field(model: nn.Module) -> int:
     other node takes the largest receptive field of its inputs (residual adds and concatenations keep
     the largest path, as DESIGN.md's convention says). Parameters and constants carry none.
     """
-    graph = fx.GraphModule(_Features(model), _LeafTracer().trace(_Features(model)))
+    root = _Features(model)
+    graph = fx.GraphModule(root, _LeafTracer().trace(root))
     modules = dict(graph.named_modules())
     rf: dict[fx.Node, RF] = {}
     for node in graph.graph.nodes:

@@ -284,7 +284,7 @@ def test_fp16_with_grad_scaler_changes_training_on_cuda(data, tmp_path):
 
 
 _FAULTS_SCRIPT = """
-import resource, sys, torch
+import resource, torch
 from cnnlab.train.tricks import reuse_freed_memory
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -66,14 +66,15 @@ class _MatmulGradConv(torch.autograd.Function):
             grad_x = torch.ops.aten.convolution_backward(
                 grad_out, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False]
             )[0]
-        out_ch = weight.shape[0]
-        g = grad_out.permute(0, 2, 3, 1).reshape(-1, out_ch)  # (B*H*W, C_out)
-        if ctx.needs_input_grad[1]:
-            grad_w = (g.t() @ im2col3x3(x)).view(out_ch, 3, 3, -1).permute(0, 3, 1, 2)  # (C_out, C_in, 3, 3)
-            grad_w = grad_w.contiguous(memory_format=torch.channels_last if weight.is_contiguous(
-                memory_format=torch.channels_last) else torch.contiguous_format)  # fmt: skip
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = g.sum(0)
+        if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
+            out_ch = weight.shape[0]
+            g = grad_out.permute(0, 2, 3, 1).reshape(-1, out_ch)  # (B*H*W, C_out); a view when channels-last
+            if ctx.needs_input_grad[1]:
+                grad_w = (g.t() @ im2col3x3(x)).view(out_ch, 3, 3, -1).permute(0, 3, 1, 2)  # (C_out, C_in, 3, 3)
+                layout = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) else None
+                grad_w = grad_w.contiguous(memory_format=layout or torch.contiguous_format)  # the weight's layout
+            if ctx.has_bias and ctx.needs_input_grad[2]:
+                grad_b = g.sum(0)
         return grad_x, grad_w, grad_b
 
 

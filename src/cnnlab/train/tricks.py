@@ -49,6 +49,9 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt
 def reuse_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     """Ask glibc's malloc to keep freed blocks of up to ``limit_bytes`` for reuse; True where it could.
 
+    glibc may serve the very largest blocks with ``mmap`` anyway (on this Debian glibc 2.36, a 32 MiB
+    block still comes as fresh pages every time; 8 MiB blocks, FastNet's size, are reused).
+
     By default glibc serves large blocks (the activations of a CNN are megabytes) with fresh
     ``mmap`` pages and returns them to the kernel when freed, so every training step page-faults its
     activations and gradients in again and the kernel zeroes them. For FastNet at batch 256,

@@ -153,6 +153,34 @@ def test_ema_weights_differ_from_raw_and_are_saved(data, tmp_path):
     assert all(torch.equal(loaded[k], ema[k].cpu()) for k in loaded)
 
 
+def test_ema_warmup_follows_the_tensorflow_schedule_and_resumes_from_the_saved_count():
+    from cnnlab.train.tricks import make_ema
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema, plain = make_ema(model, 0.99), make_ema(model, 0.99, warmup=False)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for t in range(12):  # update 0 copies; update t >= 1 uses decay min(0.99, (1 + t) / (10 + t))
+        with torch.no_grad():
+            model[0].weight.add_(torch.randn_like(model[0].weight))
+        model.train()(torch.randn(4, 3))  # moves the BN running stats and num_batches_tracked
+        ema.update_parameters(model)
+        plain.update_parameters(model)
+        d = 0.0 if t == 0 else min(0.99, (1 + t) / (10 + t))
+        for k, v in model.state_dict().items():
+            expected[k] = v.clone() if not v.is_floating_point() else d * expected[k] + (1 - d) * v
+    got = ema.module.state_dict()
+    for k, v in expected.items():
+        torch.testing.assert_close(got[k], v)
+    assert int(got["1.num_batches_tracked"]) == 12  # the model's count, not an average of counts
+    w = model[0].weight
+    assert (ema.module[0].weight - w).abs().max() < (plain.module[0].weight - w).abs().max()  # warm-up tracks w
+    resumed = make_ema(model, 0.99)
+    resumed.load_state_dict(ema.state_dict())  # a restored run continues at update 12, not from a copy
+    resumed.update_parameters(model)
+    d = 13 / 22  # update 12; a fresh EMA would have copied w
+    torch.testing.assert_close(resumed.module[0].weight, d * got["0.weight"] + (1 - d) * w.detach())
+
+
 def test_zero_gamma_starts_residual_blocks_as_identity(data, tmp_path):
     from cnnlab.models import create_model
     from cnnlab.train.tricks import zero_gamma

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -35,12 +35,42 @@ __all__ = [
 ]
 
 
-def make_ema(model: nn.Module, decay: float) -> AveragedModel:
+def make_ema(model: nn.Module, decay: float, *, warmup: bool = True) -> AveragedModel:
     """An exponential moving average of ``model``'s weights and buffers (``ema = d*ema + (1-d)*w``).
 
     Call ``ema.update_parameters(model)`` after each optimizer step; evaluate ``ema.module``.
+    With ``warmup`` the decay of update ``t`` is ``min(decay, (1 + t) / (10 + t))`` (TensorFlow's
+    ``ExponentialMovingAverage(num_updates=...)``; timm's ``ModelEmaV3`` warm-up does the same job):
+    a run of a few dozen steps, such as fine-tuning on a small folder, ends with weights close to the
+    trained ones instead of an average dominated by the first step. At decay 0.99 the full decay is
+    reached after 890 updates. ``warmup=False`` is torch's ``get_ema_multi_avg_fn(decay)``.
+
+    >>> w = nn.Linear(1, 1, bias=False); _ = nn.init.zeros_(w.weight); ema = make_ema(w, 0.99)
+    >>> ema.update_parameters(w); _ = nn.init.ones_(w.weight); ema.update_parameters(w)
+    >>> round(ema.module.weight.item(), 4)  # update 1: decay min(0.99, 2/11)
+    0.8182
     """
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)  # type: ignore[no-untyped-call]
+    if not warmup:
+        return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)  # type: ignore[no-untyped-call]
+    return AveragedModel(model, multi_avg_fn=_warmup_ema(decay), use_buffers=True)
+
+
+_Tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]  # torch.optim.swa_utils.PARAM_LIST
+
+
+def _warmup_ema(decay: float) -> Callable[[_Tensors, _Tensors, torch.Tensor | int], None]:
+    @torch.no_grad()
+    def update(ema: _Tensors, current: _Tensors, n_averaged: torch.Tensor | int) -> None:
+        # Called once per (device, dtype) group; n_averaged counts the updates before this one (a
+        # resumed run restores it). Reading it is a host sync on CUDA, as fit()'s per-step loss already is.
+        t = int(n_averaged)
+        d = min(decay, (1 + t) / (10 + t))
+        if ema[0].is_floating_point():
+            torch._foreach_lerp_(ema, current, 1 - d)
+        else:  # integer buffers (batch norm's num_batches_tracked): keep the model's count
+            torch._foreach_copy_(ema, current)
+
+    return update
 
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameter numbers

@@ -42,7 +42,7 @@ def test_default_resolves_to_gpu_recipe_when_cuda_is_present() -> None:
 
 
 def test_default_stays_on_cpu_without_cuda_or_when_asked() -> None:
-    expected = TrainConfig(recipe="default", flip=True, tta_flip=True, ema_decay=0.99)
+    expected = TrainConfig(recipe="default", flip=True, tta_flip=True, ema_decay=0.99, whiten=True)
     assert resolve_recipe("default", cuda_available=False) == expected
     on_gpu_machine = resolve_recipe("default", {"device": "cpu"}, cuda_available=True)
     assert on_gpu_machine.recipe == "default" and on_gpu_machine.device == "cpu"

@@ -63,6 +63,7 @@ class TrainConfig:
     label_smoothing: float = 0.1  # share of probability spread over all classes (0: off)
     mixup_alpha: float = 0.0  # mixup Beta(alpha, alpha) parameter (0: off)
     ema_decay: float = 0.0  # per-step EMA of the weights, with warm-up (tricks.make_ema; 0: off), e.g. 0.99
+    whiten: bool = False  # first layer = patch-whitening filters of the training images, frozen (init_whitening)
     zero_gamma: bool = False  # zero the last BN gamma of each residual block (models with zero_init_last)
     tta_flip: bool = False  # evaluate on the image and its mirror, averaging the logits
     flip: bool = False  # random horizontal flips in training (probability 0.5)

@@ -6,9 +6,10 @@ applied after it.
 
 On datasets whose classes survive a mirror image (``FLIP_SAFE``: Fashion-MNIST, CIFAR) the CPU
 recipes add random horizontal flips and flip test-time augmentation; digits (MNIST) and the rotation
-datasets are left unflipped. On a machine with CUDA, ``default`` on Fashion-MNIST or CIFAR-10
-resolves to the ``gpu`` recipe (:mod:`cnnlab.train.gpu`: airbench-style, half precision); on a CPU
-it stays the CPU recipe.
+datasets are left unflipped. For ``fastnet`` (``WHITEN_MODELS``) they also set ``whiten``: a first
+layer of patch-whitening filters computed from the training images and frozen (airbench's trick).
+On a machine with CUDA, ``default`` on Fashion-MNIST or CIFAR-10 resolves to the ``gpu`` recipe
+(:mod:`cnnlab.train.gpu`: airbench-style, half precision); on a CPU it stays the CPU recipe.
 
 >>> resolve_recipe("long", cuda_available=False).epochs
 24
@@ -25,10 +26,11 @@ from typing import Any
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.gpu import GPU_RECIPE, select_recipe
 
-__all__ = ["FLIP_SAFE", "RECIPES", "list_recipes", "resolve_recipe"]
+__all__ = ["FLIP_SAFE", "RECIPES", "WHITEN_MODELS", "list_recipes", "resolve_recipe"]
 
 FLIP_SAFE = ("fashion-mnist", "cifar10", "cifar100")  # a mirrored image keeps its label
-FLIP_RECIPES = ("default", "long")  # the recipes that add flips + flip TTA on FLIP_SAFE data
+FLIP_RECIPES = ("default", "long")  # the recipes that add flips + flip TTA on FLIP_SAFE data, and whitening
+WHITEN_MODELS = ("fastnet",)  # the models these recipes give a whitened, frozen first layer (init_whitening)
 
 RECIPES: dict[str, dict[str, Any]] = {
     # cnnlab's fast default (tuned on a validation split, see benchmarks/results/train_speed.md):
@@ -89,9 +91,12 @@ def resolve_recipe(
     chosen = select_recipe(name, cfg.data, cuda_available=cuda_available)
     if chosen != name and (cfg.device == "auto" or cfg.device.startswith("cuda")):  # device=cpu: stay on the CPU
         return _apply(chosen, overrides, assignments)
-    if name in FLIP_RECIPES and cfg.data in FLIP_SAFE:  # before the overrides: --set flip=false still wins
-        return _apply(name, overrides, assignments, {"flip": True, "tta_flip": True})
-    return cfg
+    extra: dict[str, Any] = {}  # applied before the overrides: --set flip=false or whiten=false still wins
+    if name in FLIP_RECIPES and cfg.data in FLIP_SAFE:
+        extra.update(flip=True, tta_flip=True)
+    if name in FLIP_RECIPES and cfg.model in WHITEN_MODELS and not cfg.init_from:
+        extra.update(whiten=True)
+    return _apply(name, overrides, assignments, extra) if extra else cfg
 
 
 def _apply(

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from cnnlab.data import load_dataset, split_train_val
 from cnnlab.data.dataset import ImageDataset
-from cnnlab.data.loader import channel_stats
+from cnnlab.data.loader import channel_stats, normalize
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.tricks import freeze_features, zero_gamma
 
@@ -67,6 +67,29 @@ def load_data(cfg: TrainConfig) -> RunData:
     return RunData(train, val, test, resolve_task(cfg, full), list(full.classes), mean, std)
 
 
+WHITEN_IMAGES = 10_000  # training images whose patches set the whitened first layer
+
+
+def _whiten_first_layer(model: nn.Module, name: str, cfg: TrainConfig, data: RunData) -> None:
+    """``whiten=true``: the model's ``init_whitening`` on the first training images (never val or test)."""
+    if cfg.init_from:
+        raise ValueError(
+            f"whiten=true sets a fresh model's first layer from the data, but --init-from {cfg.init_from} already "
+            "brings one from an earlier run; drop one of them (--set whiten=false keeps the loaded layer)."
+        )
+    init = getattr(model, "init_whitening", None)
+    if not callable(init):
+        raise ValueError(
+            f"whiten=true, but model {name!r} has no init_whitening() for its first layer; use fastnet, or "
+            "--set whiten=false."
+        )
+    images = normalize(data.train.images[:WHITEN_IMAGES], data.mean, data.std)
+    try:
+        init(images)
+    except ValueError as err:
+        raise ValueError(f"whiten=true on model {name!r}: {err} Or train it: --set whiten=false.") from None
+
+
 def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, Any]]:
     """A fresh (or ``init_from``) model for ``data`` and the meta recorded in ``model.json``.
 
@@ -106,6 +129,8 @@ def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, A
                 f"zero_gamma=true, but model {name!r} has no residual block with zero_init_last(); "
                 "use a residual model (e.g. resnet20, or fastnet with model_kwargs residual=true)."
             )
+    if cfg.whiten:
+        _whiten_first_layer(model, name, cfg, data)
     if cfg.freeze == "features":
         freeze_features(model, data.input_size)
     meta = {

@@ -29,7 +29,7 @@ from cnnlab.train.gpu import GPU_RECIPE, select_recipe
 __all__ = ["FLIP_SAFE", "RECIPES", "WHITEN_MODELS", "list_recipes", "resolve_recipe"]
 
 FLIP_SAFE = ("fashion-mnist", "cifar10", "cifar100")  # a mirrored image keeps its label
-FLIP_RECIPES = ("default", "long")  # the recipes that add flips + flip TTA on FLIP_SAFE data, and whitening
+CPU_RECIPES = ("default", "long")  # flips + flip TTA on FLIP_SAFE data, whitening for WHITEN_MODELS
 WHITEN_MODELS = ("fastnet",)  # the models these recipes give a whitened, frozen first layer (init_whitening)
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -37,6 +37,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # fastnet, 8 epochs of one-cycle Nesterov SGD, label smoothing 0.1, translate 1 px (+ flips), and a
     # per-step weight EMA (about one epoch's last 100 steps): on val (seeds 0/1/2) it reached 92.9/93.1/93.4
     # after 5 epochs where the raw weights of seed 0 had 92.2, and it ended level (93.88 mean both ways).
+    # The whitened, frozen stem (WHITEN_MODELS) then raised the final val to 94.03/94.12/94.53.
     "default": {"ema_decay": 0.99},
     # TrainConfig's settings (no EMA) for 24 epochs (94.3% test on Fashion-MNIST in under 3 minutes); on the
     # validation split this beat fastnet with residual blocks at 7x7 and 3x3 (16 epochs), translate 2 px
@@ -92,9 +93,9 @@ def resolve_recipe(
     if chosen != name and (cfg.device == "auto" or cfg.device.startswith("cuda")):  # device=cpu: stay on the CPU
         return _apply(chosen, overrides, assignments)
     extra: dict[str, Any] = {}  # applied before the overrides: --set flip=false or whiten=false still wins
-    if name in FLIP_RECIPES and cfg.data in FLIP_SAFE:
+    if name in CPU_RECIPES and cfg.data in FLIP_SAFE:
         extra.update(flip=True, tta_flip=True)
-    if name in FLIP_RECIPES and cfg.model in WHITEN_MODELS and not cfg.init_from:
+    if name in CPU_RECIPES and cfg.model in WHITEN_MODELS and not cfg.init_from:
         extra.update(whiten=True)
     return _apply(name, overrides, assignments, extra) if extra else cfg
 

@@ -1,0 +1,169 @@
+"""Where the default recipe's CPU training step spends its time, and how close its convolutions get to the peak.
+
+One run of ``fit()`` with the default recipe (one epoch on the real Fashion-MNIST: the step's work
+does not depend on the epoch count) is timed over ``--steps`` steps, then ``torch.profiler`` records
+the same number of steps. The profiler's self times, grouped by kind of operator, give each kind's
+share of a step; applied to the unprofiled step time they give milliseconds. The convolutions' FLOPs
+(cnnlab's own MAC count per layer, the backward passes that really run) over their share of the step
+give the FLOP/s of the convolution kernels themselves, beside the matmul peaks measured in the same
+run. That bounds the model-FLOPs utilisation (MFU) that ``benchmarks/train_speed.py`` reports: even
+with every other operator free, a step could not beat its convolutions.
+
+Usage::
+
+    .venv/bin/python benchmarks/step_profile.py --out benchmarks/results/step_profile.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab.analysis import analyze
+from cnnlab.train.loop import Hooks, fit
+from cnnlab.train.recipes import resolve_recipe
+from train_speed import _probe_peaks  # the same matmul peaks as the speed benchmark
+
+# Operator kinds, first match wins. aten::mm and aten::cat in this step are MatmulGradConv2d's
+# im2col weight gradient (the linear head's matmuls are addmm and two tiny mm, 0.1% of the FLOPs).
+KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("convolution", ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::mm", "aten::cat")),
+    ("max pooling", ("aten::max_pool2d_with_indices", "aten::max_pool2d_with_indices_backward")),
+    ("batch norm", ("aten::native_batch_norm", "aten::native_batch_norm_backward")),
+    ("ReLU", ("aten::relu_", "aten::clamp_min_", "aten::threshold_backward")),
+    ("zero-fill and copies (casts, layouts)", ("aten::fill_", "aten::zero_", "aten::copy_")),
+    ("optimizer and EMA updates", ("aten::add_", "aten::mul_", "aten::lerp_", "aten::_foreach_*")),
+)
+
+
+def kind_of(op: str) -> str:
+    for kind, patterns in KINDS:
+        if any(fnmatch.fnmatchcase(op, p) for p in patterns):
+            return kind
+    return "everything else (augmentation, normalisation, loss, head, Python and autograd overhead)"
+
+
+def executed_flops(model: torch.nn.Module, input_size: tuple[int, ...]) -> tuple[float, float]:
+    """(model FLOPs, convolution FLOPs that really run) per image for one training step.
+
+    Model FLOPs follow train_speed.py's MFU: MACs x 2 x 3. What runs: every layer's forward; its weight
+    gradient only where the weight trains (a whitened stem is frozen); its input gradient for every
+    layer but the first (the images need none).
+    """
+    rows = [r for r in analyze(model, input_size).layers if r.macs]
+    model_flops = sum(6.0 * r.macs for r in rows)
+    conv = 0.0
+    for i, r in enumerate(rows):
+        if r.kind == "conv":
+            conv += 2.0 * r.macs * (1 + (r.trainable_params > 0) + (i > 0))
+    return model_flops, conv
+
+
+def profile_default(threads: int, steps: int) -> dict[str, Any]:
+    cfg = resolve_recipe("default", {"epochs": 1, "threads": threads, "progress": "none"}, cuda_available=False)
+    marks: dict[str, float] = {}
+    prof = torch.profiler.profile()
+    warm, timed_end = 20, 20 + steps
+
+    def on_step(state: Any, info: dict[str, Any]) -> None:
+        if state.step == warm:
+            marks["start"] = time.perf_counter()
+        elif state.step == timed_end:
+            marks["end"] = time.perf_counter()
+            prof.start()
+        elif state.step == timed_end + steps:
+            prof.stop()
+
+    with tempfile.TemporaryDirectory() as out:
+        result = fit(cfg, out, hooks=Hooks(on_step=[on_step]))
+    step_ms = (marks["end"] - marks["start"]) / steps * 1e3
+    shares: dict[str, float] = {}
+    for event in prof.key_averages():
+        kind = kind_of(event.key)
+        shares[kind] = shares.get(kind, 0.0) + event.self_cpu_time_total
+    total = sum(shares.values())
+    model_flops, conv_flops = executed_flops(result.state.model, (1, 28, 28))
+    return {
+        "step_ms": step_ms, "batch": cfg.batch_size, "shares": {k: v / total for k, v in shares.items()},
+        "model_flops": model_flops, "conv_flops": conv_flops, "threads": torch.get_num_threads(),
+        "whiten": cfg.whiten, "ema": cfg.ema_decay,
+    }  # fmt: skip
+
+
+def report(row: dict[str, Any], peaks: dict[str, Any], args: argparse.Namespace) -> str:
+    step_s, batch = row["step_ms"] / 1e3, row["batch"]
+    achieved = row["model_flops"] * batch / step_s
+    conv_s = row["shares"]["convolution"] * step_s
+    conv_rate = row["conv_flops"] * batch / conv_s
+    bound = row["model_flops"] * batch / conv_s  # MFU numerator if only the convolutions took time
+    lines = [
+        "# Where the default recipe's CPU training step spends its time",
+        "",
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- CPU: {_cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}, Python "
+        f"{platform.python_version()}; {row['threads']} threads",
+        f"- command: `benchmarks/step_profile.py {' '.join(args.argv)}`",
+        f"- run: `cnnlab train` default recipe (fastnet, batch {batch}, bf16 autocast, channels-last, "
+        f"whitened frozen stem: {row['whiten']}, EMA {row['ema']}), steps 20-{20 + args.steps} timed, "
+        f"the next {args.steps} profiled",
+        "",
+        f"Step: {row['step_ms']:.1f} ms ({batch / step_s:.0f} images/s). Model FLOPs (MACs x 2 x 3): "
+        f"{achieved / 1e9:.0f} GFLOP/s = {achieved / peaks['bf16']:.0%} of the bf16 matmul peak "
+        f"({peaks['bf16'] / 1e9:.0f} GFLOP/s at {peaks['bf16_size']}^2; "
+        f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s at 2048^2).",
+        "",
+        "| kind of operator | share of the step (profiler self time) | ms per step |",
+        "|---|---|---|",
+    ]
+    for kind, share in sorted(row["shares"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {kind} | {share:.1%} | {share * row['step_ms']:.1f} |")
+    lines += [
+        "",
+        f"- The convolutions' own FLOPs (forward, and the gradients that run: "
+        f"{row['conv_flops'] / 1e6:.1f} MFLOP per image) take {conv_s * 1e3:.1f} ms per step: "
+        f"**{conv_rate / 1e9:.0f} GFLOP/s, {conv_rate / peaks['bf16']:.0%} of the bf16 matmul peak**.",
+        f"- If every other operator took no time, the model-FLOPs utilisation would be at most "
+        f"**{bound / peaks['bf16']:.0%}** of the bf16 matmul peak. The other {1 - row['shares']['convolution']:.0%} "
+        "of the step is pooling, normalisation, element-wise and copy work, which memory bandwidth bounds, "
+        "and Python and autograd overhead.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--steps", type=int, default=40, help="steps timed, then as many profiled (default 40)")
+    parser.add_argument("--out", type=Path, help="write the markdown report here too")
+    args = parser.parse_args()
+    args.argv = sys.argv[1:]
+    torch.set_num_threads(args.threads)
+    peaks = _probe_peaks(args.threads)
+    text = report(profile_default(args.threads, args.steps), peaks, args)
+    print(text, end="")
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

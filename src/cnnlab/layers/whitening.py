@@ -60,4 +60,5 @@ def patch_whitening(
     pairs = (out_channels + 1) // 2
     filters = (vectors[:, :pairs] / torch.sqrt(eigenvalues[:pairs] + eps)).T  # (pairs, dims)
     signed = torch.stack([filters, -filters], 1).reshape(2 * pairs, dims)[:out_channels]
-    return signed.reshape(out_channels, images.shape[1], kernel_size, kernel_size).to(images.dtype)
+    dtype = images.dtype if images.is_floating_point() else torch.float32
+    return signed.reshape(out_channels, images.shape[1], kernel_size, kernel_size).to(dtype)

@@ -7,7 +7,8 @@ share of a step; applied to the unprofiled step time they give milliseconds. The
 (cnnlab's own MAC count per layer, the backward passes that really run) over their share of the step
 give the FLOP/s of the convolution kernels themselves, beside the matmul peaks measured in the same
 run. That bounds the model-FLOPs utilisation (MFU) that ``benchmarks/train_speed.py`` reports: even
-with every other operator free, a step could not beat its convolutions.
+with every other operator free, a step could not beat its convolutions. Last, the synthetic FastNet
+step of ``conv_grad.py`` with a trained stem against a whitened, frozen one (the default recipe's).
 
 Usage::
 
@@ -20,6 +21,7 @@ import argparse
 import fnmatch
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -30,8 +32,10 @@ from typing import Any
 import torch
 
 from cnnlab.analysis import analyze
+from cnnlab.models.fastnet import FastNet
 from cnnlab.train.loop import Hooks, fit
 from cnnlab.train.recipes import resolve_recipe
+from conv_grad import step_rate  # the synthetic FastNet step (bf16, channels-last, Nesterov SGD)
 from train_speed import _probe_peaks  # the same matmul peaks as the speed benchmark
 
 # Operator kinds, first match wins. aten::mm and aten::cat in this step are MatmulGradConv2d's
@@ -100,6 +104,19 @@ def profile_default(threads: int, steps: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def frozen_stem_rates(batch: int, repeats: int) -> tuple[list[float], list[float]]:
+    """Images/s of FastNet's step with a trained stem and with a whitened, frozen one, alternating rounds."""
+    trained, frozen = [], []
+    for _ in range(repeats):  # alternate, so drifts of the machine hit both sides
+        torch.manual_seed(0)
+        trained.append(step_rate(FastNet(), batch, 30))
+        torch.manual_seed(0)
+        net = FastNet()
+        net.init_whitening(torch.randn(256, 1, 28, 28))  # the filters' values do not change the cost
+        frozen.append(step_rate(net, batch, 30))
+    return trained, frozen
+
+
 def report(row: dict[str, Any], peaks: dict[str, Any], args: argparse.Namespace) -> str:
     step_s, batch = row["step_ms"] / 1e3, row["batch"]
     achieved = row["model_flops"] * batch / step_s
@@ -137,6 +154,20 @@ def report(row: dict[str, Any], peaks: dict[str, Any], args: argparse.Namespace)
         "of the step is pooling, normalisation, element-wise and copy work, which memory bandwidth bounds, "
         "and Python and autograd overhead.",
     ]
+    trained, frozen = row["stem_rates"]
+    t, f = statistics.median(trained), statistics.median(frozen)
+    lines += [
+        "",
+        f"## Frozen whitened stem vs trained stem (synthetic FastNet step, batch {batch}, median images/s of "
+        f"{len(trained)} alternating rounds)",
+        "",
+        "A frozen stem needs no gradient below the first batch norm: the backward pass skips the stem's",
+        "max pool and its convolution at full resolution.",
+        "",
+        f"- trained stem: {t:.0f} images/s (rounds: {', '.join(f'{v:.0f}' for v in trained)})",
+        f"- whitened, frozen stem: {f:.0f} images/s (rounds: {', '.join(f'{v:.0f}' for v in frozen)})",
+        f"- ratio: {f / t:.2f}x",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -154,12 +185,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--steps", type=int, default=40, help="steps timed, then as many profiled (default 40)")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating rounds of the stem comparison")
     parser.add_argument("--out", type=Path, help="write the markdown report here too")
     args = parser.parse_args()
     args.argv = sys.argv[1:]
     torch.set_num_threads(args.threads)
     peaks = _probe_peaks(args.threads)
-    text = report(profile_default(args.threads, args.steps), peaks, args)
+    row = profile_default(args.threads, args.steps)
+    row["stem_rates"] = frozen_stem_rates(row["batch"], args.repeats)
+    text = report(row, peaks, args)
     print(text, end="")
     if args.out:
         args.out.write_text(text)

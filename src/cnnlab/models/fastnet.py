@@ -139,7 +139,8 @@ class FastNet(nn.Module):
         ``images`` are normalised training images ``(N, C, H, W)``; see
         :func:`cnnlab.layers.whitening.patch_whitening`. A frozen stem also makes training cheaper:
         nothing below the first batch norm needs a gradient, so the backward pass skips the stem's
-        max pool and convolution at full resolution (1.18x FastNet's CPU step at batch 256).
+        max pool and convolution at full resolution (1.14x FastNet's CPU step at batch 256 in
+        ``benchmarks/results/step_profile.md``).
 
         >>> net = FastNet(widths=(8, 8, 16, 16)); net.init_whitening(torch.randn(16, 1, 8, 8))
         >>> net.features[0][0].weight.requires_grad

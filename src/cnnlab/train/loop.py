@@ -103,7 +103,7 @@ def configure(cfg: TrainConfig) -> Env:
         torch.backends.cudnn.benchmark = False
     device = resolve_device(cfg.device)
     if device.type == "cpu":
-        reuse_freed_memory()  # no page faults on every step's activations (a few % faster on CPU)
+        reuse_freed_memory()  # fewer page faults on every step's activations (1.02x on CPU)
     dist = init_distributed(device.type)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)

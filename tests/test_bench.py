@@ -40,7 +40,7 @@ def _train_tiny(seed: int) -> nn.Module:
     model = create_model("fastnet", widths=tuple(WIDTHS))
     train = load_dataset("fashion-mnist", "train")
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for step in range(25):
+    for step in range(60):  # 25 sufficed before FastNet scaled its logits by 0.25 (then 0.30-0.52)
         idx = torch.arange(step * 128, (step + 1) * 128)
         loss = F.cross_entropy(model(preprocess(train.images[idx], _meta())), train.labels[idx])
         opt.zero_grad()

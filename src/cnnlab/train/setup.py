@@ -90,6 +90,46 @@ def _whiten_first_layer(model: nn.Module, name: str, cfg: TrainConfig, data: Run
         raise ValueError(f"whiten=true on model {name!r}: {err} Or train it: --set whiten=false.") from None
 
 
+def _check_takes_input(model: nn.Module, name: str, dataset: str, input_size: tuple[int, ...]) -> None:
+    """Raise a one-paragraph ``ValueError`` before training when ``model`` cannot take ``input_size`` images.
+
+    The shapes are traced on meta tensors (no compute), which names the failing layer. A failure there
+    (or a forward that branches on values, which meta tensors lack) is checked by one real forward
+    pass in eval mode (batch norm buffers untouched) on zeros, so only a model that really fails stops.
+
+    >>> _check_takes_input(nn.Conv2d(1, 4, 5), "tiny", "shapes", (1, 4, 4))
+    Traceback (most recent call last):
+    ...
+    ValueError: model 'tiny' cannot take the 'shapes' images (1x4x4): layer 'Conv2d' (Conv2d) fails on ...
+    """
+    from cnnlab.analysis.capture import meta_copy, torch_reason
+    from cnnlab.analysis.hooks import capture_hooks, data_dependent
+    from cnnlab.errors import AnalysisError
+
+    try:
+        capture_hooks(meta_copy(model), tuple(input_size))
+        return
+    except AnalysisError as err:
+        reason = None if data_dependent(err) else str(err).split(" Check the --input size")[0]
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *input_size))
+        return  # the real model runs: the meta trace could not follow it (values) or was too strict
+    except Exception as err:  # whatever fails here, the user gets it as one paragraph
+        reason = reason or torch_reason(err)
+    finally:
+        model.train(training)
+    size = "x".join(str(v) for v in input_size)
+    raise ValueError(
+        f"model {name!r} cannot take the {dataset!r} images ({size}): {reason} Choose a model made for "
+        f"{size} inputs (`cnnlab models` lists each model's design input size), give this one the geometry "
+        "the data needs through --set model_kwargs='{...}' (e.g. lenet5 takes 28x28 with conv1_padding=2), "
+        "or load the images at the size the model expects (folder data: --set data_opts='{\"size\": N}')."
+    ) from None
+
+
 def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, Any]]:
     """A fresh (or ``init_from``) model for ``data`` and the meta recorded in ``model.json``.
 
@@ -129,6 +169,7 @@ def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, A
                 f"zero_gamma=true, but model {name!r} has no residual block with zero_init_last(); "
                 "use a residual model (e.g. resnet20, or fastnet with model_kwargs residual=true)."
             )
+    _check_takes_input(model, name, cfg.data, data.input_size)
     if cfg.whiten:
         _whiten_first_layer(model, name, cfg, data)
     if cfg.freeze == "features":

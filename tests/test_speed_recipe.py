@@ -107,12 +107,12 @@ def test_fit_resident_trains_on_cpu(tmp_path: object) -> None:
 
 
 def test_quick_recipe_learns(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """The smoke-test recipe must train, not diverge: with batch 256 it took 7 steps and ended at 10%."""
+    """The smoke-test recipe must train, not diverge (with batch 256 and FastNet's head unscaled it ended at 10%)."""
     from cnnlab.train.loop import fit
 
     cfg = resolve_recipe("quick", {"progress": "none", "threads": 1}, [])
     result = fit(cfg, tmp_path / "quick")
-    assert result.metrics["test_accuracy"] > 0.7  # chance is 0.1; measured 0.846
+    assert result.metrics["test_accuracy"] > 0.7  # chance is 0.1; measured 0.82
 
 
 def test_default_recipe_learns_on_a_tiny_budget(tmp_path) -> None:  # type: ignore[no-untyped-def]

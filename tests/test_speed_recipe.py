@@ -118,15 +118,16 @@ def test_quick_recipe_learns(tmp_path) -> None:  # type: ignore[no-untyped-def]
 def test_default_recipe_learns_on_a_tiny_budget(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """30 steps of the default recipe (its full learning rate within 7 steps) must learn, not diverge.
 
-    With FastNet's head unscaled (logit_scale=1) the train loss climbed from 3.8 to 37 within 4 steps
-    and these 30 steps ended at 28% test accuracy; the default logit_scale=0.25 measured 80%.
+    With FastNet's head unscaled (logit_scale=1) the train loss climbed from 3.8 to 22 within 6 steps;
+    the epochs averaged 10.3, 2.58, 2.18 and the test accuracy ended at 25%. The default
+    logit_scale=0.25 measured 1.82, 1.09, 0.95 and 79.5%.
     """
     from cnnlab.train.loop import fit
 
     over = {"epochs": 3, "limit_train": 3000, "limit_test": 1000, "progress": "none", "threads": 1}
     result = fit(resolve_recipe("default", over, cuda_available=False), tmp_path / "tiny")
     assert result.metrics["steps"] == 30  # 2,700 training images after the validation split, batch 256
-    assert max(h["train_loss"] for h in result.metrics["history"]) < 2.5  # label-smoothed CE starts near 2.3
+    assert max(h["train_loss"] for h in result.metrics["history"]) < 2.3  # ln(10): chance level
     assert result.metrics["test_accuracy"] > 0.6  # chance is 0.1
 
 

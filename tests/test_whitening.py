@@ -91,7 +91,8 @@ def test_recipes_whiten_fastnet_only_and_a_user_setting_wins() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"model": "lenet5", "model_kwargs": {"conv1_padding": 2}}, r"model 'lenet5' has no init_whitening\(\).*--set whiten=false"),
+        ({"model": "lenet5", "model_kwargs": {"conv1_padding": 2}},  # padded to take 28x28
+         r"model 'lenet5' has no init_whitening\(\).*--set whiten=false"),
         ({"model_kwargs": {"widths": [32, 8, 8, 16]}}, r"whiten=true on model 'fastnet'.*= 18.*received out_channels=32"
          r".*--set whiten=false"),
     ],

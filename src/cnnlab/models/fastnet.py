@@ -88,11 +88,11 @@ class FastNet(nn.Module):
     the resolution is already low and the CPU cheap); ``residual=True`` adds one more after the last
     stage (the model then supports zero-gamma initialisation); ``pool_last=False`` keeps stages 2
     and 3 at 7x7 instead of pooling to 3x3. ``logit_scale`` multiplies the logits (airbench scales
-    its head by 1/9): the pooled features are sums of a mean and a max over 256 channels, so an
-    unscaled head starts with large logits and, at the default recipe's learning rate, a step that
-    moves them by tens of units. With 0.25 a 10-step run no longer diverges (train loss 1.7 instead
-    of 15.5; 30 steps reach 80% instead of 28%) and 8 epochs end level on the validation split
-    (seeds 0/1/2: 94.32/93.88/94.27 against 93.87/93.85/94.48 with 1.0).
+    its head by 1/9): each of the 256 pooled features is a spatial mean plus a max, so at the
+    default recipe's learning rate one step of an unscaled head moves the logits by tens of units.
+    With 0.25 a 10-step run no longer diverges (train loss 1.7 instead of 15.5; 30 steps reach 80%
+    instead of 28%) and 8 epochs end level on the validation split (seeds 0/1/2: 94.32/93.88/94.27
+    against 93.87/93.85/94.48 with 1.0).
 
     >>> FastNet(widths=(8, 8, 16, 16), blocks=(0, 0, 0)).num_features
     16

@@ -150,7 +150,7 @@ def test_shape_check_lets_value_dependent_models_train() -> None:
     """A forward that branches on tensor values cannot be traced on meta tensors; the check must not block it."""
     from torch import nn
 
-    from cnnlab.train.setup import _check_takes_input
+    from cnnlab.train.setup import _output_shape
 
     class Branchy(nn.Module):
         def __init__(self) -> None:
@@ -160,6 +160,25 @@ def test_shape_check_lets_value_dependent_models_train() -> None:
         def forward(self, x):  # type: ignore[no-untyped-def]
             return self.conv(x) if float(x.sum()) >= 0 else -self.conv(x)
 
-    _check_takes_input(Branchy(), "branchy", "mnist", (1, 8, 8))  # no error
+    assert _output_shape(Branchy(), "branchy", "mnist", (1, 8, 8)) == (1, 2, 6, 6)
     with pytest.raises(ValueError, match="model 'branchy' cannot take the 'mnist' images"):
-        _check_takes_input(Branchy(), "branchy", "mnist", (1, 2, 2))
+        _output_shape(Branchy(), "branchy", "mnist", (1, 2, 2))
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--model", "segnet"], "model 'segnet' returns (1, 10, 28, 28) for one image, but the task on 'mnist' is "
+         "classification: its loss needs one score per class, shape (1, 10). Use a classification model"),
+        (["--set", "task=reconstruction"], "model 'fastnet' returns (1, 1) for one image, but the task on 'mnist' is "
+         "reconstruction: its loss needs an image of the input's size and channels, shape (1, 1, 28, 28)."),
+    ],
+)  # fmt: skip
+def test_model_output_that_does_not_fit_the_task(
+    capsys: pytest.CaptureFixture[str], isolated: Path, argv: list[str], expected: str
+) -> None:
+    """segnet on a classification set died in F.cross_entropy with a raw traceback; now one paragraph, no run."""
+    folder = _write_mnist(isolated / "data", n=100)
+    text = _train(capsys, *argv, "--data", "mnist", "--data-dir", str(folder), "--out", "run")
+    assert expected in text
+    assert not (isolated / "run" / "model.safetensors").exists()

@@ -90,33 +90,42 @@ def _whiten_first_layer(model: nn.Module, name: str, cfg: TrainConfig, data: Run
         raise ValueError(f"whiten=true on model {name!r}: {err} Or train it: --set whiten=false.") from None
 
 
-def _check_takes_input(model: nn.Module, name: str, dataset: str, input_size: tuple[int, ...]) -> None:
-    """Raise a one-paragraph ``ValueError`` before training when ``model`` cannot take ``input_size`` images.
+def _output_shape(model: nn.Module, name: str, dataset: str, input_size: tuple[int, ...]) -> tuple[int, ...] | None:
+    """``model``'s output shape for one ``input_size`` image; a one-paragraph ``ValueError`` if it cannot take it.
 
-    The shapes are traced on meta tensors (no compute), which names the failing layer. A failure there
-    (or a forward that branches on values, which meta tensors lack) is checked by one real forward
-    pass in eval mode (batch norm buffers untouched) on zeros, so only a model that really fails stops.
+    The model runs on meta tensors first (no compute). If that fails, cnnlab's hook capture names the
+    failing layer, and one real forward pass in eval mode on zeros (batch-norm buffers untouched)
+    decides. A forward that branches on values, which meta tensors lack, therefore still trains.
+    ``None``: the output is not one tensor, so the caller cannot check it.
 
-    >>> _check_takes_input(nn.Conv2d(1, 4, 5), "tiny", "shapes", (1, 4, 4))
+    >>> _output_shape(nn.Conv2d(1, 4, 3), "tiny", "shapes", (1, 8, 8))
+    (1, 4, 6, 6)
+    >>> _output_shape(nn.Conv2d(1, 4, 5), "tiny", "shapes", (1, 4, 4))
     Traceback (most recent call last):
     ...
     ValueError: model 'tiny' cannot take the 'shapes' images (1x4x4): layer 'Conv2d' (Conv2d) fails on ...
     """
-    from cnnlab.analysis.capture import meta_copy, torch_reason
+    from cnnlab.analysis.capture import meta_copy, meta_input, torch_reason
     from cnnlab.analysis.hooks import capture_hooks, data_dependent
     from cnnlab.errors import AnalysisError
 
     try:
+        with torch.device("meta"), torch.no_grad():
+            out = meta_copy(model)(meta_input(input_size))
+        return tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    except Exception as err:  # the meta run failed: find out why, and whether the real model fails too
+        reason = None if data_dependent(err) else torch_reason(err)
+    try:
         capture_hooks(meta_copy(model), tuple(input_size))
-        return
     except AnalysisError as err:
-        reason = None if data_dependent(err) else str(err).split(" Check the --input size")[0]
+        if not data_dependent(err):
+            reason = str(err).split(" Check the --input size")[0]  # names the layer
     training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(2, *input_size))
-        return  # the real model runs: the meta trace could not follow it (values) or was too strict
+            out = model(torch.zeros(2, *input_size))
+        return (1, *out.shape[1:]) if isinstance(out, torch.Tensor) else None  # the meta run was too strict
     except Exception as err:  # whatever fails here, the user gets it as one paragraph
         reason = reason or torch_reason(err)
     finally:
@@ -128,6 +137,34 @@ def _check_takes_input(model: nn.Module, name: str, dataset: str, input_size: tu
         "the data needs through --set model_kwargs='{...}' (e.g. lenet5 takes 28x28 with conv1_padding=2), "
         "or load the images at the size the model expects (folder data: --set data_opts='{\"size\": N}')."
     ) from None
+
+
+def _check_output_fits_task(
+    out: tuple[int, ...] | None, task: str, num_classes: int, input_size: tuple[int, ...], name: str, dataset: str
+) -> None:
+    """What the loss of ``task`` needs from the model's output for one image, as a one-paragraph ``ValueError``.
+
+    >>> _check_output_fits_task((1, 10), "classification", 10, (1, 28, 28), "fastnet", "mnist")
+    >>> _check_output_fits_task((1, 4, 28, 28), "classification", 4, (1, 28, 28), "segnet", "mnist")
+    Traceback (most recent call last):
+    ...
+    ValueError: model 'segnet' returns (1, 4, 28, 28) for one image, but the task on 'mnist' is classification: ...
+    """
+    h, w = input_size[1:]
+    expected, what, fix = {
+        "classification": ((1, num_classes), "one score per class", "a classification model (`cnnlab models`)"),
+        "segmentation": ((1, num_classes, h, w), "a score per class for every pixel", "a segmentation model "
+                         "(unet, segnet)"),
+        "reconstruction": ((1, *input_size), "an image of the input's size and channels", "an autoencoder "
+                           "(conv_autoencoder)"),
+    }.get(task, (None, "", ""))  # fmt: skip
+    if out is None or expected is None or out == expected:
+        return
+    raise ValueError(
+        f"model {name!r} returns {out} for one image, but the task on {dataset!r} is {task}: its loss needs "
+        f"{what}, shape {expected}. Use {fix}, or data with the labels this model predicts (--data NAME; "
+        "--set task=... only where the data has such labels)."
+    )
 
 
 def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, Any]]:
@@ -169,7 +206,8 @@ def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, A
                 f"zero_gamma=true, but model {name!r} has no residual block with zero_init_last(); "
                 "use a residual model (e.g. resnet20, or fastnet with model_kwargs residual=true)."
             )
-    _check_takes_input(model, name, cfg.data, data.input_size)
+    out = _output_shape(model, name, cfg.data, data.input_size)
+    _check_output_fits_task(out, data.task, num_classes, data.input_size, name, cfg.data)
     if cfg.whiten:
         _whiten_first_layer(model, name, cfg, data)
     if cfg.freeze == "features":

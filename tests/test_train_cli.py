@@ -182,3 +182,11 @@ def test_model_output_that_does_not_fit_the_task(
     text = _train(capsys, *argv, "--data", "mnist", "--data-dir", str(folder), "--out", "run")
     assert expected in text
     assert not (isolated / "run" / "model.safetensors").exists()
+
+
+def test_translate_as_large_as_the_image(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
+    folder = _write_mnist(isolated / "data", n=100)
+    text = _train(capsys, "--data", "mnist", "--data-dir", str(folder), "--set", "translate=28")
+    assert "TrainConfig.translate must be smaller than the image side" in text and "received translate=28" in text
+    assert main(["train", "--set", "progress=none", "--data", "mnist", "--data-dir", str(folder), "--out", "ok",
+                 "--no-report", "--epochs", "1", "--set", "translate=27"]) == 0  # fmt: skip

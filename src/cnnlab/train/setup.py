@@ -61,6 +61,14 @@ def load_data(cfg: TrainConfig) -> RunData:
     """Load the training and test splits, hold out ``val_fraction`` of training for validation."""
     full = _first(load_dataset(cfg.data, "train", cfg.data_dir, **cfg.data_opts), cfg.limit_train)
     test = _first(load_dataset(cfg.data, "test", cfg.data_dir, **cfg.data_opts), cfg.limit_test)
+    side = min(full.input_size[1:])
+    if cfg.translate >= side:
+        raise ValueError(
+            f"TrainConfig.translate must be smaller than the image side: it shifts each training image by up to "
+            f"that many pixels, and the shorter side of the {cfg.data!r} images is {side} pixels, so a shift of "
+            f"{side} or more leaves nothing of them; received translate={cfg.translate}. Use e.g. 1-4 (the default recipe "
+            "uses 1)."
+        )
     train, val = split_train_val(full, cfg.val_fraction, seed=cfg.seed)
     mean, std = channel_stats(train.images)
     std = tuple(max(s, 1e-3) for s in std)  # a constant channel would divide by zero

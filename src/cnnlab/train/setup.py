@@ -66,8 +66,8 @@ def load_data(cfg: TrainConfig) -> RunData:
         raise ValueError(
             f"TrainConfig.translate must be smaller than the image side: it shifts each training image by up to "
             f"that many pixels, and the shorter side of the {cfg.data!r} images is {side} pixels, so a shift of "
-            f"{side} or more leaves nothing of them; received translate={cfg.translate}. Use e.g. 1-4 (the default recipe "
-            "uses 1)."
+            f"{side} or more leaves nothing of them; received translate={cfg.translate}. Use e.g. 1-4 (the "
+            "default recipe uses 1)."
         )
     train, val = split_train_val(full, cfg.val_fraction, seed=cfg.seed)
     mean, std = channel_stats(train.images)

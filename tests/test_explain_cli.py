@@ -186,6 +186,14 @@ def test_shape_and_rf_and_compare(capsys: pytest.CaptureFixture[str], tmp_path) 
             ["params", "conv f=3 c=6 g=4", "--input", "8,8,4"],
             r"error: out_channels must be divisible by groups .* received out_channels=6, groups=4",
         ),
+        (  # stride 0 used to be taken as the default 1 (`stride or 1`) and explained as stride 1
+            ["conv", "--input", "1 2; 3 4", "--kernel", "1", "--stride", "0"],
+            r"error: stride must be >= 1 along each axis; received stride=0",
+        ),
+        (
+            ["transposed", "--input", "1 2; 3 4", "--kernel", "1", "--stride", "0"],
+            r"error: stride must be >= 1 along each axis; received stride=0",
+        ),
         (["shape", "conv f=3"], r"error: explain shape needs --input"),
         (["params", "--input", "8,8,1"], r"error: explain params needs a layer spec"),
         (["conv", "--input", "@/nonexistent/m.txt", "--kernel", "1"], r"No such file"),

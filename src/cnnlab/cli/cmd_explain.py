@@ -202,14 +202,14 @@ def _explain_matrix(args: argparse.Namespace) -> dict[str, Any]:
         )
     if args.what == "transposed":
         return explain_transposed(
-            _text(args.input), _text(args.kernel), stride=stride or 1,
+            _text(args.input), _text(args.kernel), stride=1 if stride is None else stride,
             padding=_ints(args.padding, "--padding"),
             output_padding=_ints(args.output_padding, "--output-padding"),
             dilation=_ints(args.dilation, "--dilation"),
         )  # fmt: skip
     bias = _bias(args.bias)
     common = {
-        "stride": stride or 1,
+        "stride": 1 if stride is None else stride,
         "padding": _padding(args.padding),
         "dilation": _ints(args.dilation, "--dilation"),
         "padding_mode": args.padding_mode,

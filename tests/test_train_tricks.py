@@ -276,6 +276,9 @@ def test_config_rejects_unknown_keys_with_suggestions():
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="optimizer must be one of sgd, adamw, adadelta; received"):
         TrainConfig(optimizer="adam")
+    for bad in (0.0, 1.0):  # one rule, one message (1.0 used to say "[0.0, 1.0)", which allows 0)
+        with pytest.raises(ValueError, match=rf"val_fraction must lie in \(0, 1\).*received val_fraction={bad}"):
+            TrainConfig(val_fraction=bad)
     cfg = resolve_recipe("default", {"epochs": 2}, ["flip=true", "lr=0.3", 'model_kwargs={"widths": [8, 8, 8, 8]}'])
     assert (cfg.epochs, cfg.flip, cfg.lr, cfg.model_kwargs) == (2, True, 0.3, {"widths": [8, 8, 8, 8]})
     with pytest.raises(ValueError, match="--recipe must be one of"):

@@ -128,11 +128,10 @@ class TrainConfig:
             if value < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1; received {name}={value}.")
         ranges = {
-            "val_fraction": (self.val_fraction, 0.0, 1.0),
             "label_smoothing": (self.label_smoothing, 0.0, 1.0),
             "ema_decay": (self.ema_decay, 0.0, 1.0),
         }
-        if self.val_fraction <= 0:
+        if not 0 < self.val_fraction < 1:
             raise ValueError(
                 f"TrainConfig.val_fraction must lie in (0, 1): validation data comes from the training split "
                 f"(the test split is only for the final number); received val_fraction={self.val_fraction}. "

@@ -188,28 +188,28 @@ def _grouped_conv(args: argparse.Namespace, common: dict[str, Any]) -> dict[str,
 def _explain_matrix(args: argparse.Namespace) -> dict[str, Any]:
     from cnnlab.reference.explain import explain_conv, explain_pool, explain_transposed
 
-    stride = _ints(args.stride, "--stride") if args.stride is not None else None
     if args.what == "pool":
         kernel = _ints(args.kernel, "--kernel")
         padding = _ints(args.padding, "--padding")
         return explain_pool(
             _text(args.input),
             kernel,
-            stride=stride,
+            stride=_ints(args.stride, "--stride") if args.stride is not None else None,  # None: the window
             padding=padding,
             mode=args.mode,
             ceil_mode=args.ceil_mode,
         )
+    stride = _ints(args.stride, "--stride")  # conv and transposed default to "1"
     if args.what == "transposed":
         return explain_transposed(
-            _text(args.input), _text(args.kernel), stride=1 if stride is None else stride,
+            _text(args.input), _text(args.kernel), stride=stride,
             padding=_ints(args.padding, "--padding"),
             output_padding=_ints(args.output_padding, "--output-padding"),
             dilation=_ints(args.dilation, "--dilation"),
         )  # fmt: skip
     bias = _bias(args.bias)
     common = {
-        "stride": 1 if stride is None else stride,
+        "stride": stride,
         "padding": _padding(args.padding),
         "dilation": _ints(args.dilation, "--dilation"),
         "padding_mode": args.padding_mode,

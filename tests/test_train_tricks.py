@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import subprocess
 import sys
 
@@ -345,7 +346,12 @@ def test_reuse_freed_memory_stops_most_page_faults_of_training_steps() -> None:
         return int(count)
 
     # A FastNet step's activations and gradients are megabytes; glibc's default hands some back to the
-    # kernel at every free. 8 runs of 5 steps each way: 7,500-19,000 faults by default, 0-1,700 tuned.
-    plain, tuned = faults("plain"), faults("tuned")
-    assert plain >= 2000
-    assert tuned * 2 < plain
+    # kernel at every free. 14 runs of 5 steps each way: 7,500-24,000 faults by default, 0-1,700 tuned;
+    # but one default run in a fresh-clone CI had only 272 (glibc's adaptive mmap threshold), so the
+    # medians of 5 alternating runs are compared, not single runs.
+    plain, tuned = [], []
+    for _ in range(5):
+        plain.append(faults("plain"))
+        tuned.append(faults("tuned"))
+    assert statistics.median(plain) >= 2000, (plain, tuned)
+    assert statistics.median(tuned) * 2 < statistics.median(plain), (plain, tuned)

@@ -115,3 +115,10 @@ def test_write_folder_round_trip(tmp_path: Path) -> None:
     for label in range(4):  # PNG is lossless: the same pixels, in the same order
         original = shapes.images[shapes.labels == label][:5]
         assert torch.equal(back.images[back.labels == label], original)
+
+
+@pytest.mark.parametrize("name", ["folder:", "folder:  "])
+def test_folder_without_a_path_is_an_error_not_the_current_directory(name: str) -> None:
+    # 'folder:' used to load the current directory (Path('') is '.') and complain about its contents.
+    with pytest.raises(ValueError, match=r"names no folder: folder:PATH needs the path"):
+        load_dataset(name)

@@ -100,3 +100,12 @@ def test_arbitrary_rotations_are_seeded_and_keep_mask_ids() -> None:
     assert set(a.masks.unique().tolist()) <= {0, 1, 2, 3}  # nearest sampling: no blended ids
     with pytest.raises(ValueError, match=r"'rot-rot-shapes' is not valid"):
         load_dataset("rot-rot-shapes")
+
+
+@pytest.mark.parametrize("name", ["rot-xyz", "rot-", "rot-folder:", "rot-mnsit"])
+def test_rot_of_an_unknown_base_names_what_the_user_typed(name: str) -> None:
+    # 'rot-xyz' used to fail with "dataset must be one of ...; received 'xyz'", a name nobody typed.
+    with pytest.raises(ValueError, match=rf"dataset '{name}' is not valid: rot- must be followed by") as err:
+        load_dataset(name)
+    if name == "rot-mnsit":
+        assert "Did you mean 'mnist'" in str(err.value)

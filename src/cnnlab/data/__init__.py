@@ -55,6 +55,27 @@ def _check_options(fn: Callable[..., Any], opts: dict[str, Any], dataset: str) -
         )
 
 
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_base_name(base: str) -> None:
+    """Raise if ``base`` (the name after ``rot-``) is not one dataset name that ``rot-`` can rotate.
+
+    >>> check_base_name("rot-mnist")
+    Traceback (most recent call last):
+    ValueError: dataset 'rot-rot-mnist' is not valid: rot- must be followed by one base dataset name, ...
+    """
+    if base in _REGISTRY or (base.startswith("folder:") and base[len("folder:") :].strip()):
+        return
+    raise ValueError(
+        f"dataset 'rot-{base}' is not valid: rot- must be followed by one base dataset name, one of "
+        f"{', '.join(_REGISTRY)} or folder:PATH; received {base!r}.{_did_you_mean(base)} "
+        "For example rot-fashion-mnist or rot-mnist."
+    )
+
+
 def list_datasets() -> list[str]:
     """Names accepted by :func:`load_dataset` (patterns written with placeholders).
 
@@ -84,6 +105,11 @@ def load_dataset(
         )
     args: tuple[str | Path | None, ...]
     if name.startswith("folder:"):
+        if not name[len("folder:") :].strip():
+            raise ValueError(
+                f"dataset {name!r} names no folder: folder:PATH needs the path of a folder with one "
+                "sub-folder of PNG/JPEG images per class. Use e.g. folder:my_images (folder:. for this folder)."
+            )
         module, function, args = "cnnlab.data.folder", "load_folder", (name[len("folder:") :], split)
     elif name.startswith("rot-"):
         module, function, args = "cnnlab.data.rotated", "load_rotated", (name[len("rot-") :], split, data_dir)
@@ -91,11 +117,8 @@ def load_dataset(
         module, function, leading = _REGISTRY[name]
         args = (*leading, split) if name == "shapes" else (*leading, split, data_dir)
     else:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"dataset must be one of {', '.join(list_datasets())}; received {name!r}.{hint}"
-        )
+        hint = _did_you_mean(name)
+        raise ValueError(f"dataset must be one of {', '.join(list_datasets())}; received {name!r}.{hint}")
     loader = getattr(importlib.import_module(module), function)
     _check_options(loader, opts, name)
     dataset: ImageDataset = loader(*args, **opts)

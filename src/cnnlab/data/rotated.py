@@ -78,13 +78,9 @@ def load_rotated(
     >>> load_rotated("shapes", "test", n=4, size=32, rot90_only=True).name
     'rot-shapes'
     """
-    from cnnlab.data import load_dataset
+    from cnnlab.data import check_base_name, load_dataset
 
-    if base.startswith("rot-") or not base:
-        raise ValueError(
-            f"dataset 'rot-{base}' is not valid: rot- must be followed by one base dataset name, for "
-            "example rot-fashion-mnist or rot-mnist."
-        )
+    check_base_name(base)
     ds = load_dataset(base, split, data_dir, **opts)
     # Different streams for the two splits, so test rotations are not the training rotations.
     split_seed = 2 * int(seed) + (1 if split == "test" else 0)

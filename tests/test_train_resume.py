@@ -1,4 +1,4 @@
-"""Kill test: a run killed mid-epoch (SIGKILL) or stopped with Ctrl-C (SIGINT) resumes with ``--resume``
+"""Kill test: a run killed mid-epoch (SIGKILL) or stopped with Ctrl-C or SIGTERM resumes with ``--resume``
 and finishes bit-identical to an uninterrupted run with the same seed (CPU, one thread, deterministic).
 
 Every run is a real ``python -m cnnlab train`` subprocess on a small synthetic IDX dataset written
@@ -121,9 +121,14 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(workdir: Path, reference: di
     assert _comparable(out) == reference
 
 
-def test_ctrl_c_saves_the_state_and_says_how_to_resume(workdir: Path, reference: dict[str, object]) -> None:
-    out = workdir / "interrupted"
-    proc = _start_and_signal(workdir, out, signal.SIGINT)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_the_state_and_says_how_to_resume(
+    workdir: Path, reference: dict[str, object], sig: signal.Signals
+) -> None:
+    # SIGTERM is what `kill`, `docker stop` and a scheduler's pre-emption send: it used to end the run
+    # at once, losing the epoch in progress.
+    out = workdir / f"interrupted-{sig.name}"
+    proc = _start_and_signal(workdir, out, sig)
     stderr = proc.stderr.read() if proc.stderr else ""
     assert proc.returncode == 130, stderr
     assert f"Continue with: cnnlab train --resume --out {out}" in stderr

@@ -193,9 +193,12 @@ def evaluate(model: nn.Module, ds: ImageDataset, data: RunData, cfg: TrainConfig
     return tasks.summarize(stats, data.task, data.classes)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; `kill`, `docker stop`, a scheduler's pre-emption
+
+
 @contextmanager
-def _sigint_requests_stop() -> Iterator[dict[str, bool]]:
-    """Turn the first Ctrl-C into a request to stop after the current step (a second one aborts)."""
+def _signals_request_stop() -> Iterator[dict[str, bool]]:
+    """Turn the first Ctrl-C or SIGTERM into a request to stop after the current step (a second one aborts)."""
     flag = {"stop": False}
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -206,11 +209,12 @@ def _sigint_requests_stop() -> Iterator[dict[str, bool]]:
             raise KeyboardInterrupt
         flag["stop"] = True
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _check_finite(loss: torch.Tensor, state: TrainState, lr: float, run: RunFiles) -> None:
@@ -284,7 +288,7 @@ def fit(
         f"{len(data.test)} test, task {data.task}) on {env.device} in {env.precision}; writing {run.dir}"
     )
     try:
-        with _sigint_requests_stop() as interrupt:
+        with _signals_request_stop() as interrupt:
             for epoch in range(state.epoch, cfg.epochs):
                 loader.generator.manual_seed(_epoch_seed(cfg.seed, epoch, 0))
                 if state.batch == 0:  # a fresh epoch (not one resumed half-way)

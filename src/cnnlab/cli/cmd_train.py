@@ -22,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="number of passes over the training data")
     parser.add_argument("--recipe", help="named set of settings: default, long, quick, pytorch-mnist, segmentation")
     parser.add_argument("--out", help="run directory (default: runs/<timestamp>-<model>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out (default: the latest run)")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue the run in --out (default: the latest run), after a kill or a stop "
+        "(Ctrl-C or SIGTERM saves the state after the current step)",
+    )
     parser.add_argument("--seed", type=int, help="random seed (weights, split, shuffling, augmentation)")
     parser.add_argument("--data-dir", help="folder holding the dataset files")
     parser.add_argument("--init-from", help="run directory or .safetensors to start from (transfer learning)")

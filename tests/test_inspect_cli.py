@@ -262,3 +262,61 @@ def test_lint_exit_codes(capsys: pytest.CaptureFixture[str], factory_file: Path)
 def test_depth_with_json_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(capsys, "inspect", "lenet5", "--format", "json", "--depth", "1")
     assert code == 2 and out == "" and "--depth folds the table" in err
+
+
+BROKEN = {
+    "syntax.py": ("def build(:\n", "syntax.py failed with SyntaxError: invalid syntax (syntax.py, line 1)"),
+    "imports.py": ("import no_such_module_xyz\n", "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
+    "needs.py": ("import torch.nn as nn\ndef build(width):\n    return nn.Conv2d(3, width, 3)\n",
+                 "calling build() failed with TypeError"),
+    "raises.py": ("def build():\n    raise RuntimeError('no weights here')\n",
+                  "calling build() failed with RuntimeError: no weights here"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_a_broken_factory_file_is_one_paragraph(capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str) -> None:
+    # These used to end in the user's raw traceback (SyntaxError, ModuleNotFoundError, TypeError, ...).
+    source, expected = BROKEN[name]
+    (tmp_path / name).write_text(source)
+    for command in ("inspect", "lint"):
+        code, out, err = _run(capsys, command, f"{tmp_path / name}:build", "--input", "3,8,8")
+        text = " ".join(err.split())
+        assert code == 2 and out == "" and "Traceback" not in err, err
+        assert expected in text and "CNNLAB_DEBUG=1" in text
+
+
+def test_a_file_that_is_not_a_spec_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # 'spec.txt' used to be looked up as a model name ("is not registered. Did you mean: segnet").
+    (tmp_path / "spec.txt").write_text("layers: []\n")
+    code, _, err = _run(capsys, "inspect", str(tmp_path / "spec.txt"))
+    assert code == 2 and "is a file, but not one cnnlab reads as a model" in " ".join(err.split())
+    upper = tmp_path / "LENET.TOML"  # suffixes are matched without case, as load_spec does
+    upper.write_text((ROOT / "examples/specs/lenet.toml").read_text())
+    code, out, err = _run(capsys, "inspect", str(upper), "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["totals"]["params"] == 61_706
+
+
+def test_input_with_the_wrong_number_of_axes(capsys: pytest.CaptureFixture[str]) -> None:
+    # lenet5 --input 32,32 used to run conv2d unbatched and fail later in 'fc6' (Linear).
+    code, _, err = _run(capsys, "inspect", "lenet5", "--input", "32,32")
+    text = " ".join(err.split())
+    assert code == 2 and "must have 3 numbers (C,H,W), like its declared size 1,32,32; received '32,32'" in text
+    code, _, err = _run(capsys, "inspect", "lenet5", "--input", "x")
+    assert code == 2 and "received 'x'" in err  # it echoed '()'
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
+    # `cnnlab inspect resnet50 | head -1` used to print a BrokenPipeError traceback.
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "inspect", "resnet50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away before the table is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (0, 1) and "Traceback" not in err and "BrokenPipe" not in err, err

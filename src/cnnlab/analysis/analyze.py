@@ -21,13 +21,14 @@ def check_input_shape(input_shape: Sequence[int] | str) -> tuple[int, ...]:
     (3, 32, 32)
     """
     if isinstance(input_shape, str):
-        parts = [p for p in input_shape.replace("x", ",").split(",") if p.strip()]
+        text = input_shape
+        parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
         try:
             input_shape = [int(p) for p in parts]
         except ValueError:
-            raise ValueError(
-                f"input shape must be integers C,H,W (for example 3,224,224); received {input_shape!r}."
-            ) from None
+            input_shape = []
+        if not input_shape:
+            raise ValueError(f"input shape must be integers C,H,W (for example 3,224,224); received {text!r}.")
     shape = tuple(input_shape)
     if not 2 <= len(shape) <= 4 or not all(isinstance(v, int) and v > 0 for v in shape):
         raise ValueError(

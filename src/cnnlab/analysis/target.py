@@ -41,6 +41,12 @@ def _from_spec(path: Path) -> Target:
     return Target(model, path.stem, size)
 
 
+def _describe(err: BaseException) -> str:
+    """``SyntaxError: invalid syntax (nets.py, line 3)``: the exception's type and message, on one line."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 def _from_python(spec: str) -> Target:
     file_part, _, factory_name = spec.rpartition(":")
     path = Path(file_part)
@@ -52,7 +58,14 @@ def _from_python(spec: str) -> Target:
         raise SpecError(f"TARGET {spec!r}: cannot import {file_part!r} as a Python module.")
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[module_name] = module
-    loader_spec.loader.exec_module(module)
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as err:  # the user's file: a syntax error, a failed import, an error at import time
+        sys.modules.pop(module_name, None)
+        raise SpecError(
+            f"TARGET {spec!r}: importing {file_part} failed with {_describe(err)}. Fix the file (run it "
+            "with python to see where); CNNLAB_DEBUG=1 shows the full traceback."
+        ) from err
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         names = sorted(n for n in vars(module) if callable(getattr(module, n)) and not n.startswith("_"))
@@ -60,7 +73,14 @@ def _from_python(spec: str) -> Target:
             f"TARGET {spec!r}: {file_part} has no callable {factory_name!r}; it defines: {', '.join(names)}. "
             "Write path/to/file.py:FUNCTION where FUNCTION returns an nn.Module."
         )
-    model = factory()
+    try:
+        model = factory()
+    except Exception as err:  # the user's factory: missing arguments, or an error while it builds
+        raise SpecError(
+            f"TARGET {spec!r}: calling {factory_name}() failed with {_describe(err)}. cnnlab calls the "
+            "factory with no arguments: give every parameter a default, or wrap it in a function that "
+            "takes none; CNNLAB_DEBUG=1 shows the full traceback."
+        ) from err
     if not isinstance(model, nn.Module):
         raise SpecError(f"TARGET {spec!r}: {factory_name}() returned {type(model).__name__}, not an nn.Module.")
     size = _declared_size(model) or _declared_size(vars(module))
@@ -78,10 +98,16 @@ def load_target(target: str) -> Target:
             raise ValueError(f"TARGET {target!r} is a Python file: add the factory, as in {target}:build_model.")
         return _from_python(target)
     path = Path(target)
-    if path.suffix in SPEC_SUFFIXES:
+    if path.suffix.lower() in SPEC_SUFFIXES:
         if not path.is_file():
             raise FileNotFoundError(f"TARGET {target!r}: the spec file does not exist.")
         return _from_spec(path)
+    if path.is_file():
+        raise SpecError(
+            f"TARGET {target!r} is a file, but not one cnnlab reads as a model: a spec file must end in "
+            f"{', '.join(SPEC_SUFFIXES)}, and Python code is given as file.py:FUNCTION. Rename the file, or "
+            "give a registered model name (`cnnlab models` lists them)."
+        )
     from cnnlab.models import create_model, model_info
 
     info = model_info(target)  # unknown names raise ValueError listing the closest ones

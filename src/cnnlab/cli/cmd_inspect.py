@@ -27,6 +27,14 @@ def resolve(args: argparse.Namespace) -> tuple[object, str, tuple[int, ...]]:
             "for example --input 3,224,224."
         )
     shape = check_input_shape(args.input) if args.input is not None else tuple(target.input_size or ())
+    declared = target.input_size
+    if declared is not None and len(shape) != len(declared):
+        layout = {2: "C,L", 3: "C,H,W", 4: "C,D,H,W"}.get(len(declared), f"{len(declared)} numbers")
+        raise ValueError(
+            f"--input for {args.target!r} must have {len(declared)} numbers ({layout}), like its declared "
+            f"size {','.join(map(str, declared))}; received {args.input!r} ({len(shape)} numbers). Give the "
+            f"channels too, e.g. --input {','.join(map(str, declared))}."
+        )
     return target.model, target.name, shape
 
 

@@ -267,6 +267,35 @@ def test_bench_cli_errors(run_dir, capsys):
     assert main(["bench", "fastnett"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "TARGET 'fastnett' is neither an existing run directory" in err and "Did you mean: fastnet" in err
+    # The default --backend names two backends: say so instead of echoing a value the user never typed.
+    assert main(["bench", "--compare", str(run_dir), str(run_dir)]) == 2
+    assert "the default --backend eager,ort names 2" in " ".join(capsys.readouterr().err.split())
+
+
+def test_bench_cli_refuses_settings_that_would_measure_the_wrong_thing(run_dir, tmp_path, capsys):
+    import os
+
+    too_many = str((os.cpu_count() or 1) + 1)  # oversubscribed threads time the scheduler (148 ms, not 2)
+    assert main(["bench", "fastnet", "--threads", too_many, "--backend", "eager"]) == 2
+    assert f"threads must be at most the {os.cpu_count()} logical cores" in " ".join(capsys.readouterr().err.split())
+    assert main(["bench", "fastnet", "--throughput-seconds", "-1"]) == 2
+    assert "Use for example --throughput-seconds 1.0" in " ".join(capsys.readouterr().err.split())
+    # --input is for registered models: on a run it used to blame model.json and the dataset.
+    assert main(["bench", str(run_dir), "--input", "3,32,32", "--backend", "eager"]) == 2
+    assert "applies only to a registered model name" in " ".join(capsys.readouterr().err.split())
+
+
+def test_bench_record_checks_the_database_before_measuring(run_dir, tmp_path, capsys):
+    # A folder as --db used to fail with a raw sqlite3 traceback after the whole measurement.
+    assert main(["bench", str(run_dir), "--backend", "eager", "--record", "--db", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "is a folder" in captured.err and "measuring" not in captured.err and "Traceback" not in captured.err
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("my notes\n")
+    assert main(["bench", str(run_dir), "--backend", "eager", "--record", "--db", str(not_a_db)]) == 2
+    captured = capsys.readouterr()
+    assert "cannot be opened" in captured.err and "measuring" not in captured.err
+    assert not_a_db.read_text() == "my notes\n"
 
 
 def test_segmentation_run_scores_pixels_on_the_trained_data_options(tmp_path, capsys):

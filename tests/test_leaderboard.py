@@ -158,5 +158,20 @@ def test_cli_errors(two_machines, tmp_path, capsys):
     db, _ = two_machines
     assert main(["leaderboard", "--db", str(db), "--machine", "nosuch"]) == 2
     assert "--machine 'nosuch' matches no rows" in capsys.readouterr().err
-    assert main(["leaderboard", "--db", str(tmp_path / "none.sqlite")]) == 0
+    # An explicit --db that does not exist, or is a folder, used to show "no leaderboard rows" (rc 0).
+    assert main(["leaderboard", "--db", str(tmp_path / "none.sqlite")]) == 2
+    assert "no leaderboard database at" in capsys.readouterr().err
+    assert main(["leaderboard", "--db", str(tmp_path)]) == 2
+    assert "is a folder; --db takes the path of a database file" in " ".join(capsys.readouterr().err.split())
+    # A filter that matches nothing names itself and the values recorded (it looked like an empty database).
+    assert main(["leaderboard", "--db", str(db), "--model", "fastnett"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--model 'fastnett' matches no leaderboard row; the rows recorded have model fastnet" in err
+    assert main(["leaderboard", "--db", str(db), "--dataset", "cifar10"]) == 2
+    assert "--dataset 'cifar10' matches no leaderboard row" in capsys.readouterr().err
+
+
+def test_cli_default_database_missing_is_an_empty_board(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CNNLAB_LEADERBOARD", str(tmp_path / "fresh.sqlite"))
+    assert main(["leaderboard"]) == 0
     assert "no leaderboard rows" in capsys.readouterr().out

@@ -175,8 +175,9 @@ def _compile(model: nn.Module, ctx: BackendContext) -> Prepared:
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """Silence the exporter's progress lines and version warnings (its errors still propagate)."""
-    names = ("torch.onnx", "torch.onnx._internal.exporter._registration", "torch.export", "torch._dynamo")
+    """Silence the exporter's and the quantizer's progress lines and warnings (their errors still propagate)."""
+    # "" is the root logger: onnxruntime's quantizer warns there ("Axis 1 is out-of-range for weight ...").
+    names = ("torch.onnx", "torch.onnx._internal.exporter._registration", "torch.export", "torch._dynamo", "")
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:

@@ -98,6 +98,15 @@ class Leaderboard:
 
     def __init__(self, db_path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(db_path).expanduser() if db_path is not None else default_db_path()
+        if self.path.is_dir():
+            raise ValueError(
+                f"leaderboard database {str(self.path)!r} is a folder; --db takes the path of a database file. "
+                f"Use e.g. --db {self.path / 'leaderboard.sqlite'}."
+            )
+
+    def open_for_writing(self) -> None:
+        """Create the file and its schema now (if needed), so a bad ``--db`` fails before a long measurement."""
+        self._connect(create=True).close()
 
     # ---------------------------------------------------------------------------------------------
     # connection and schema
@@ -108,10 +117,16 @@ class Leaderboard:
                 f"leaderboard database {str(self.path)!r} does not exist yet; record a result first with "
                 "`cnnlab bench RUN --record`, or pass the right file with --db PATH."
             )
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: no implicit transactions; every write below is one explicit BEGIN IMMEDIATE.
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: no implicit transactions; every write below is one explicit BEGIN IMMEDIATE.
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except (OSError, sqlite3.OperationalError) as err:
+            raise ValueError(
+                f"leaderboard database {str(self.path)!r} cannot be created or opened ({err}). Pass a file in a "
+                "folder you can write to with --db PATH."
+            ) from None
         conn.row_factory = sqlite3.Row
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")

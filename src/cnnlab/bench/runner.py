@@ -12,6 +12,7 @@ and for ONNX Runtime.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -54,10 +55,18 @@ class BenchConfig:
                     f"BenchConfig.{name} must be a positive integer; received {name}={value!r}. "
                     f"Use for example --{name.replace('_', '-')} 4."
                 )
-        if self.warmup < 0 or self.throughput_seconds < 0:
+        for name, example in (("warmup", "10"), ("throughput_seconds", "1.0")):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"BenchConfig.{name} must be >= 0; received {name}={getattr(self, name)!r}. "
+                    f"Use for example --{name.replace('_', '-')} {example}."
+                )
+        cores = os.cpu_count() or 1
+        if self.threads > cores:
             raise ValueError(
-                f"BenchConfig: warmup and throughput_seconds must be >= 0; received warmup={self.warmup}, "
-                f"throughput_seconds={self.throughput_seconds}. Use for example --warmup 10."
+                f"BenchConfig.threads must be at most the {cores} logical cores of this machine; received "
+                f"threads={self.threads}. More threads than cores time the operating system's scheduling, not "
+                f"the model (and --record would store that). Use --threads {cores} or fewer (default 1)."
             )
 
 
@@ -82,13 +91,22 @@ class BenchTarget:
         return None if self.sha256 is None or value is None else str(value)
 
 
+def names_checkpoint(spec: str) -> bool:
+    """Whether TARGET ``spec`` is read as a run directory or weights file (else as a registered model name).
+
+    >>> names_checkpoint("runs/latest"), names_checkpoint("fastnet")
+    (True, False)
+    """
+    return Path(spec).expanduser().exists() or "/" in spec or spec.endswith(".safetensors")
+
+
 def load_target(spec: str, input_size: tuple[int, ...] | None = None) -> BenchTarget:
     """A run directory or ``.safetensors`` file (verified against its recorded sha256), or a registered name.
 
     Raises :class:`~cnnlab.errors.CheckpointError` for a tampered, truncated or mismatched checkpoint.
     """
     path = Path(spec).expanduser()
-    if path.exists() or "/" in spec or spec.endswith(".safetensors"):
+    if names_checkpoint(spec):
         from cnnlab.train.checkpoint import load_run
 
         run = load_run(path)  # checks size, sha256 and shapes; raises CheckpointError

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 NAME = "bench"
+BACKEND_DEFAULT = "eager,ort"
 HELP = "Measure accuracy and inference speed (batch 4) of a run or model per backend; --record to the leaderboard."
 
 
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", nargs="?", help="run directory, .safetensors file, or registered model name")
     parser.add_argument("--batch-size", type=int, default=4, help="latency batch size (default 4, the seed's rule)")
     parser.add_argument(
-        "--backend", default="eager,ort",
+        "--backend", default=BACKEND_DEFAULT,
         help="comma list of eager, channels_last, bf16, compile, ort, ort-int8, or 'all' (default eager,ort)",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads, torch and ONNX Runtime (default 1)")
@@ -55,6 +56,16 @@ def run(args: argparse.Namespace) -> int:
         from cnnlab.analysis import check_input_shape
 
         input_size = check_input_shape(args.input)
+        from cnnlab.bench.runner import names_checkpoint
+
+        sides = [t for t in (args.target, *(args.compare or ())) if t and t not in BACKENDS]
+        checkpoints = [t for t in sides if names_checkpoint(t)]
+        if checkpoints:
+            raise ValueError(
+                f"--input {args.input} applies only to a registered model name (an untrained model, timed at "
+                f"that size); {checkpoints[0]!r} is a run, whose input size is recorded in its model.json and "
+                "scored on its dataset. Leave --input out for runs."
+            )
     if args.compare:
         if args.record:
             raise ValueError(
@@ -76,6 +87,8 @@ def _bench(args: argparse.Namespace, cfg: Any, input_size: tuple[int, ...] | Non
 
     target = load_target(args.target, input_size)  # a tampered checkpoint stops here: nothing is recorded
     board = Leaderboard(args.db) if args.record else None
+    if board is not None:
+        board.open_for_writing()  # a bad --db fails now, not after minutes of measurement
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.format == "text" else None
     report = run_bench(target, cfg, log=log)
     recorded: list[int] = []
@@ -175,9 +188,10 @@ def _compare(args: argparse.Namespace, cfg: Any, input_size: tuple[int, ...] | N
                 "to compare two checkpoints leave TARGET out: cnnlab bench --compare RUN_A RUN_B --backend ort."
             )
         if len(cfg.backends) != 1:
+            given = "the default --backend" if args.backend == BACKEND_DEFAULT else "--backend"
             raise ValueError(
-                f"--compare of two checkpoints runs both on one backend; received --backend {args.backend}. "
-                "Pass a single one, e.g. --backend ort."
+                f"--compare of two checkpoints runs both on one backend; {given} {args.backend} names "
+                f"{len(cfg.backends)}. Pass a single one, e.g. --backend ort."
             )
         ta, tb = load_target(a, input_size), load_target(b, input_size)
         result = run_compare(ta, tb, cfg.backends[0], cfg.backends[0], cfg)

@@ -91,11 +91,34 @@ def _table(rows: list[dict[str, Any]], markdown: bool) -> list[str]:
     ]
 
 
+def _explain_no_match(every: list[dict[str, Any]], model: str | None, dataset: str | None) -> None:
+    """Raise naming the --model/--dataset filter that matched nothing, with the values that are recorded."""
+    for option, key, value in (("--model", "model", model), ("--dataset", "dataset", dataset)):
+        present = sorted({str(r[key]) for r in every if r.get(key) is not None})
+        if value is not None and value not in present:
+            raise ValueError(
+                f"{option} {value!r} matches no leaderboard row; the rows recorded have {key} "
+                f"{', '.join(present) or '(none yet)'}. Pick one of those, or leave {option} out."
+            )
+    if every:  # each value exists, but not together
+        raise ValueError(
+            f"no leaderboard row has both model {model!r} and dataset {dataset!r}; each appears only with "
+            "another. Leave one of --model/--dataset out to see them."
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from cnnlab.bench.leaderboard import Leaderboard
 
     board = Leaderboard(args.db)
+    if args.db and not board.path.is_file():
+        raise FileNotFoundError(
+            f"--db {args.db!r}: no leaderboard database at {str(board.path)!r}. Check the path, or record a "
+            f"first result there with `cnnlab bench RUN --record --db {args.db}`."
+        )
     rows = board.rows(model=args.model, dataset=args.dataset, sort=args.sort)
+    if not rows and (args.model or args.dataset):
+        _explain_no_match(board.rows(), args.model, args.dataset)
     hidden_rows, hidden_machines, here = 0, 0, None
     if args.machine == "current":
         from cnnlab.bench.fingerprint import machine_fingerprint

@@ -90,6 +90,42 @@ def test_grouped_conv_matches_torch(capsys: pytest.CaptureFixture[str]) -> None:
     assert d["output"] == F.conv2d(xt, wt, groups=2)[0].tolist()
 
 
+def _matrix_text(a: torch.Tensor) -> str:
+    # (C, H, W) -> "1 2; 3 4 | 5 6; 7 8"
+    return " | ".join("; ".join(" ".join(str(int(v)) for v in row) for row in ch) for ch in a.tolist())
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_grouped_conv_with_bias_matches_torch(capsys: pytest.CaptureFixture[str], seed: int) -> None:
+    # --groups used to drop --bias: every group ran with bias 0
+    gen = torch.Generator().manual_seed(seed)
+    g = [2, 3][seed % 2]
+    cin, cout = g * (1 + seed % 3), g * (1 + (seed // 3) % 2)
+    x = torch.randint(-3, 4, (1, cin, 4, 5), generator=gen).double()
+    w = torch.randint(-2, 3, (cout, cin // g, 2, 3), generator=gen).double()
+    b = torch.randint(-50, 50, (cout,), generator=gen).double()
+    kernel = " || ".join(_matrix_text(w[o]) for o in range(cout))
+    bias = ",".join(str(int(v)) for v in b)
+    d = _json(capsys, "conv", f"--input={_matrix_text(x[0])}", f"--kernel={kernel}", "--groups", str(g),
+              f"--bias={bias}", "--padding", "1", "--stride", "1,2")  # fmt: skip
+    expected = F.conv2d(x, w, b, padding=1, stride=(1, 2), groups=g)[0]
+    assert d["output"] == expected.tolist()
+    assert d["output_shape"] == list(expected.shape)
+    assert d["settings"]["groups"] == g and d["settings"]["bias"] == b.tolist()
+
+
+def test_grouped_json_has_the_keys_of_the_plain_conv(capsys: pytest.CaptureFixture[str]) -> None:
+    x = "1 2; 3 4 | 5 6; 7 8"
+    plain = _json(capsys, "conv", "--input", x, "--kernel", "1 | 1 || 10 | 10")
+    grouped = _json(capsys, "conv", "--input", x, "--kernel", "1 || 10", "--groups", "2", "--bias", "100,200")
+    assert set(grouped) == set(plain) >= {"output", "output_shape", "settings", "kernel", "formula", "operation"}
+    assert grouped["output"] == [[[101, 102], [103, 104]], [[250, 260], [270, 280]]]
+    assert {s["group"] for s in grouped["steps"]} == {0, 1} and "group" not in plain["steps"][0]
+    code, out, _ = _run(capsys, "conv", "--input", x, "--kernel", "1 || 10", "--groups", "2", "--bias", "100,200")
+    assert code == 0
+    assert "filter 1 (group 1) output[0, 0]" in out and "+ bias 200 = 250" in out
+
+
 def test_pool_seed_example(capsys: pytest.CaptureFixture[str]) -> None:
     x = "3 3 2 1 0; 0 0 1 3 1; 3 1 2 2 3; 2 0 0 2 2; 2 0 0 0 1"
     d = _json(capsys, "pool", "--input", x, "--kernel", "3", "--stride", "1")

@@ -147,44 +147,6 @@ def _padding(value: str) -> Any:
     return p
 
 
-def _grouped_conv(args: argparse.Namespace, common: dict[str, Any]) -> dict[str, Any]:
-    """Split channels and filters into ``--groups`` and explain each group's convolution."""
-    import numpy as np
-
-    from cnnlab.arith import conv_params
-    from cnnlab.reference.explain import explain_conv, parse_matrix
-
-    x, w = parse_matrix(_text(args.input)), parse_matrix(_text(args.kernel))
-    x = x[None] if x.ndim == 2 else x  # (C, H, W)
-    c, g = x.shape[0], args.groups
-    # groups must divide channels and filters (ValueError with PyTorch's rule)
-    conv_params(c, w.shape[0] if w.ndim >= 3 else 1, w.shape[-2:], g)
-    if w.ndim == 3 and c // max(g, 1) == 1:
-        w = w[:, None]  # depthwise: (F, kh, kw) -> (F, 1, kh, kw)
-    if w.ndim != 4:
-        raise ValueError(
-            f"--kernel for --groups {g} must hold filters of {c // max(g, 1)} channel(s) each, separated by "
-            f"'||'; received a kernel of shape {w.shape}."
-        )
-    fg, cg = w.shape[0] // g, c // g
-    if w.shape[1] != cg:
-        raise ValueError(
-            f"with {c} input channels and --groups {g} each filter needs {cg} channel(s); received filters "
-            f"of {w.shape[1]} channel(s). Separate channels with '|' and filters with '||'."
-        )
-    parts = [explain_conv(x[i * cg : (i + 1) * cg], w[i * fg : (i + 1) * fg], **common) for i in range(g)]
-    outs = [np.asarray(p["output"], dtype=float) for p in parts]
-    out = np.concatenate([o.reshape(-1, *o.shape[-2:]) for o in outs])
-    lines = [f"{c} channels in {g} groups of {cg}; {w.shape[0]} filters in {g} groups of {fg}"]
-    steps = []
-    for i, part in enumerate(parts):
-        lines += [f"group {i}:"] + [f"  {line}" for line in part["lines"]]
-        steps += [{"group": i, **s} for s in part["steps"]]
-    as_int = np.all(out == np.round(out))
-    output = out.astype(int).tolist() if as_int else out.tolist()
-    return {"output": output, "steps": steps, "groups": g, "lines": lines}
-
-
 def _explain_matrix(args: argparse.Namespace) -> dict[str, Any]:
     from cnnlab.reference.explain import explain_conv, explain_pool, explain_transposed
 
@@ -215,9 +177,7 @@ def _explain_matrix(args: argparse.Namespace) -> dict[str, Any]:
         "padding_mode": args.padding_mode,
         "flip": args.flip,
     }
-    if args.groups != 1:
-        return _grouped_conv(args, common)
-    return explain_conv(_text(args.input), _text(args.kernel), bias=bias, **common)
+    return explain_conv(_text(args.input), _text(args.kernel), bias=bias, groups=args.groups, **common)
 
 
 def _explain_stack(args: argparse.Namespace) -> dict[str, Any]:

@@ -82,6 +82,34 @@ def resolve_pads(
     return pads(padding)
 
 
+# cells per side of the grid a step-by-step trace slides over (the padded or zero-inserted input); the
+# output is never larger. 200x200 is 40,000 windows per filter, already far more than anyone reads, and
+# prints in a few seconds; larger grids took minutes or all the memory.
+MAX_TRACE_SIDE = 200
+
+# (setting, its value as text, how many cells it adds along the grid's longer side)
+GridPart = tuple[str, str, int]
+
+
+def check_trace_grid(what: str, grid: tuple[int, int], parts: list[GridPart]) -> None:
+    """Reject a trace whose grid has a side above :data:`MAX_TRACE_SIDE`, naming the setting that grows
+    the grid most (computed from the sizes alone, before any array is allocated)."""
+    if max(grid) <= MAX_TRACE_SIDE:
+        return
+    name, value, _ = max(parts, key=lambda part: part[2])
+    raise ValueError(
+        f"the step-by-step trace of this {what} would slide over a {grid[0]}x{grid[1]} grid, mostly "
+        f"because of {name}={value}; a trace shows grids (padded input and output) of at most "
+        f"{MAX_TRACE_SIDE} cells per side. Use a smaller {name}, or `cnnlab explain shape` (e.g. "
+        f'"conv f=3 p=1" --input 32,32,1) for the output size alone.'
+    )
+
+
+def groups_note(c: int, g: int) -> str:
+    """How error messages name the kernel: with groups, each filter sees only C/groups channels."""
+    return "kernel" if g == 1 else f"kernel (groups={g}: each filter sees {c // g} of the {c} input channels)"
+
+
 def window(xp: np.ndarray, r0: int, c0: int, k: tuple[int, int], d: tuple[int, int]) -> np.ndarray:
     """Sampled window (C, kh, kw) whose top-left corner is (r0, c0) in the padded input."""
     return xp[:, r0 : r0 + d[0] * (k[0] - 1) + 1 : d[0], c0 : c0 + d[1] * (k[1] - 1) + 1 : d[1]]
@@ -99,18 +127,25 @@ def conv_core(
     dilation: tuple[int, int],
     bias: np.ndarray,
     squeeze: bool,
+    groups: int = 1,
 ) -> tuple[np.ndarray, list[dict[str, Any]], list[str]]:
-    """Slide every filter over the padded input (C, Hp, Wp); return output (F, Ho, Wo), steps, lines."""
-    f, _, kh, kw = kernels.shape
+    """Slide every filter over the padded input (C, Hp, Wp); return output (F, Ho, Wo), steps, lines.
+
+    kernels: (F, C/groups, kh, kw); filter ``fi`` belongs to group ``fi // (F/groups)`` and sees only
+    that group's C/groups channels.
+    """
+    f, cg, kh, kw = kernels.shape
     ho, wo = conv_out(xp.shape[1:], (kh, kw), stride, 0, dilation)
     out = np.zeros((f, ho, wo))
     steps: list[dict[str, Any]] = []
     lines: list[str] = []
     for fi in range(f):
+        gi = fi // (f // groups)
+        xg = xp[gi * cg : (gi + 1) * cg]  # (C/groups, Hp, Wp): the channels of this filter's group
         for i in range(ho):
             for j in range(wo):
                 r0, c0 = i * stride[0], j * stride[1]
-                win = window(xp, r0, c0, (kh, kw), dilation)  # (C, kh, kw)
+                win = window(xg, r0, c0, (kh, kw), dilation)  # (C/groups, kh, kw)
                 prod = win * kernels[fi]
                 per_channel = prod.sum(axis=(1, 2))
                 total = float(per_channel.sum())
@@ -118,6 +153,7 @@ def conv_core(
                 steps.append(
                     {
                         "filter": fi,
+                        **({"group": gi} if groups > 1 else {}),
                         "position": [i, j],
                         "rows": [r0, r0 + dilation[0] * (kh - 1)],
                         "cols": [c0, c0 + dilation[1] * (kw - 1)],
@@ -129,23 +165,33 @@ def conv_core(
                         "value": to_list(out[fi, i, j]),
                     }
                 )
-                lines += step_lines(steps[-1], win, kernels[fi], prod, f > 1)
+                lines += step_lines(steps[-1], win, kernels[fi], prod, f > 1, first_channel=gi * cg)
     return out, steps, lines
 
 
 def step_lines(
-    step: dict[str, Any], win: np.ndarray, k: np.ndarray, prod: np.ndarray, many: bool
+    step: dict[str, Any],
+    win: np.ndarray,
+    k: np.ndarray,
+    prod: np.ndarray,
+    many: bool,
+    first_channel: int = 0,
 ) -> list[str]:
-    """Text of one conv step: window ⊙ kernel = products per channel, then the sums."""
+    """Text of one conv step: window ⊙ kernel = products per channel, then the sums.
+
+    ``first_channel`` numbers the window's channels as input channels (a group's channels start there).
+    """
     i, j = step["position"]
     head = f"filter {step['filter']} " if many else ""
+    if "group" in step:
+        head += f"(group {step['group']}) "
     lines = [
         f"{head}output[{i}, {j}]: window rows {step['rows'][0]}-{step['rows'][1]}, "
         f"cols {step['cols'][0]}-{step['cols'][1]} of the padded input"
     ]
     for ch in range(win.shape[0]):
         if win.shape[0] > 1:
-            lines.append(f"  channel {ch}:")
+            lines.append(f"  channel {first_channel + ch}:")
         lines += side_by_side(
             [matrix_lines(win[ch], "    "), matrix_lines(k[ch], ""), matrix_lines(prod[ch], "")], ["⊙", "="]
         )

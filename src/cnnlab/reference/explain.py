@@ -22,16 +22,19 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.arith import conv_out, conv_transpose_out, pool_out
+from cnnlab.arith import conv_out, conv_params, conv_transpose_out, pool_out
 from cnnlab.reference._common import Pads, pad2d, pads, positive_pair
 from cnnlab.reference._text import matrix_lines, num, parse_matrix, to_list
 from cnnlab.reference._trace import (
     ArrayInput,
+    GridPart,
     as_array,
     axis_formula,
     block_lines,
     channel_view,
+    check_trace_grid,
     conv_core,
+    groups_note,
     kernels_of,
     pad_text,
     prepare_input,
@@ -68,6 +71,7 @@ def explain_conv(
     padding_mode: str = "zeros",
     flip: bool = False,
     bias: float | Sequence[float] = 0,
+    groups: int = 1,
 ) -> dict[str, Any]:
     """Trace a 2-D convolution window by window.
 
@@ -75,23 +79,27 @@ def explain_conv(
     (for a one-channel input, (F, kh, kw) means F filters). Computes cross-correlation like PyTorch,
     or the textbook convolution (kernel rotated by 180 degrees) with ``flip=True``. ``padding`` is an
     int, (ph, pw), ((top, bottom), (left, right)), ``"valid"`` or ``"same"`` (TensorFlow's rule).
+    With ``groups=g`` each filter has C/g channels, as PyTorch's weight (F, C/g, kh, kw): filter ``fi``
+    of the F sees only the channels of group ``fi // (F/g)``.
 
     >>> explain_conv("1 2; 3 4", "1 0; 0 1")["output"]
     [[5]]
     """
     xc, squeeze = prepare_input(x)
-    kernels = kernels_of(xc, as_array(w, "kernel"))
+    c = xc.shape[0]
+    g = _groups(groups, c)
+    kernels = kernels_of(xc[: c // g], as_array(w, "kernel"), groups_note(c, g))
     if flip:
         kernels = kernels[..., ::-1, ::-1]
     s, d = positive_pair(stride, "stride"), positive_pair(dilation, "dilation")
     f, _, kh, kw = kernels.shape
+    conv_params(c, f, (kh, kw), g)  # F divisible by groups too (PyTorch's rule and wording)
     p = resolve_pads(padding, xc.shape[1:], (kh, kw), s, d)
-    b = np.broadcast_to(np.asarray(bias, dtype=np.float64), (f,)) if np.ndim(bias) == 0 else np.asarray(bias)
-    if b.shape != (f,):
-        raise ValueError(f"bias must be one number or one per filter ({f}); received {list(np.ravel(bias))}.")
+    b = _bias_vector(bias, f)
     ho, wo = conv_out(xc.shape[1:], (kh, kw), s, p, d)
+    check_trace_grid("convolution", *_conv_grid_parts(xc.shape[1:], p, padding, d))
     xp = pad2d(xc, p, padding_mode)
-    out, steps, step_lines = conv_core(xp, kernels, s, d, b, squeeze)
+    out, steps, step_lines = conv_core(xp, kernels, s, d, b, squeeze, g)
     formulas = [
         axis_formula("H", xc.shape[1], kh, s[0], p[0], d[0], ho),
         axis_formula("W", xc.shape[2], kw, s[1], p[1], d[1], wo),
@@ -103,6 +111,11 @@ def explain_conv(
         f"input {shape_text(xc[0] if squeeze else xc)}, {f} filter(s) of "
         f"{shape_text(kernels[0, 0] if squeeze else kernels[0])}, stride {s}, padding {pad_text(p)} "
         f"({padding_mode}), dilation {d}",
+        *(
+            [f"groups {g}: {c} channels in {g} groups of {c // g}; {f} filters in {g} groups of {f // g}"]
+            if g > 1
+            else []
+        ),
         "Output size:",
         *("  " + part for part in formulas),
         *block_lines(f"Padded input ({shape_text(xp[0])}):", xp),
@@ -128,9 +141,49 @@ def explain_conv(
             "padding_mode": padding_mode,
             "flip": flip,
             "bias": to_list(b),
+            "groups": g,
         },
         "lines": lines,
     }
+
+
+def _groups(groups: int, channels: int) -> int:
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be a positive int; received groups={groups!r}. Use groups=1 or more.")
+    if channels % groups:
+        fits = ", ".join(str(n) for n in range(1, channels + 1) if channels % n == 0)
+        raise ValueError(
+            f"in_channels must be divisible by groups (each group sees in_channels/groups channels); "
+            f"received in_channels={channels}, groups={groups}. Use groups that divides {channels}: {fits}."
+        )
+    return groups
+
+
+def _bias_vector(bias: float | Sequence[float], f: int) -> np.ndarray:
+    """One bias per filter (F,) from one number or F numbers."""
+    b = np.asarray(bias, dtype=np.float64)
+    if b.ndim == 0:
+        return np.full(f, float(b))
+    if b.shape != (f,):
+        values = ", ".join(num(float(v)) for v in b.ravel())
+        raise ValueError(
+            f"bias must be one number or one per filter ({f} filter{'s' if f > 1 else ''}); received "
+            f"{b.size} numbers ({values}). Give one number for every filter, or {f} numbers."
+        )
+    return b
+
+
+def _conv_grid_parts(
+    size: tuple[int, ...], p: Pads, padding: object, d: tuple[int, int]
+) -> tuple[tuple[int, int], list[GridPart]]:
+    """The padded input a conv trace slides over, and what makes it that large."""
+    grid = (size[0] + sum(p[0]), size[1] + sum(p[1]))
+    a = 0 if grid[0] >= grid[1] else 1
+    if isinstance(padding, str):  # 'same' pads by about dilation*(kernel-1)
+        cause = ("dilation", str(d), sum(p[a]))
+    else:
+        cause = ("padding", pad_text(p), sum(p[a]))
+    return grid, [("input", f"{size[0]}x{size[1]}", size[a]), cause]
 
 
 def _pool_value(win: np.ndarray, mode: str, divisor: int) -> tuple[float, dict[str, Any]]:

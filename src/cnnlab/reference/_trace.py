@@ -91,18 +91,26 @@ MAX_TRACE_SIDE = 200
 GridPart = tuple[str, str, int]
 
 
-def check_trace_grid(what: str, grid: tuple[int, int], parts: list[GridPart]) -> None:
+def check_trace_grid(
+    what: str, grid: tuple[int, int], parts: list[GridPart], layer: str, chw: Sequence[int]
+) -> None:
     """Reject a trace whose grid has a side above :data:`MAX_TRACE_SIDE`, naming the setting that grows
-    the grid most (computed from the sizes alone, before any array is allocated)."""
+    the grid most (computed from the sizes alone, before any array is allocated). ``layer`` is the same
+    layer in the layer language and ``chw`` the input shape, for the `explain shape` command to suggest."""
     if max(grid) <= MAX_TRACE_SIDE:
         return
     name, value, _ = max(parts, key=lambda part: part[2])
     raise ValueError(
         f"the step-by-step trace of this {what} would slide over a {grid[0]}x{grid[1]} grid, mostly "
         f"because of {name}={value}; a trace shows grids (padded input and output) of at most "
-        f"{MAX_TRACE_SIDE} cells per side. Use a smaller {name}, or `cnnlab explain shape` (e.g. "
-        f'"conv f=3 p=1" --input 32,32,1) for the output size alone.'
+        f"{MAX_TRACE_SIDE} cells per side. Use a smaller {name}, or get the output size alone with "
+        f'`cnnlab explain shape "{layer}" --input {chw[1]},{chw[2]},{chw[0]}`.'
     )
+
+
+def axis_text(pair: tuple[int, int]) -> str:
+    """``(3, 3)`` -> ``3``, ``(1, 7)`` -> ``1x7``, as the layer language writes a per-axis value."""
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
 
 
 def groups_note(c: int, g: int) -> str:

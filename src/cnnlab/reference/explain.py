@@ -30,6 +30,7 @@ from cnnlab.reference._trace import (
     GridPart,
     as_array,
     axis_formula,
+    axis_text,
     block_lines,
     channel_view,
     check_trace_grid,
@@ -97,7 +98,10 @@ def explain_conv(
     p = resolve_pads(padding, xc.shape[1:], (kh, kw), s, d)
     b = _bias_vector(bias, f)
     ho, wo = conv_out(xc.shape[1:], (kh, kw), s, p, d)
-    check_trace_grid("convolution", *_conv_grid_parts(xc.shape[1:], p, padding, d))
+    sym = p[0][0] == p[0][1] and p[1][0] == p[1][1]  # the layer language pads both sides alike
+    pad_opt = f" p={axis_text((p[0][0], p[1][0]))}" if sym else ""
+    layer = f"conv f={axis_text((kh, kw))} s={axis_text(s)}{pad_opt} d={axis_text(d)}"
+    check_trace_grid("convolution", *_conv_grid_parts(xc.shape[1:], p, padding, d), layer, xc.shape)
     xp = pad2d(xc, p, padding_mode)
     out, steps, step_lines = conv_core(xp, kernels, s, d, b, squeeze, g)
     formulas = [
@@ -243,6 +247,15 @@ def explain_pool(
     # (C, Hp + extra, Wp + extra); NaN ('.') marks cells no window value may use: the padding for max
     # pooling (PyTorch pads with -inf) and, in ceil mode, cells beyond the padded input
     extra = (max(0, (ho - 1) * s[0] + k[0] - h - 2 * ph), max(0, (wo - 1) * s[1] + k[1] - w - 2 * pw))
+    a = 0 if h + 2 * ph >= w + 2 * pw else 1
+    check_trace_grid(
+        f"{mode} pooling",
+        (h + 2 * ph + extra[0], w + 2 * pw + extra[1]),
+        [("input", f"{h}x{w}", (h, w)[a]), ("padding", str((ph, pw)), 2 * (ph, pw)[a])],
+        f"{'avgpool' if mode == 'avg' else 'pool'} f={axis_text(k)} s={axis_text(s)} p={axis_text((ph, pw))}"
+        + (" ceil=1" if ceil_mode else ""),
+        xc.shape,
+    )
     grid = pad2d(xc, ((ph, ph), (pw, pw)), "zeros", fill=np.nan if mode == "max" else 0.0)
     grid = pad2d(grid, ((0, extra[0]), (0, extra[1])), "zeros", fill=np.nan)
     out = np.zeros((c, ho, wo))
@@ -332,6 +345,23 @@ def _zero_insert(x: np.ndarray, s: tuple[int, int]) -> np.ndarray:
     return z
 
 
+def _transposed_grid_parts(
+    size: tuple[int, ...], s: tuple[int, int], q: tuple[int, int], op: tuple[int, int], d: tuple[int, int]
+) -> tuple[tuple[int, int], list[GridPart]]:
+    """The zero-inserted, padded input a transposed-conv trace slides over, and what makes it large."""
+    # (i-1)*s + 1 after zero insertion, plus d(k-1)-p on each side (negative crops) and output_padding
+    grid = (
+        (size[0] - 1) * s[0] + 1 + 2 * q[0] + op[0],
+        (size[1] - 1) * s[1] + 1 + 2 * q[1] + op[1],
+    )
+    a = 0 if grid[0] >= grid[1] else 1
+    return grid, [
+        ("input", f"{size[0]}x{size[1]}", size[a]),
+        ("stride", str(s), (size[a] - 1) * (s[a] - 1)),
+        ("dilation" if d[a] > 1 else "kernel size", str(d) if d[a] > 1 else "its size", 2 * max(q[a], 0)),
+    ]
+
+
 def explain_transposed(
     x: ArrayInput,
     w: ArrayInput,
@@ -361,8 +391,14 @@ def explain_transposed(
     kh, kw = kernels.shape[-2:]
     # validates output_padding < max(stride, dilation) and a non-empty output, as PyTorch does
     conv_transpose_out(xc.shape[1:], (kh, kw), s, (ph, pw), (oph, opw), d)
-    z = _zero_insert(xc, s)
     q = (d[0] * (kh - 1) - ph, d[1] * (kw - 1) - pw)  # equivalent padding d(k-1)-p per side
+    layer = (
+        f"convT f={axis_text((kh, kw))} s={axis_text(s)} p={axis_text((ph, pw))} "
+        f"op={axis_text((oph, opw))} d={axis_text(d)}"
+    )
+    grid, parts = _transposed_grid_parts(xc.shape[1:], s, q, (oph, opw), d)
+    check_trace_grid("transposed convolution", grid, parts, layer, xc.shape)
+    z = _zero_insert(xc, s)
     # negative equivalent padding crops: pad by max(q, 0), then cut max(-q, 0) from each side
     zp = pad2d(z, ((max(q[0], 0), max(q[0], 0) + oph), (max(q[1], 0), max(q[1], 0) + opw)))
     crop = (max(-q[0], 0), max(-q[1], 0))

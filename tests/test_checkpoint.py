@@ -198,3 +198,26 @@ def test_a_pickled_file_under_the_checkpoint_name_is_refused(saved_run):
     (run_dir / META_NAME).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="is not a readable safetensors file"):
         load_run(run_dir)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("notes.txt", r"'.*notes\.txt' is not a model checkpoint: it is a \.txt file\. .*pass a run directory or the "
+         r"model\.safetensors inside one"),
+        ("train_state.safetensors", r"is not a model checkpoint: it is the training state of a run \(optimizer "
+         r"moments, RNG states, epoch\), which --resume reads\. "
+         r".*pass its run directory '.*' or '.*model\.safetensors'"),
+        ("config.json", r"is not a model checkpoint: it is the settings of a run\. .*pass its run directory"),
+        ("model.json", r"it is the metadata that goes with model\.safetensors"),
+    ],
+)  # fmt: skip
+def test_a_file_that_is_not_a_checkpoint_is_named_as_such(saved_run, name, expected):
+    """A run's other files or a text file gave advice about a missing notes.json or sha256 beside them."""
+    run_dir, _ = saved_run
+    path = run_dir / name
+    if not path.exists():
+        path.write_text("{}")
+    with pytest.raises(CheckpointError, match=expected):
+        load_run(path)
+    assert load_run(run_dir / WEIGHTS_NAME).meta["model"] == "fastnet"  # the weights file itself still loads

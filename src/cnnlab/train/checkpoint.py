@@ -158,8 +158,41 @@ def save_model(model: nn.Module, meta: Mapping[str, Any], run_dir: str | os.Path
     return weights
 
 
+# Other files of a run directory, which people pass by mistake where the checkpoint belongs.
+_RUN_FILE_ROLES = {
+    STATE_NAME: "the training state of a run (optimizer moments, RNG states, epoch), which --resume reads",
+    META_NAME: f"the metadata that goes with {WEIGHTS_NAME}",
+    "config.json": "the settings of a run",
+    "metrics.json": "the final metrics of a run",
+    "metrics.jsonl": "the per-epoch history of a run",
+    "report.html": "the HTML report of a run",
+}
+
+
+def _check_is_model_file(p: Path) -> None:
+    """Refuse an existing file that is not a model checkpoint (a run's other files, a text file, an image).
+
+    >>> _check_is_model_file(Path("runs/a/train_state.safetensors"))
+    Traceback (most recent call last):
+    cnnlab.errors.CheckpointError: 'runs/a/train_state.safetensors' is not a model checkpoint: it is the training ...
+    """
+    role = _RUN_FILE_ROLES.get(p.name)
+    if role is None and p.suffix.lower() == ".safetensors":
+        return
+    if role is not None:
+        what, fix = role, f"its run directory {str(p.parent)!r} or {str(p.parent / WEIGHTS_NAME)!r}"
+    else:
+        what, fix = f"a {p.suffix or 'suffix-less'} file", f"a run directory or the {WEIGHTS_NAME} inside one"
+    raise CheckpointError(
+        f"{str(p)!r} is not a model checkpoint: it is {what}. A checkpoint is the {WEIGHTS_NAME} that "
+        f"`cnnlab train` writes into a run directory, with {META_NAME} beside it; pass {fix}."
+    )
+
+
 def _resolve_weights(path: str | os.PathLike[str]) -> Path:
     p = Path(path).expanduser()
+    if p.is_file():
+        _check_is_model_file(p)
     weights = p / WEIGHTS_NAME if p.is_dir() else p
     if not weights.is_file():
         if p.is_dir():

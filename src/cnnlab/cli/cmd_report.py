@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from cnnlab.viz.report import write_report
+    from cnnlab.viz.outpath import check_out_file
+    from cnnlab.viz.report import REPORT_NAME, write_report
 
     if args.max_images < 1:
         raise ValueError(f"--max-images must be at least 1; received {args.max_images}.")
@@ -28,8 +29,11 @@ def run(args: argparse.Namespace) -> int:
             f"RUN_DIR {str(run_dir)!r} holds neither model.json nor metrics.json, so it is not a run of "
             "`cnnlab train`; pass the --out directory of a training run."
         )
+    target = Path(args.out) if args.out else run_dir / REPORT_NAME
+    # checked before the minutes of work: a folder, a file's child or an unwritable place fails now
+    check_out_file(target, suffixes=(".html", ".htm"), given=bool(args.out), example="report")
     start = time.perf_counter()
-    out = write_report(run_dir, out=args.out, max_images=args.max_images)
+    out = write_report(run_dir, out=target, max_images=args.max_images)
     size = out.stat().st_size
     print(f"wrote {out} ({size / 1e3:.0f} kB, self-contained) in {time.perf_counter() - start:.1f} s")
     print(f"open it with: file://{out.resolve()}")

@@ -80,10 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="GIF file (default: ./KIND-nN-kK-sS-pP-dD.gif)")
 
 
-def _default_out(args: argparse.Namespace, run_dir: Path | None, name: str) -> Path:
-    if args.out:
-        return Path(args.out)
-    return (run_dir / "viz" / name) if run_dir is not None else Path(name)
+def _default_out(args: argparse.Namespace, run_dir: Path | None, name: str, suffix: str = ".png") -> Path:
+    """``--out`` or the default path, checked before any work (a folder, a file's child, an unwritable place)."""
+    from cnnlab.viz.outpath import check_out_file
+
+    path = Path(args.out) if args.out else (run_dir / "viz" / name) if run_dir is not None else Path(name)
+    return check_out_file(path, suffixes=(suffix,), given=bool(args.out))
 
 
 def _safe(name: str) -> str:
@@ -113,8 +115,9 @@ def _filters(args: argparse.Namespace) -> int:
 
     src = load_model_source(args.run)
     name, conv = find_conv(src.model, args.layer)
+    target = _default_out(args, src.run_dir, f"filters-{_safe(name)}.png")
     grid = kernel_grid(conv.weight, mode=args.mode)
-    out = save_png(grid.image, _default_out(args, src.run_dir, f"filters-{_safe(name)}.png"))
+    out = save_png(grid.image, target)
     shape = "x".join(str(v) for v in conv.weight.shape)
     print(f"layer {name}: weight {shape}, {grid.tiles} tiles in {grid.rows}x{grid.cols}, each normalised on its own")
     o, i = conv.weight.shape[:2]
@@ -132,9 +135,9 @@ def _features(args: argparse.Namespace) -> int:
     if args.max_maps < 1:
         raise ValueError(f"--max-maps must be at least 1; received {args.max_maps}.")
     src = load_model_source(args.run)
+    out = _default_out(args, src.run_dir, "features.png")
     pic = _picture(args, src)
     stages = feature_stages(src.model, src.preprocess(pic.image), args.layers)
-    out = _default_out(args, src.run_dir, "features.png")
     picture = feature_figure(stages, out, max_maps=args.max_maps)
     for s in stages:
         after = "" if s.post is None else f", after activation {'x'.join(str(v) for v in s.post.shape)}"
@@ -147,8 +150,8 @@ def _edges(args: argparse.Namespace) -> int:
     from cnnlab.viz.edges import edge_figure, edge_responses
     from cnnlab.viz.sources import load_picture
 
+    out = _default_out(args, None, "edges.png")
     pic = load_picture(args.image)
-    out = Path(args.out) if args.out else Path("edges.png")
     picture = edge_figure(pic.image, out, args.kernels)
     for name, r in edge_responses(pic.image, args.kernels).items():
         across = name in ("vertical", "sobel_x", "scharr_x", "prewitt_x")  # these answer to changes along a row
@@ -177,9 +180,9 @@ def _rf(args: argparse.Namespace) -> int:
     if not 0 < args.mass <= 1:
         raise ValueError(f"--mass must be a fraction in (0, 1]; received {args.mass}. Example: --mass 0.95.")
     src = load_model_source(args.target, allow_untrained=True)
+    out = _default_out(args, src.run_dir, f"rf-{_safe(args.layer)}.png")
     pic = _picture(args, src)
     rf = receptive_field(src.model, args.layer, src.preprocess(pic.image), unit=_unit(args.unit), mass=args.mass)
-    out = _default_out(args, src.run_dir, f"rf-{_safe(args.layer)}.png")
     picture = rf_figure(pic.image, rf, out)
     top, left, bottom, right = rf.box
     kind = "trained run" if src.run_dir is not None else "untrained model"
@@ -215,11 +218,11 @@ def _gradcam(args: argparse.Namespace) -> int:
     from cnnlab.viz.sources import load_model_source
 
     src = load_model_source(args.run)
+    out = _default_out(args, src.run_dir, "gradcam.png")
     pic = _picture(args, src)
     res = grad_cam(
         src.model, src.preprocess(pic.image), target=_target_class(args.target, src.classes), layer=args.layer
     )
-    out = _default_out(args, src.run_dir, "gradcam.png")
     picture = gradcam_figure(pic.image, res, src.classes, out)
     name = src.classes[res.target] if res.target < len(src.classes) else str(res.target)
     truth = f" (true label: {pic.label})" if pic.label else ""
@@ -233,9 +236,12 @@ def _gradcam(args: argparse.Namespace) -> int:
 
 def _animate(args: argparse.Namespace) -> int:
     from cnnlab.viz.animate import conv_animation
+    from cnnlab.viz.outpath import check_out_dir
 
     n, k, s, p, d = args.input, args.kernel, args.stride, args.padding, args.dilation
-    out = Path(args.out) if args.out else Path(f"{args.kind}-n{n}-k{k}-s{s}-p{p}-d{d}.gif")
+    out = _default_out(args, None, f"{args.kind}-n{n}-k{k}-s{s}-p{p}-d{d}.gif", suffix=".gif")
+    if args.frames_dir is not None:
+        check_out_dir(args.frames_dir, content="frame_NNNN.png files")
     anim = conv_animation(
         args.kind, n, k, s, p, d, output_padding=args.output_padding, path=out,
         frames_dir=args.frames_dir, seed=args.seed,

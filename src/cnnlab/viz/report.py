@@ -424,8 +424,12 @@ def write_report(
     target = Path(out).expanduser() if out is not None else run / REPORT_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)  # readers see the old report or the new one, never half of one
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, target)  # readers see the old report or the new one, never half of one
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        raise
     return target
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -125,7 +126,26 @@ def test_compare_two_3x3_with_one_5x5() -> None:
     assert a["rf"]["size"] == b["rf"]["size"] == [5, 5]
     assert (a["c2_coefficient"], b["c2_coefficient"]) == (18, 25)
     assert a["weights"] == 2 * 9 * 32 * 32 and b["weights"] == 25 * 32 * 32
-    assert "9C^2 + 9C^2 = 18C^2" in d["lines"][0]
+    assert d["lines"][0].startswith("both stacks run on input 224x224x32 (H,W,C) (the default size")
+    assert "9C^2 + 9C^2 = 18C^2" in d["lines"][1]
+
+
+def test_compare_runs_on_the_given_input() -> None:
+    d = compare_rf("conv f=3 s=2 p=same", "conv f=3 s=2 p=same; fc 10", input_shape="3,9,9", layout="chw")
+    assert d["input"] == [3, 9, 9] and d["lines"][0] == "both stacks run on input 3x9x9 (C,H,W)"
+    assert d["output"][1]["weights"] == 27 * 3 + 5 * 5 * 3 * 10  # fc 10 after a 5x5x3 map
+    with pytest.raises(ValueError, match=r"channels=5 disagrees with the input '9,9,3', which has 3 channels"):
+        compare_rf("conv f=3", "conv f=5", channels=5, input_shape="9,9,3")
+    with pytest.raises(ValueError, match=r"channels must be a positive whole number .* received channels=0"):
+        compare_rf("conv f=3", "conv f=5", channels=0)
+
+
+@pytest.mark.parametrize("call", [explain_shape, explain_rf, explain_params])
+def test_a_spec_of_separators_is_empty_for_every_walk(call: Callable[[str, str], object]) -> None:
+    with pytest.raises(ValueError, match=r"the layer spec holds no layer; received ' ; ; '"):
+        call(" ; ; ", "8,8,1")
+    with pytest.raises(ValueError, match=r"the layer spec holds no layer; received ';'"):
+        compare_rf("conv f=3", ";")
 
 
 def test_dilated_and_factorised_rf_through_the_language() -> None:
@@ -149,7 +169,8 @@ def test_dilated_and_factorised_rf_through_the_language() -> None:
         ("fc 10; conv f=3", "8,8,1", "needs a feature map"),
         ("conv f=1x7x7", "8,8,1", "has 3 values but the input has 2 spatial axes"),
         ("conv", "8,8,1", "needs f="),
-        ("", "8,8,1", "the layer spec is empty"),
+        ("", "8,8,1", "the layer spec holds no layer"),
+        (" ; ;\n", "8,8,1", "the layer spec holds no layer; received .* Give layers separated by"),
         ("conv f=3", "8,8,x", "input must be 2 to 4 positive whole numbers"),
         ("pool f=2 p=2", "8,8,1", "padding <= kernel // 2 = 1"),
     ],

@@ -232,7 +232,10 @@ def test_shape_and_rf_and_compare(capsys: pytest.CaptureFixture[str], tmp_path) 
         ),
         (["shape", "conv f=3"], r"error: explain shape needs --input"),
         (["params", "--input", "8,8,1"], r"error: explain params needs a layer spec"),
-        (["conv", "--input", "@/nonexistent/m.txt", "--kernel", "1"], r"No such file"),
+        (
+            ["conv", "--input", "@/nonexistent/m.txt", "--kernel", "1"],
+            r"error: --input @/nonexistent/m.txt: the file '/nonexistent/m.txt' does not exist",
+        ),
     ],
 )
 def test_bad_input_is_one_paragraph_and_exit_2(
@@ -254,3 +257,24 @@ def test_explain_parser_imports_neither_torch_nor_numpy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+def test_compare_runs_on_input_or_a_stated_default(capsys: pytest.CaptureFixture[str]) -> None:
+    deep = "; ".join(["conv f=3"] * 16)  # RF 33: failed on the hidden 32x32 input
+    code, out, _ = _run(capsys, "rf", "--compare", deep, "conv f=33")
+    assert code == 0
+    assert out.startswith("both stacks run on input 224x224x64 (H,W,C) (the default size; give --input")
+    d = _json(capsys, "rf", "--compare", "conv f=3; conv f=3", "conv f=5", "--input", "8,40,40", "--chw")
+    assert d["input"] == [8, 40, 40] and d["layout"] == "chw"
+    assert [o["weights"] for o in d["output"]] == [2 * 9 * 8 * 8, 25 * 8 * 8]  # C comes from --input
+    code, out, _ = _run(capsys, "rf", "--compare", "conv f=3", "conv f=5", "--channels", "16")
+    assert "input 224x224x16 (H,W,C)" in out and "(C=16)" in out
+
+
+def test_compare_with_a_weightless_stack_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    # the ratio was a division by zero printed as "A uses infx the weights of B"
+    code, out, _ = _run(capsys, "rf", "--compare", "conv f=3; conv f=3", "pool f=5 s=1")
+    assert code == 0 and "inf" not in out
+    assert out.strip().endswith("A and B have the same receptive field; B has no weights (A has 73,728).")
+    code, out, _ = _run(capsys, "rf", "--compare", "pool f=3 s=1", "pool f=3 s=1")
+    assert "neither A nor B has weights" in out

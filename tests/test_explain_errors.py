@@ -68,3 +68,65 @@ def test_a_trace_at_the_limit_still_runs(capsys: pytest.CaptureFixture[str]) -> 
     # 2 + 2*99 = 200 cells per side: the largest grid a trace shows
     assert main(["explain", "conv", "--input", "1 2; 3 4", "--kernel", "1", "--padding", "99"]) == 0
     assert "Output (200x200):" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (["conv", "--input", "@", "--kernel", "1"], r"--input '@' names no file: @ must be followed by a file name"),
+        (["pool", "--input", "@DIR", "--kernel", "2"], r"--input @.*: the file '.*' is a directory\. Write the value"),
+        (["shape", "@DIR", "--input", "32,32,3"], r"SPEC @.*: the file .* is a directory\. .* SPEC @layers\.txt"),
+        (["conv", "--input", "1", "--kernel", "@DIR/none.txt"], r"--kernel @.*none\.txt: the file .* does not exist"),
+        (["conv", "--input", "@BIN", "--kernel", "1"], r"--input @.*: the file .* is not UTF-8 text \(byte 0xff at"),
+        (["rf", "--compare", "conv f=3", "@DIR"], r"SPEC_B @.*: the file .* is a directory"),
+    ],
+)
+def test_at_file_mistakes_name_the_option_and_the_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], pattern: str
+) -> None:
+    (tmp_path / "bin.txt").write_bytes(b"1 2\xff\xfe")
+    argv = [a.replace("@DIR", f"@{tmp_path}").replace("@BIN", f"@{tmp_path / 'bin.txt'}") for a in argv]
+    assert re.search(pattern, _error(capsys, *argv))
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["shape", ";", "--input", "32,32,3"], "SPEC ';'"),
+        (["rf", " ; ; ", "--input", "32,32,3"], "SPEC ' ; ; '"),
+        (["params", ";", "--input", "8,8,1"], "SPEC ';'"),
+        (["rf", "--compare", ";", "conv f=3"], "SPEC_A ';'"),
+        (["rf", "--compare", "conv f=3", "\n;\n"], "SPEC_B '\\n;\\n'"),
+    ],
+)
+def test_a_spec_of_only_separators_needs_a_layer_spec(
+    capsys: pytest.CaptureFixture[str], argv: list[str], option: str
+) -> None:
+    # these raised IndexError (shape, rf) or printed an empty table with "total 0" (params)
+    err = _error(capsys, *argv)
+    assert f"explain {argv[0]} needs a layer spec ({option} holds no layer, only separators or spaces)" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (
+            ["rf", "conv f=3", "--compare", "conv f=3; conv f=3", "conv f=5"],
+            r"explain rf takes either one SPEC or --compare SPEC_A SPEC_B, not both; received the SPEC 'conv f=3'",
+        ),
+        (
+            ["rf", "--compare", "conv f=3", "conv f=5", "--channels=-5"],
+            r"--channels must be a positive whole number .* received --channels -5\. Write e\.g\. --channels 64\.",
+        ),
+        (
+            ["rf", "--compare", "conv f=3", "conv f=5", "--input", "8,8,3", "--channels", "5"],
+            r"--channels is for --compare without --input; .* Received --input 8,8,3 and --channels 5",
+        ),
+        (  # --input is honoured: a 20x20 input is too small for 16 stacked 3x3 convolutions
+            ["rf", "--compare", "; ".join(["conv f=3"] * 16), "conv f=33", "--input", "20,20,8"],
+            r"conv output would be 0 along H: input 2, kernel 3",
+        ),
+    ],
+)
+def test_compare_mistakes(capsys: pytest.CaptureFixture[str], argv: list[str], pattern: str) -> None:
+    assert re.search(pattern, _error(capsys, *argv))

@@ -116,12 +116,13 @@ def parse_spec(text: str) -> list[Layer]:
     >>> [layer.name for layer in parse_spec("conv f=5 c=8; pool f=2; C3: conv f=5 c=16; fc 10")]
     ['conv1', 'maxpool1', 'C3', 'fc1']
     """
-    if not isinstance(text, str) or not text.strip():
+    parts = [part for part in re.split(r"[;\n]", text) if part.strip()] if isinstance(text, str) else []
+    if not parts:  # empty, or only separators such as ' ; ; '
         raise ValueError(
-            "the layer spec is empty; give layers separated by ';', e.g. 'conv f=5 c=8; pool f=2; fc 10'."
+            f"the layer spec holds no layer; received {text!r}. Give layers separated by ';', e.g. "
+            "'conv f=5 c=8; pool f=2; fc 10'."
         )
     counts: dict[str, int] = {}
-    parts = [part for part in re.split(r"[;\n]", text) if part.strip()]
     return [_parse_layer(part, counts) for part in parts]
 
 

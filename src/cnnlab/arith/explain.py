@@ -202,22 +202,63 @@ def _c2_coefficient(walk: _Walk, c: int) -> int | None:
     return sum(s.kernel_volume for s in convs)
 
 
-def compare_rf(spec_a: str, spec_b: str, *, channels: int = 64, size: int = 32) -> dict[str, Any]:
+# input side of both stacks of compare_rf when no input is given: a common image size on which a
+# stack of a dozen 3x3 convolutions, or five stride-2 stages, still fits
+COMPARE_SIZE = 224
+
+
+def _compare_input(channels: int | None, input_shape: str | None, layout: str) -> tuple[str, str, int]:
+    """(input text, layout, C) for compare_rf: the given input, or COMPARE_SIZE x COMPARE_SIZE x C."""
+    if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+        raise ValueError(
+            f"channels must be a positive whole number (C in and out of every conv); received "
+            f"channels={channels!r}. Use e.g. channels=64."
+        )
+    if input_shape is None:
+        c = 64 if channels is None else channels
+        return f"{COMPARE_SIZE},{COMPARE_SIZE},{c}", "hwc", c
+    _, c = parse_input(input_shape, layout)
+    if channels is not None and channels != c:
+        raise ValueError(
+            f"channels={channels} disagrees with the input {input_shape!r}, which has {c} channels. "
+            "Give the channels once: in the input shape, or as channels without an input."
+        )
+    return input_shape, layout, c
+
+
+def _weights_verdict(a: int, b: int) -> str:
+    # A/B as a ratio, or which stack has no weights (pooling only)
+    if a == 0 and b == 0:
+        return "neither A nor B has weights"
+    if b == 0:
+        return f"B has no weights (A has {a:,})"
+    return f"A uses {a / b:.2f}x the weights of B"
+
+
+def compare_rf(
+    spec_a: str, spec_b: str, *, channels: int | None = None, input_shape: str | None = None, layout: str = "hwc"
+) -> dict[str, Any]:
     """Receptive field and parameters of two stacks side by side (C channels in and out).
 
-    Two stacked 3x3 convolutions see 5x5, like one 5x5, with 2*9C^2 instead of 25C^2 weights:
+    Both stacks run on ``input_shape`` (``H,W,C``, or ``C,H,W`` with ``layout="chw"``); without it on
+    COMPARE_SIZE x COMPARE_SIZE x ``channels`` (default 64), which the first line states. Two stacked
+    3x3 convolutions see 5x5, like one 5x5, with 2*9C^2 instead of 25C^2 weights:
 
     >>> d = compare_rf("conv f=3; conv f=3", "conv f=5", channels=64)
     >>> [o["rf"]["size"] for o in d["output"]], [o["weights"] for o in d["output"]]
     ([[5, 5], [5, 5]], [73728, 102400])
     """
+    shape, layout, c = _compare_input(channels, input_shape, layout)
     outputs: list[dict[str, Any]] = []
     lines: list[str] = []
     for label, spec in (("A", spec_a), ("B", spec_b)):
-        walk = _walk(spec, f"{size},{size},{channels}", "hwc")
+        walk = _walk(spec, shape, layout)
+        if not lines:
+            default = " (the default size; give --input for another)" if input_shape is None else ""
+            lines.append(f"both stacks run on {_in_text(walk)}{default}")
         params = sum(s.params for s in walk.steps)
         weights = sum(s.weights for s in walk.steps)
-        coef = _c2_coefficient(walk, channels)
+        coef = _c2_coefficient(walk, c)
         rf = walk.steps[-1].rf
         terms = [f"{s.kernel_volume}C^2" for s in walk.steps if s.kind == "conv"]
         sym = ""
@@ -228,19 +269,19 @@ def compare_rf(spec_a: str, spec_b: str, *, channels: int = 64, size: int = 32) 
         )
         lines.append(
             f"{label}: {spec}: receptive field {'x'.join(map(str, rf.size))}, weights {weights:,}{sym} "
-            f"(C={channels}), parameters with biases {params:,}"
+            f"(C={c}), parameters with biases {params:,}"
         )
         lines += [f"    {st.name}: {f}" for st in walk.steps for f in st.rf_formulas]
+        input_list = walk.input_shape
     a, b = outputs
     same = a["rf"]["size"] == b["rf"]["size"]
     verdict = "the same receptive field" if same else "different receptive fields"
-    ratio = a["weights"] / b["weights"] if b["weights"] else float("inf")
     lines.append(
-        f"A and B have {verdict}; A uses {ratio:.2f}x the weights of B"
+        f"A and B have {verdict}; {_weights_verdict(a['weights'], b['weights'])}"
         + (
             " and adds a non-linearity between its layers when each conv is followed by a ReLU."
-            if same
+            if same and b["weights"]
             else "."
         )
     )
-    return {"output": outputs, "steps": [], "lines": lines}
+    return {"output": outputs, "input": input_list, "layout": layout, "steps": [], "lines": lines}

@@ -54,6 +54,8 @@ def _add_matrix_ops(p: argparse.ArgumentParser, kernel_help: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cnnlab.arith.explain import COMPARE_SIZE as size  # pure Python: --help stays instant
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXAMPLES
     sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
@@ -103,15 +105,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name == "params":
             p.add_argument("--claimed-total", help="a table's printed total, to check (e.g. 52794 or 52,794)")
         if name == "rf":
-            p.add_argument("--compare", nargs=2, metavar=("SPEC_A", "SPEC_B"), help="compare two stacks")
-            p.add_argument("--channels", type=int, default=64, help="C for --compare (default 64)")
+            p.add_argument(
+                "--compare",
+                nargs=2,
+                metavar=("SPEC_A", "SPEC_B"),
+                help=f"compare two stacks (instead of SPEC) on --input, by default {size}x{size}xC",
+            )
+            p.add_argument(
+                "--channels",
+                type=int,
+                help="C in and out of every conv for --compare without --input (default 64)",
+            )
 
 
-def _text(value: str) -> str:
-    """A value given inline or as @FILE."""
-    if value.startswith("@"):
-        return Path(value[1:]).read_text()
-    return value
+def _text(value: str, option: str) -> str:
+    """A value given inline or as @FILE; an unreadable file is a one-paragraph error naming ``option``."""
+    if not value.startswith("@"):
+        return value
+    path = Path(value[1:])
+    example = "layers.txt" if option.startswith("SPEC") else "matrix.txt"
+    fix = f"Write the value inline, or {option} @FILE with FILE a UTF-8 text file (e.g. {option} @{example})."
+    if not value[1:]:
+        raise ValueError(f"{option} '@' names no file: @ must be followed by a file name. {fix}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        problem = "is a directory"
+    except FileNotFoundError:
+        problem = "does not exist"
+    except UnicodeDecodeError as err:
+        problem = f"is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})"
+    except OSError as err:
+        problem = f"cannot be read ({err.strerror or err})"
+    raise ValueError(f"{option} {value}: the file {str(path)!r} {problem}. {fix}")
 
 
 def _ints(value: str, option: str, counts: tuple[int, ...] = (1, 2)) -> Any:
@@ -154,7 +180,7 @@ def _explain_matrix(args: argparse.Namespace) -> dict[str, Any]:
         kernel = _ints(args.kernel, "--kernel")
         padding = _ints(args.padding, "--padding")
         return explain_pool(
-            _text(args.input),
+            _text(args.input, "--input"),
             kernel,
             stride=_ints(args.stride, "--stride") if args.stride is not None else None,  # None: the window
             padding=padding,
@@ -164,7 +190,7 @@ def _explain_matrix(args: argparse.Namespace) -> dict[str, Any]:
     stride = _ints(args.stride, "--stride")  # conv and transposed default to "1"
     if args.what == "transposed":
         return explain_transposed(
-            _text(args.input), _text(args.kernel), stride=stride,
+            _text(args.input, "--input"), _text(args.kernel, "--kernel"), stride=stride,
             padding=_ints(args.padding, "--padding"),
             output_padding=_ints(args.output_padding, "--output-padding"),
             dilation=_ints(args.dilation, "--dilation"),
@@ -177,25 +203,58 @@ def _explain_matrix(args: argparse.Namespace) -> dict[str, Any]:
         "padding_mode": args.padding_mode,
         "flip": args.flip,
     }
-    return explain_conv(_text(args.input), _text(args.kernel), bias=bias, groups=args.groups, **common)
+    x, w = _text(args.input, "--input"), _text(args.kernel, "--kernel")
+    return explain_conv(x, w, bias=bias, groups=args.groups, **common)
+
+
+def _spec_text(value: str | None, what: str, option: str) -> str:
+    """The layer spec (inline or @FILE); one holding no layer (empty, or only ';') is an error."""
+    text = _text(value, option) if value else ""
+    if not re.sub(r"[;\s]", "", text):
+        shown = "" if value is None else f" ({option} {value!r} holds no layer, only separators or spaces)"
+        raise ValueError(
+            f"explain {what} needs a layer spec{shown}, e.g. cnnlab explain {what} "
+            '"conv f=5 c=8; pool f=2 s=2; fc 10" --input 32,32,3 (see --help for the layer language).'
+        )
+    return text
+
+
+def _compare(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.arith import explain as ex
+
+    if args.spec:
+        raise ValueError(
+            f"explain rf takes either one SPEC or --compare SPEC_A SPEC_B, not both; received the SPEC "
+            f"{args.spec!r} and --compare. Drop the SPEC, or drop --compare to see one stack's table."
+        )
+    if args.channels is not None and args.channels < 1:
+        raise ValueError(
+            f"--channels must be a positive whole number (the channels C in and out of every conv); "
+            f"received --channels {args.channels}. Write e.g. --channels 64."
+        )
+    if args.channels is not None and args.input:
+        raise ValueError(
+            f"--channels is for --compare without --input; with --input the stacks take C from the input. "
+            f"Received --input {args.input} and --channels {args.channels}: drop --channels, or put the "
+            "channels in --input."
+        )
+    spec_a, spec_b = (_spec_text(v, "rf", o) for v, o in zip(args.compare, ("SPEC_A", "SPEC_B")))
+    layout = "chw" if args.chw else "hwc"
+    return ex.compare_rf(spec_a, spec_b, channels=args.channels, input_shape=args.input, layout=layout)
 
 
 def _explain_stack(args: argparse.Namespace) -> dict[str, Any]:
     from cnnlab.arith import explain as ex
 
     if args.what == "rf" and args.compare:
-        return ex.compare_rf(_text(args.compare[0]), _text(args.compare[1]), channels=args.channels)
-    if not args.spec:
-        raise ValueError(
-            f"explain {args.what} needs a layer spec, e.g. cnnlab explain {args.what} "
-            '"conv f=5 c=8; pool f=2 s=2; fc 10" --input 32,32,3 (see --help for the layer language).'
-        )
+        return _compare(args)
+    spec = _spec_text(args.spec, args.what, "SPEC")
     if not args.input:
         raise ValueError(
             f"explain {args.what} needs --input, the input shape as H,W,C (e.g. --input 32,32,3), or C,H,W "
             "with --chw."
         )
-    spec, layout = _text(args.spec), "chw" if args.chw else "hwc"
+    layout = "chw" if args.chw else "hwc"
     if args.what == "shape":
         return ex.explain_shape(spec, args.input, layout=layout)
     if args.what == "rf":

@@ -109,12 +109,14 @@ def test_write_folder_round_trip(tmp_path: Path) -> None:
     shapes = load_dataset("shapes", "test", n=24, size=16, channels=3)
     root = write_folder(shapes, tmp_path / "png", per_class=5)
     back = load_dataset(f"folder:{root}", test_fraction=0.0)
-    assert back.classes == ["0-background", "1-circle", "2-square", "3-triangle"]
-    counts = shapes.class_counts().clamp(max=5)
+    # background labels no whole image, so it gets no (empty) folder, which folder: would refuse
+    assert shapes.class_counts()[0] == 0 and not (root / "0-background").exists()
+    assert back.classes == ["1-circle", "2-square", "3-triangle"]
+    counts = shapes.class_counts()[1:].clamp(max=5)
     assert back.class_counts().tolist() == counts.tolist() and back.in_chans == 3
-    for label in range(4):  # PNG is lossless: the same pixels, in the same order
+    for label in range(1, 4):  # PNG is lossless: the same pixels, in the same order
         original = shapes.images[shapes.labels == label][:5]
-        assert torch.equal(back.images[back.labels == label], original)
+        assert torch.equal(back.images[back.labels == label - 1], original)
 
 
 @pytest.mark.parametrize("name", ["folder:", "folder:  "])
@@ -122,3 +124,44 @@ def test_folder_without_a_path_is_an_error_not_the_current_directory(name: str) 
     # 'folder:' used to load the current directory (Path('') is '.') and complain about its contents.
     with pytest.raises(ValueError, match=r"names no folder: folder:PATH needs the path"):
         load_dataset(name)
+
+
+def test_an_empty_class_folder_is_refused_by_name(tmp_path: Path) -> None:
+    """An empty dog/ was kept as a class that never occurs (model.json listed it), without a word."""
+    root = make_folder(tmp_path / "imgs", classes=("bird", "cat", "dog", "eel"))
+    for name in ("bird", "eel"):
+        for f in (root / name).iterdir():
+            f.unlink()
+    with pytest.raises(DataError, match=r"Image folder .*imgs: the class sub-folders bird, eel hold no "
+                       r"\.png/\.jpg/\.jpeg files\. .*add images to them, or move them out of"):
+        load_dataset(f"folder:{root}")
+    (root / "eel").rmdir()
+    with pytest.raises(DataError, match=r"the class sub-folder bird holds no .*add images to it"):
+        scan_folder(root, "test")
+    (root / "bird").rmdir()
+    assert load_dataset(f"folder:{root}").classes == ["cat", "dog"]
+
+
+def test_train_and_test_folders_must_hold_the_same_classes(tmp_path: Path) -> None:
+    """test/bird (not in train/) was dropped from the test split without a word."""
+    make_folder(tmp_path / "ds" / "train", classes=("cat", "dog", "emu"), per_class=2)
+    make_folder(tmp_path / "ds" / "test", classes=("bird", "cat", "dog"), per_class=2)
+    expected = (r"train/ and test/ must hold the same class sub-folders .*but test/ has bird, which train/ lacks "
+                r"and train/ has emu, which test/ lacks\. Add the missing class folders")
+    for split in ("train", "test"):
+        with pytest.raises(DataError, match=expected):
+            load_dataset(f"folder:{tmp_path / 'ds'}", split)
+
+
+def test_a_split_left_empty_by_the_per_class_fractions_says_why(tmp_path: Path) -> None:
+    """One image per class gave "no .png/.jpg/.jpeg files for split 'test'" although the folder holds images."""
+    root = make_folder(tmp_path / "tiny", per_class=1)
+    assert len(load_dataset(f"folder:{root}", "train")) == 2
+    with pytest.raises(DataError, match=r"has images \(per class: 1, 1\) but none for the 'test' split: .*split per "
+                       r"class, round\(test_fraction \* count\).*test_fraction=0\.2 leaves the test split empty\. "
+                       r"Split the images yourself into PATH/train/<class>/ .*no test_fraction puts images"):
+        load_dataset(f"folder:{root}", "test")
+    two = make_folder(tmp_path / "two", per_class=2)
+    with pytest.raises(DataError, match=r"--set data_opts='\{\"test_fraction\": 0\.3\}'"):
+        load_dataset(f"folder:{two}", "test")
+    assert len(load_dataset(f"folder:{two}", "test", test_fraction=0.3)) == 2  # the suggestion works

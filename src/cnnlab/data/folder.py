@@ -60,16 +60,19 @@ def scan_folder(
         raise ValueError(f"test_fraction must be in [0, 1); received test_fraction={test_fraction}.")
     has_splits = (root / "train").is_dir() and (root / "test").is_dir()
     class_root = root / "train" if has_splits else root
-    classes = sorted(d.name for d in class_root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = _class_names(class_root)
     if not classes:
         raise DataError(
             f"Image folder {class_root} has no class sub-folders. Put the images of each class in their "
             "own sub-folder, e.g. PATH/cat/1.png, PATH/dog/2.png."
         )
+    if has_splits:
+        _check_same_classes(root, classes)
     scan = FolderScan(root=root / split if has_splits else root, classes=classes)
+    per_class = [_image_files(scan.root / name) for name in classes]
+    _check_no_empty_class(scan.root, classes, per_class)
     generator = torch.Generator().manual_seed(int(seed))
-    for label, name in enumerate(classes):
-        files = _image_files(scan.root / name)
+    for label, files in enumerate(per_class):
         if not has_splits:
             # Per-class seeded permutation: the same files land in the test split on every run.
             order = torch.randperm(len(files), generator=generator).tolist()
@@ -79,11 +82,73 @@ def scan_folder(
         scan.files += files
         scan.labels += [label] * len(files)
     if not scan.files:
-        raise DataError(
-            f"Image folder {scan.root} has no {'/'.join(EXTENSIONS)} files for split {split!r} in its "
-            f"class sub-folders ({', '.join(classes)})."
-        )
+        raise DataError(_empty_split_message(scan.root, split, [len(f) for f in per_class], test_fraction))
     return scan
+
+
+def _class_names(folder: Path) -> list[str]:
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _check_same_classes(root: Path, train_classes: list[str]) -> None:
+    """``train/`` and ``test/`` must hold the same class names: a label id is a name's sorted position."""
+    test_classes = _class_names(root / "test")
+    only_test = sorted(set(test_classes) - set(train_classes))
+    only_train = sorted(set(train_classes) - set(test_classes))
+    parts = [f"test/ has {', '.join(only_test)}, which train/ lacks"] if only_test else []
+    parts += [f"train/ has {', '.join(only_train)}, which test/ lacks"] if only_train else []
+    if parts:
+        raise DataError(
+            f"Image folder {root}: train/ and test/ must hold the same class sub-folders (a label id is the "
+            f"position of the class name in sorted order), but {' and '.join(parts)}. Add the missing class "
+            "folders, with images, or remove the extra ones."
+        )
+
+
+def _check_no_empty_class(folder: Path, classes: list[str], per_class: list[list[Path]]) -> None:
+    """Every class sub-folder needs images (torchvision's ImageFolder refuses empty ones too)."""
+    empty = [name for name, files in zip(classes, per_class) if not files]
+    if not empty or len(empty) == len(classes):  # none at all: _empty_split_message says so
+        return
+    one = len(empty) == 1
+    raise DataError(
+        f"Image folder {folder}: the class sub-folder{'' if one else 's'} {', '.join(empty)} "
+        f"{'holds' if one else 'hold'} no {'/'.join(EXTENSIONS)} files. Every sub-folder is a class the model "
+        f"must predict, so each needs images of its own; add images to {'it' if one else 'them'}, or move "
+        f"{'it' if one else 'them'} out of {folder}."
+    )
+
+
+def _split_sizes(counts: list[int], test_fraction: float) -> tuple[int, int]:
+    """(train, test) image counts of the per-class split; each class gives round(fraction * count) to test."""
+    test = sum(round(test_fraction * c) for c in counts)
+    return sum(counts) - test, test
+
+
+def _empty_split_message(folder: Path, split: str, counts: list[int], test_fraction: float) -> str:
+    """Why ``split`` of ``folder`` got no files: none at all, or the per-class split left it empty.
+
+    >>> _empty_split_message(Path("pics"), "test", [1, 1], 0.2)[:70]
+    "Image folder pics has images (per class: 1, 1) but none for the 'test'"
+    """
+    if sum(counts) == 0:
+        return (
+            f"Image folder {folder} has no {'/'.join(EXTENSIONS)} files in its class sub-folders; "
+            "put the images of each class in their own sub-folder, e.g. PATH/cat/1.png, PATH/dog/2.png."
+        )
+    workable = [f / 10 for f in range(1, 10) if min(_split_sizes(counts, f / 10)) > 0]
+    if workable:
+        option = f"--set data_opts='{{\"test_fraction\": {workable[0]}}}'"
+        other = f"set a test_fraction that splits them (cnnlab train: {option})"
+    else:
+        other = "add images: no test_fraction puts images of these counts into both splits"
+    return (
+        f"Image folder {folder} has images (per class: {', '.join(map(str, counts))}) but none for the {split!r} "
+        f"split: a folder without train/ and test/ sub-folders is split per class, round(test_fraction * count) "
+        f"images of each class to the test split and the rest to training, and test_fraction={test_fraction} "
+        f"leaves the {split} split empty. Split the images yourself into PATH/train/<class>/ and "
+        f"PATH/test/<class>/, or {other}."
+    )
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -187,6 +252,8 @@ def write_folder(ds: ImageDataset, root: str | Path, *, per_class: int | None = 
 
     ``per_class`` keeps only the first images of each class. Class names are made safe as folder
     names (``/`` becomes ``-``) and prefixed with their id so the alphabetical order keeps the ids.
+    A class without images gets no folder (``folder:`` refuses empty class folders), so the classes
+    after it are read back with ids one lower.
 
     >>> write_folder(load_dataset("mnist", "test"), "/tmp/mnist-png", per_class=20)  # doctest: +SKIP
     PosixPath('/tmp/mnist-png')
@@ -199,6 +266,8 @@ def write_folder(ds: ImageDataset, root: str | Path, *, per_class: int | None = 
         members = torch.nonzero(ds.labels == label).flatten()
         if per_class is not None:
             members = members[:per_class]
+        if members.numel() == 0:
+            continue
         folder = out / f"{label:0{width}d}-{name.replace('/', '-')}"
         folder.mkdir(parents=True, exist_ok=True)
         for i in members.tolist():

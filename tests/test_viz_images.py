@@ -63,3 +63,24 @@ def test_wrong_channel_count(tmp_path) -> None:
         load_image(p, channels=2)
     with pytest.raises(ImageError, match="C=1 channels"):
         check_channels(torch.zeros(1, 3, 8, 8), 1)
+
+
+def test_folder_is_not_missing(tmp_path) -> None:
+    _png(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(ImageError, match=r"is a folder, not an image file; .* in it \(e\.g\. .*a\.png\)"):
+        load_image(tmp_path)
+
+
+def test_silent_changes_become_notes(tmp_path) -> None:
+    from cnnlab.viz.images import read_image
+
+    rgba = _png(tmp_path / "rgba.png", np.full((4, 4, 4), 200, np.uint8))
+    image, notes = read_image(rgba, channels=1)
+    assert image.shape == (1, 4, 4)
+    assert len(notes) == 1 and "from RGBA (4 channels) to grayscale (1 channel)" in notes[0]
+    assert "alpha channel was dropped" in notes[0] and "--no-convert" in notes[0]
+    assert read_image(rgba, channels=4)[1] == []  # nothing changed, nothing said
+    dark = _png(tmp_path / "dark16.png", np.array([[1000, 1200], [1100, 1300]], np.uint16))
+    image, notes = read_image(dark)
+    assert image.flatten().tolist() == [0, 170, 85, 255]  # min-max stretched per image
+    assert len(notes) == 1 and "values 1000..1300 were stretched to 0..255 for this image alone" in notes[0]

@@ -3,8 +3,8 @@
 ``filters RUN``, ``features RUN --image IMG``, ``edges IMG``, ``rf MODEL_OR_RUN --layer NAME --image IMG``,
 ``gradcam RUN --image IMG`` and ``animate conv|transposed|pool --input N --kernel K ...``. RUN is a run
 directory of ``cnnlab train``; IMG is an image file or a test image written ``DATASET:INDEX``
-(``fashion-mnist:0``). Pictures of a run go to ``RUN/viz/`` unless ``--out`` says otherwise; the others
-go to the current folder. Every command prints the paths it wrote.
+(``fashion-mnist:0``; ``--data-dir`` says where its files lie). Pictures of a run go to ``RUN/viz/``
+unless ``--out`` says otherwise; the others go to the current folder. Every command prints the paths it wrote.
 """
 
 from __future__ import annotations
@@ -19,8 +19,12 @@ HELP = "Pictures: kernels, feature maps, edges, receptive fields, Grad-CAM, conv
 _IMAGE_HELP = "image file (PNG/JPEG/...) or a dataset test image DATASET:INDEX, e.g. fashion-mnist:0"
 
 
+_DATA_DIR_HELP = "folder holding the dataset files of DATASET:INDEX images (default: $CNNLAB_DATA, then the cache)"
+
+
 def _image_options(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--image", required=required, metavar="IMG", help=_IMAGE_HELP)
+    p.add_argument("--data-dir", metavar="DIR", help=_DATA_DIR_HELP)
     p.add_argument(
         "--no-convert", action="store_true", help="refuse images whose channel count differs from the model's"
     )
@@ -45,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("edges", help="vertical/horizontal, Sobel and Scharr edge kernels applied to an image")
     p.add_argument("image", metavar="IMG", help=_IMAGE_HELP)
+    p.add_argument("--data-dir", metavar="DIR", help=_DATA_DIR_HELP)
     p.add_argument(
         "--kernels", nargs="+", metavar="NAME", help="vertical horizontal sobel_x ... laplacian (default: 6)"
     )
@@ -96,7 +101,11 @@ def _picture(args: argparse.Namespace, src: Any) -> Any:
     from cnnlab.viz.sources import load_picture
 
     size = None if args.keep_size or not src.input_size else tuple(src.input_size[1:])
-    pic = load_picture(args.image, channels=src.in_chans, size=size, convert=not args.no_convert)
+    pic = load_picture(
+        args.image, channels=src.in_chans, size=size, convert=not args.no_convert, data_dir=args.data_dir
+    )
+    for note in pic.notes:
+        print(f"note: {note}")
     if pic.resized_from is not None:
         h, w = pic.resized_from
         th, tw = size  # type: ignore[misc]
@@ -151,7 +160,9 @@ def _edges(args: argparse.Namespace) -> int:
     from cnnlab.viz.sources import load_picture
 
     out = _default_out(args, None, "edges.png")
-    pic = load_picture(args.image)
+    pic = load_picture(args.image, data_dir=args.data_dir)
+    for note in pic.notes:
+        print(f"note: {note}")
     picture = edge_figure(pic.image, out, args.kernels)
     for name, r in edge_responses(pic.image, args.kernels).items():
         across = name in ("vertical", "sobel_x", "scharr_x", "prewitt_x")  # these answer to changes along a row

@@ -23,14 +23,25 @@ from PIL import Image, UnidentifiedImageError
 
 from cnnlab.errors import ImageError
 
-__all__ = ["MAX_PIXELS", "check_channels", "load_image", "to_display"]
+__all__ = ["MAX_PIXELS", "check_channels", "load_image", "read_image", "to_display"]
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: a 6000x6000 photo is fine, a decompression bomb is not
 
 _MODE_CHANNELS = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 4, "LA": 2, "I": 1, "I;16": 1, "F": 1, "CMYK": 4}
 
 
+def _folder_error(path: Path) -> ImageError:
+    inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:1]
+    example = f" (e.g. {path / inside[0]})" if inside else ""
+    return ImageError(
+        f"image {str(path)!r} is a folder, not an image file; pass the path of one PNG or JPEG file in "
+        f"it{example}, or a dataset test image written DATASET:INDEX."
+    )
+
+
 def _open(path: Path, max_pixels: int) -> Image.Image:
+    if path.is_dir():
+        raise _folder_error(path)
     if not path.is_file():
         raise ImageError(f"image {str(path)!r} does not exist; pass the path of a PNG or JPEG file.")
     try:
@@ -60,24 +71,74 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     return img
 
 
-def _convert(img: Image.Image, channels: int | None, convert: bool, source: str) -> Image.Image:
+def _stretch(img: Image.Image, source: str) -> tuple[Image.Image, str]:
+    # 16-bit and float images have no fixed white: map this image's own min..max onto 0..255
+    arr = np.asarray(img, dtype=np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    stretched = Image.fromarray(((arr - lo) / ((hi - lo) or 1.0) * 255).astype(np.uint8))
+    kind = "floating-point" if img.mode == "F" else "16/32-bit integer"
+    note = (
+        f"{source} is a {kind} image (mode {img.mode}); its values {lo:g}..{hi:g} were stretched to 0..255 "
+        "for this image alone, so it is used at full contrast whatever its real brightness."
+    )
+    return stretched, note
+
+
+def _describe(mode: str, channels: int) -> str:
+    return {"L": "grayscale", "LA": "grayscale with alpha", "RGB": "RGB", "RGBA": "RGBA"}.get(mode, f"mode {mode}") + (
+        f" ({channels} channels)" if channels != 1 else " (1 channel)"
+    )
+
+
+def _convert(img: Image.Image, channels: int | None, convert: bool, source: str) -> tuple[Image.Image, list[str]]:
     native = _MODE_CHANNELS.get(img.mode, len(img.getbands()))
+    notes: list[str] = []
     if img.mode in ("I", "I;16", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        span = float(arr.max() - arr.min()) or 1.0
-        img = Image.fromarray(((arr - arr.min()) / span * 255).astype(np.uint8))
+        img, note = _stretch(img, source)
+        notes.append(note)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         native = len(img.getbands())
     if channels is None or channels == native:
-        return img if img.mode != "1" else img.convert("L")
+        return (img if img.mode != "1" else img.convert("L")), notes
     if convert and channels in (1, 3) and native in (1, 2, 3, 4):
-        return img.convert("L" if channels == 1 else "RGB")
+        target = "L" if channels == 1 else "RGB"
+        alpha = "; its alpha channel was dropped" if img.mode in ("RGBA", "LA") else ""
+        notes.append(
+            f"converted {source} from {_describe(img.mode, native)} to {_describe(target, channels)} for the "
+            f"model{alpha} (--no-convert refuses such images instead)."
+        )
+        return img.convert(target), notes
     hint = "convert it to grayscale/RGB" if convert else "allow conversion (drop --no-convert)"
     raise ImageError(
         f"image {source} has {native} channels (mode {img.mode}) but the model expects {channels}; "
         f"{hint} or use a model with in_chans={native}."
     )
+
+
+def read_image(
+    path: str | os.PathLike[str],
+    *,
+    channels: int | None = None,
+    convert: bool = True,
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[torch.Tensor, list[str]]:
+    """:func:`load_image` without resizing, plus one note per silent change (channel conversion, contrast).
+
+    >>> import numpy as np, tempfile, PIL.Image
+    >>> p = tempfile.mktemp(suffix=".png"); PIL.Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(p)
+    >>> read_image(p, channels=1)[1]  # doctest: +ELLIPSIS
+    ["converted '...png' from RGB (3 channels) to grayscale (1 channel) for the model (--no-convert ...)."]
+    """
+    p = Path(path).expanduser()
+    img, notes = _convert(_open(p, max_pixels), channels, convert, repr(str(p)))
+    return _to_tensor(img), notes
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    arr = np.asarray(img, dtype=np.uint8)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr  # (H, W) -> (H, W, 1)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()  # (H, W, C) -> (C, H, W)
 
 
 def load_image(
@@ -100,12 +161,10 @@ def load_image(
     cnnlab.errors.ImageError: image 'missing.png' does not exist; ...
     """
     p = Path(path).expanduser()
-    img = _convert(_open(p, max_pixels), channels, convert, repr(str(p)))
+    img, _ = _convert(_open(p, max_pixels), channels, convert, repr(str(p)))
     if size is not None and (img.height, img.width) != tuple(size):
         img = img.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
-    arr = np.asarray(img, dtype=np.uint8)
-    arr = arr[:, :, None] if arr.ndim == 2 else arr  # (H, W) -> (H, W, 1)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()  # (H, W, C) -> (C, H, W)
+    return _to_tensor(img)
 
 
 def check_channels(images: torch.Tensor, channels: int, source: str = "the image") -> None:

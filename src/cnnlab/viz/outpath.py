@@ -102,4 +102,3 @@ def check_out_dir(path: str | os.PathLike[str], *, option: str = "--frames-dir",
     if problem:
         raise ValueError(problem)
     return p
-

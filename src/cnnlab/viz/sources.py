@@ -15,8 +15,9 @@ True
 
 from __future__ import annotations
 
+import difflib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,9 @@ import torch
 import torch.nn as nn
 
 from cnnlab.errors import ImageError
-from cnnlab.viz.images import load_image
+from cnnlab.viz.images import read_image
 
-__all__ = ["ModelSource", "Picture", "load_model_source", "load_picture", "parse_sample"]
+__all__ = ["ModelSource", "Picture", "load_model_source", "load_picture", "parse_sample", "sample_error"]
 
 
 @dataclass
@@ -94,6 +95,12 @@ def _materialise(model: nn.Module) -> nn.Module:
     return model
 
 
+def _dataset_names() -> list[str]:
+    from cnnlab.data import list_datasets
+
+    return [d for d in list_datasets() if "<" not in d and "PATH" not in d]
+
+
 def parse_sample(text: str) -> tuple[str, int] | None:
     """``(dataset, index)`` for ``DATASET:INDEX`` when ``text`` is not an existing file, else None."""
     if Path(text).expanduser().exists():
@@ -101,12 +108,41 @@ def parse_sample(text: str) -> tuple[str, int] | None:
     name, sep, index = text.rpartition(":")
     if not sep or not name or not index.isdigit():
         return None
-    from cnnlab.data import list_datasets
-
-    known = [d for d in list_datasets() if "<" not in d and "PATH" not in d]
-    if name in known or name.startswith(("folder:", "rot-")):
+    if name in _dataset_names() or name.startswith(("folder:", "rot-")):
         return name, int(index)
     return None
+
+
+def sample_error(text: str) -> ImageError | None:
+    """The error for ``text`` (not a file) that reads as a failed ``DATASET:INDEX``, else None.
+
+    A known dataset with a bad index, or an index after a name that is no dataset, is a mistyped
+    sample, not a missing file.
+
+    >>> print(sample_error("fashion-mnist:-1"))  # doctest: +ELLIPSIS
+    image 'fashion-mnist:-1': INDEX must be a whole number from 0 (the form is DATASET:INDEX, ...
+    >>> sample_error("notes:draft.png") is None
+    True
+    """
+    name, sep, index = text.rpartition(":")
+    if not sep or not name:
+        return None
+    known = _dataset_names()
+    if name in known or name.startswith(("folder:", "rot-")):
+        return ImageError(
+            f"image {text!r}: INDEX must be a whole number from 0 (the form is DATASET:INDEX, e.g. {name}:0); "
+            f"received {index!r}."
+        )
+    if not index.lstrip("-").isdigit():
+        return None  # a file name with a colon in it: "does not exist" says it best
+    lower = {k.lower(): k for k in known}
+    close = [lower[name.lower()]] if name.lower() in lower else difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]}:{index}?" if close else ""
+    return ImageError(
+        f"image {text!r} is neither an existing file nor a dataset test image: {name!r} is not a dataset name "
+        f"(names are case-sensitive). The form is DATASET:INDEX with DATASET one of {', '.join(known)}, "
+        f"folder:PATH or rot-<name>.{hint}"
+    )
 
 
 @dataclass
@@ -117,12 +153,13 @@ class Picture:
     source: str
     label: str | None = None
     resized_from: tuple[int, int] | None = None  # (H, W) before resizing to the model's input size
+    notes: list[str] = field(default_factory=list)  # silent changes the user should hear of (conversions)
 
 
-def _dataset_sample(name: str, index: int) -> tuple[torch.Tensor, str]:
+def _dataset_sample(name: str, index: int, data_dir: str | None) -> tuple[torch.Tensor, str]:
     from cnnlab.data import load_dataset
 
-    ds = load_dataset(name, "test")
+    ds = load_dataset(name, "test", data_dir)
     if index >= len(ds):
         raise ValueError(
             f"--image {name}:{index} asks for test image {index}, but the test split of {name!r} has "
@@ -131,15 +168,16 @@ def _dataset_sample(name: str, index: int) -> tuple[torch.Tensor, str]:
     return ds.images[index], str(ds.classes[int(ds.labels[index])])
 
 
-def _match_channels(image: torch.Tensor, channels: int | None, source: str) -> torch.Tensor:
+def _match_channels(image: torch.Tensor, channels: int | None, source: str) -> tuple[torch.Tensor, list[str]]:
     c = image.shape[0]
     if channels is None or c == channels:
-        return image
+        return image, []
+    note = f"converted {source} from {c} to {channels} channel(s) for the model (--no-convert refuses instead)."
     if c == 1 and channels == 3:
-        return image.expand(3, -1, -1).contiguous()
+        return image.expand(3, -1, -1).contiguous(), [note]
     if c == 3 and channels == 1:
         w = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
-        return (image.float() * w).sum(0, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        return (image.float() * w).sum(0, keepdim=True).round().clamp(0, 255).to(torch.uint8), [note]
     raise ImageError(
         f"image {source} has {c} channels but the model expects {channels}; pick a dataset with "
         f"{channels}-channel images or a model with in_chans={c}."
@@ -152,24 +190,31 @@ def load_picture(
     channels: int | None = None,
     size: tuple[int, int] | None = None,
     convert: bool = True,
+    data_dir: str | None = None,
 ) -> Picture:
     """The image named by ``spec`` (a file or ``DATASET:INDEX``) with ``channels`` channels.
 
     ``size`` ((H, W), e.g. the model's input size) resizes the image when it differs (bilinear); the
-    original size is kept in :attr:`Picture.resized_from`. Bad files raise :class:`ImageError`.
+    original size is kept in :attr:`Picture.resized_from`. ``data_dir`` is where the dataset files of
+    ``DATASET:INDEX`` lie (default: ``$CNNLAB_DATA``, then the cache). Bad files raise :class:`ImageError`.
     """
     sample = parse_sample(spec)
+    if sample is None and not Path(spec).expanduser().exists():
+        mistyped = sample_error(spec)
+        if mistyped is not None:
+            raise mistyped
     if sample is not None:
-        image, label = _dataset_sample(*sample)
+        image, label = _dataset_sample(*sample, data_dir)
         if not convert and channels is not None and image.shape[0] != channels:
             raise ImageError(
                 f"image {spec!r} has {image.shape[0]} channels but the model expects {channels}; "
                 "allow conversion (drop --no-convert) or use a matching dataset."
             )
-        image = _match_channels(image, channels, repr(spec))
-        pic = Picture(image, spec, label)
+        image, notes = _match_channels(image, channels, repr(spec))
+        pic = Picture(image, spec, label, notes=notes)
     else:
-        pic = Picture(load_image(spec, channels=channels, convert=convert), spec)
+        image, notes = read_image(spec, channels=channels, convert=convert)
+        pic = Picture(image, spec, notes=notes)
     h, w = pic.image.shape[1:]
     if size is not None and (h, w) != tuple(size):
         resized = torch.nn.functional.interpolate(

@@ -266,3 +266,21 @@ def test_list_models_pattern() -> None:
     assert {"vgg11", "vgg11_bn", "vgg16", "vgg19_bn"} <= set(list_models("vgg*"))
     assert all(n.startswith("resnet") for n in list_models("resnet*"))
     assert list_models("no-such-model-*") == []
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet18", "fastnet", "unet"])
+@pytest.mark.parametrize("bad", [{"num_classes": 0}, {"num_classes": -3}, {"num_classes": 2.5}, {"in_chans": 0}])
+def test_sizes_below_one_are_refused_for_every_model(name: str, bad: dict[str, object]) -> None:
+    # num_classes=-3 died in torch ("negative dimension -3"); 0 built a model with a zero-size layer.
+    key, value = next(iter(bad.items()))
+    with pytest.raises(ValueError, match=rf"create_model\('{name}'\): {key} must be a whole number >= 1 .* "
+                                         rf"received {key}={value}\. Use e\.g\. {key}="):  # fmt: skip
+        create_model(name, **bad)
+
+
+def test_registry_docstring_examples() -> None:
+    import doctest
+
+    from cnnlab.models import _registry
+
+    assert doctest.testmod(_registry, optionflags=doctest.ELLIPSIS).failed == 0

@@ -130,6 +130,22 @@ def model_info(name: str) -> ModelInfo:
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model as a CPU float32 ``nn.Module``.
 
+    ``num_classes`` and ``in_chans``, when given, must be whole numbers >= 1 (checked here for every
+    model, before a layer is built with a zero or negative size).
+
     >>> model = create_model("lenet5", num_classes=10)  # doctest: +SKIP
+    >>> create_model("lenet5", num_classes=0)
+    Traceback (most recent call last):
+    ValueError: create_model('lenet5'): num_classes must be a whole number >= 1 (the outputs ...
     """
-    return model_info(name).factory(**kwargs)
+    info = model_info(name)
+    sizes = (("num_classes", "outputs of the classifier", info.num_classes),
+             ("in_chans", "channels of the input images", info.input_size[0]))  # fmt: skip
+    for key, meaning, example in sizes:
+        value = kwargs.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(
+                f"create_model({name!r}): {key} must be a whole number >= 1 (the {meaning}); received "
+                f"{key}={value!r}. Use e.g. {key}={example}."
+            )
+    return info.factory(**kwargs)

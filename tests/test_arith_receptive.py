@@ -165,3 +165,54 @@ def test_transposed_conv_rf_examples() -> None:
     assert rf_conv_transpose(rf_input(2), 2, 2) == rf_upsample(rf_input(2), 2)
     # stride 1 transposed conv grows the field like a conv
     assert rf_conv_transpose(rf_input(1), 3).size == rf_conv(rf_input(1), 3).size == (3,)
+
+
+def _taps_union(sup: Any, units: list[int]) -> tuple[int, int] | None:
+    # the union of the units' spans, unit by unit (the definition the O(period) walk must equal)
+    spans = [sp for sp in (sup.unit(u) for u in units) if sp is not None]
+    return (min(sp[0] for sp in spans), max(sp[1] for sp in spans)) if spans else None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_support_walk_equals_the_tap_by_tap_union(seed: int) -> None:
+    # supports with period > 1 (after convT/upsampling), then long kernels, strides and dilations
+    from fractions import Fraction
+
+    from cnnlab.arith import _support
+
+    rng = random.Random(seed)
+    for _ in range(150):
+        sup = _support.identity()
+        for _ in range(rng.randint(0, 3)):
+            if rng.random() < 0.5:
+                sup = _support.conv_transpose(sup, rng.randint(1, 5), rng.randint(1, 4), rng.randint(0, 2), 1)
+            else:
+                sup = _support.upsample(sup, Fraction(rng.randint(2, 5), rng.randint(1, 2)), rng.random() < 0.5)
+        k, s, p, d = rng.randint(1, 40), rng.randint(1, 5), rng.randint(0, 5), rng.randint(1, 6)
+        conv = _support.conv(sup, k, s, p, d)
+        assert conv.spans == tuple(
+            _taps_union(sup, [o * s - p + j * d for j in range(k)]) for o in range(conv.period)
+        )
+        convt = _support.conv_transpose(sup, k, s, p, d)
+        assert convt.spans == tuple(
+            _taps_union(sup, [(o + p - j * d) // s for j in range(k) if (o + p - j * d) % s == 0])
+            for o in range(convt.period)
+        )
+
+
+def test_whole_map_layers_do_not_walk_the_map() -> None:
+    # fc and global pooling act like a kernel as large as the map; walking it tap by tap held a list
+    # as long as the map (an OOM kill at 99999999999 pixels per side)
+    import tracemalloc
+
+    from cnnlab.arith.explain import explain_rf, explain_shape
+
+    tracemalloc.start()
+    d = explain_rf("convT f=4 s=2 p=1; conv f=3; gap", "1000000,3,3")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 2_000_000, peak
+    # convT output o reads inputs (o + 1 - j)/2, so outputs 0..2n-1 reach inputs -1..n (no borders)
+    assert d["output"]["size"] == [1000002, 5]
+    assert explain_rf("conv f=3; gap", "1000000,3,3")["output"]["size"] == [1000000, 3]
+    assert explain_shape("conv f=3 c=8; fc 10", "99999999999,99999999999,3")["output"] == [10]

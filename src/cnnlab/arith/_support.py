@@ -16,7 +16,7 @@ max of the maxes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -66,14 +66,33 @@ def from_recurrence(size: int, jump: float, start: float) -> AxisSupport:
     return AxisSupport(period=frac.denominator, shift=frac.numerator, spans=tuple(spans))
 
 
-def _union(sup: AxisSupport, units: Iterable[int]) -> Span:
-    spans = [s for s in (sup.unit(u) for u in units) if s is not None]
+# the units one output unit reads, as an arithmetic progression: first, step, count
+Progression = tuple[int, int, int]
+
+
+def _union(sup: AxisSupport, units: Progression) -> Span:
+    """Union of the spans of the units ``first + i*step`` (``i < count``), in O(period) steps.
+
+    Unit ``u + period`` sees the span of ``u`` shifted right by ``shift > 0``, so within each residue
+    class modulo ``period`` the first unit of the progression has the smallest span start and the last
+    one the largest end. The residues repeat every ``period / gcd(period, step)`` units, so the first and
+    last that many units decide the union, however long the progression (a kernel as large as the
+    map, as fc and global pooling have, would otherwise be walked tap by tap).
+    """
+    first, step, count = units
+    if count <= 0:
+        return None
+    if step < 0:  # walk it from the other end: same units, ascending
+        first, step = first + (count - 1) * step, -step
+    cycle = min(count, sup.period // math.gcd(sup.period, step) if step else 1)
+    ends = set(range(cycle)) | set(range(count - cycle, count))
+    spans = [s for s in (sup.unit(first + i * step) for i in sorted(ends)) if s is not None]
     if not spans:
         return None
     return (min(s[0] for s in spans), max(s[1] for s in spans))
 
 
-def _through(sup: AxisSupport, period: int, shift: int, deps: Callable[[int], Iterable[int]]) -> AxisSupport:
+def _through(sup: AxisSupport, period: int, shift: int, deps: Callable[[int], Progression]) -> AxisSupport:
     return AxisSupport(period, shift, tuple(_union(sup, deps(o)) for o in range(period)))
 
 
@@ -81,14 +100,22 @@ def conv(sup: AxisSupport, k: int, s: int, p_left: int, d: int) -> AxisSupport:
     """Through a convolution/pooling: unit ``o`` reads units ``o*s - p + j*d`` for ``j < k``."""
     period = sup.period // math.gcd(sup.period, s)
     shift = sup.shift * period * s // sup.period
-    return _through(sup, period, shift, lambda o: (o * s - p_left + j * d for j in range(k)))
+    return _through(sup, period, shift, lambda o: (o * s - p_left, d, k))
 
 
 def conv_transpose(sup: AxisSupport, k: int, s: int, p: int, d: int) -> AxisSupport:
     """Through a transposed convolution: output ``o`` gets input ``i`` when ``o = i*s + j*d - p``."""
 
-    def deps(o: int) -> list[int]:
-        return [(o + p - j * d) // s for j in range(k) if (o + p - j * d) % s == 0]
+    def deps(o: int) -> Progression:
+        # taps j < k with j*d = o + p (mod s): none unless gcd(d, s) divides o + p, else every s/g-th tap
+        # from the smallest solution j0, reading inputs (o + p - j*d)/s, which fall by d/g per tap
+        g = math.gcd(d, s)
+        if (o + p) % g:
+            return (0, 1, 0)
+        m = s // g
+        j0 = (o + p) // g * pow(d // g, -1, m) % m if m > 1 else 0
+        count = max(0, -(-(k - j0) // m))
+        return ((o + p - j0 * d) // s, -(d // g), count)
 
     return _through(sup, sup.period * s, sup.shift, deps)
 
@@ -97,12 +124,12 @@ def upsample(sup: AxisSupport, scale: Fraction, linear: bool) -> AxisSupport:
     """Through nearest (``floor(o/scale)``) or (bi)linear (``(o + 1/2)/scale - 1/2``) upsampling."""
     a, b = scale.numerator, scale.denominator
 
-    def deps(o: int) -> list[int]:
+    def deps(o: int) -> Progression:
         if not linear:
-            return [math.floor(Fraction(o * b, a))]
+            return (math.floor(Fraction(o * b, a)), 1, 1)
         src = (o + Fraction(1, 2)) * b / a - Fraction(1, 2)
         lo = math.floor(src)
         # a weight of exactly 0 on the right neighbour means it does not influence the unit
-        return [lo] if src == lo else [lo, lo + 1]
+        return (lo, 1, 1 if src == lo else 2)
 
     return _through(sup, sup.period * a, sup.shift * b, deps)

@@ -138,3 +138,73 @@ def test_report_after_training(runs: dict[str, Path], tmp_path: Path, monkeypatc
     line = report_after_training(tmp_path / "nope")  # a failure is a warning line, never an exception
     assert line is not None and line.startswith("warning: the HTML report was not written (FileNotFoundError")
     assert f"Retry with `cnnlab report {tmp_path / 'nope'}`" in line
+
+
+def test_damaged_metrics_are_named_and_skips_are_printed(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    run = tmp_path / "badjson"
+    shutil.copytree(runs[AE], run)
+    (run / "metrics.json").write_text('{"test_acc')  # cut off mid-write
+    out = tmp_path / "r.html"
+    assert main(["report", str(run), "--out", str(out), "--max-images", "8"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    page = out.read_text()
+    assert f"{run / 'metrics.json'} is damaged (not valid JSON" in _section(page, "summary")
+    assert "no metrics.json" not in page  # it is there, just damaged
+    assert "not shown: " in _section(page, "curves") and "is damaged" in _section(page, "curves")
+    assert f"note: left out section 'Training curves': {run / 'metrics.json'} is damaged" in text
+    (run / "metrics.json").write_text("[1, 2]")
+    assert main(["report", str(run), "--out", str(out), "--max-images", "8"]) == 0
+    assert "is damaged: it holds a JSON list instead of an object" in capsys.readouterr().out
+
+    weights = run / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert main(["report", str(run), "--out", str(out), "--max-images", "8"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: left out")]
+    # one line per reason: the sections that need the model share one
+    assert any("sections (Architecture; Design lint;" in line and "could not be loaded" in line for line in lines)
+
+
+def _recorded_run(tmp_path: Path, limit_test: int) -> Path:
+    import json
+
+    run = tmp_path / "recorded"
+    run.mkdir()
+    metrics = {"model": "fastnet", "task": "classification", "classes": ["a", "b"],
+               "confusion_matrix": [[40, 10], [5, 45]], "config": {"limit_test": limit_test}}  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+@pytest.mark.parametrize(("limit", "wording"), [
+    (100, "on the first 100 test images (training ran with limit_test=100; metrics.json)"),
+    (0, "on the whole test split, 100 images (metrics.json)"),
+])  # fmt: skip
+def test_confusion_note_says_which_test_images(tmp_path: Path, limit: int, wording: str) -> None:
+    page = write_report(_recorded_run(tmp_path, limit)).read_text()
+    assert wording in _section(page, "confusion")
+
+
+def test_report_reads_the_leaderboard_given_with_db(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.bench import Leaderboard
+
+    monkeypatch.setenv("CNNLAB_LEADERBOARD", str(tmp_path / "default.sqlite"))
+    run = _recorded_run(tmp_path, 0)
+    db = tmp_path / "mine.sqlite"
+    row = {"model": "fastnet", "backend": "eager", "machine": "m", "accuracy": 0.7531, "latency_median_ms": 1.5}
+    Leaderboard(db).record(row)
+    out = tmp_path / "r.html"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    assert "0.7531" not in out.read_text()  # the default database has no rows
+    assert main(["report", str(run), "--out", str(out), "--db", str(db)]) == 0
+    assert "0.7531" in _section(out.read_text(), "leaderboard")
+    capsys.readouterr()
+    assert main(["report", str(run), "--db", str(tmp_path / "typo.sqlite")]) == 2
+    assert f"--db '{tmp_path / 'typo.sqlite'}': no leaderboard database at" in " ".join(capsys.readouterr().err.split())
+    assert main(["report", str(run), "--db", str(tmp_path)]) == 2
+    assert "is a folder; --db takes the path of a database file" in " ".join(capsys.readouterr().err.split())

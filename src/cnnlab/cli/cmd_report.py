@@ -12,6 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `cnnlab train`")
     parser.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html)")
     parser.add_argument("--max-images", type=int, default=500, help="test images evaluated for the examples")
+    parser.add_argument(
+        "--db", help="leaderboard database whose rows the report shows (default: the one `cnnlab bench --record` uses)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,9 +35,37 @@ def run(args: argparse.Namespace) -> int:
     target = Path(args.out) if args.out else run_dir / REPORT_NAME
     # checked before the minutes of work: a folder, a file's child or an unwritable place fails now
     check_out_file(target, suffixes=(".html", ".htm"), given=bool(args.out), example="report")
+    _check_db(args.db)
     start = time.perf_counter()
-    out = write_report(run_dir, out=target, max_images=args.max_images)
+    left_out: dict[str, list[str]] = {}  # reason -> section titles, so a shared reason is said once
+    out = write_report(
+        run_dir,
+        out=target,
+        max_images=args.max_images,
+        leaderboard_db=args.db,
+        on_skip=lambda title, reason: left_out.setdefault(reason, []).append(title),
+    )
     size = out.stat().st_size
+    for reason, titles in left_out.items():
+        print(f"note: left out {_titles(titles)}: {' '.join(reason.split())}")
     print(f"wrote {out} ({size / 1e3:.0f} kB, self-contained) in {time.perf_counter() - start:.1f} s")
     print(f"open it with: file://{out.resolve()}")
     return 0
+
+
+def _titles(titles: list[str]) -> str:
+    return f"section '{titles[0]}'" if len(titles) == 1 else f"{len(titles)} sections ({'; '.join(titles)})"
+
+
+def _check_db(db: str | None) -> None:
+    """A ``--db`` that is a folder or no file fails now, with bench's own rules and wording."""
+    if db is None:
+        return
+    from cnnlab.bench.leaderboard import Leaderboard
+
+    board = Leaderboard(db)  # a folder is refused here
+    if not board.path.is_file():
+        raise FileNotFoundError(
+            f"--db {db!r}: no leaderboard database at {str(board.path)!r}. Check the path, or record a result "
+            f"there first with `cnnlab bench RUN --record --db {db}`."
+        )

@@ -30,10 +30,10 @@ from cnnlab.viz.run_data import (
     RunContext,
     Skip,
     analysis_of,
+    load_metrics,
     load_run_data,
     need_data,
     need_model,
-    read_metrics,
     task_of,
 )
 
@@ -99,7 +99,9 @@ def _summary(ctx: RunContext) -> str:
     rows = [[k, m.get(k, ctx.meta.get(k))] for k in keys if m.get(k, ctx.meta.get(k)) is not None]
     extra = [[k, v] for k, v in m.items() if k not in keys and isinstance(v, (int, float, str)) and len(str(v)) < 80]
     out = _table(["field", "value"], [[k, _fmt(v)] for k, v in rows + extra[:12]], left=2)
-    if not m:
+    if ctx.metrics_error:
+        out += _note(ctx.metrics_error, "err")
+    elif not m:
         out += _note("no metrics.json in this run directory.")
     if ctx.load_error:
         out += _note(f"model not loaded: {ctx.load_error}", "err")
@@ -152,6 +154,8 @@ def _curves(ctx: RunContext) -> str:
     from cnnlab.viz.curves import curves_figure
 
     history = ctx.metrics.get("history") or []
+    if ctx.metrics_error:
+        raise Skip(ctx.metrics_error)
     if not history:
         raise Skip("metrics.json has no history to plot.")
     return _img(curves_figure(history), "training curves")
@@ -177,8 +181,8 @@ def _confusion(ctx: RunContext) -> str:
     recorded = ctx.metrics.get("confusion_matrix")
     classes = list(ctx.metrics.get("classes") or ctx.meta.get("classes") or [])
     if isinstance(recorded, list) and recorded and len(recorded) == len(recorded[0]):
-        cm = torch.tensor(recorded, dtype=torch.int64)  # the whole test split, as in metrics.json
-        where = "the whole test split (metrics.json)"
+        cm = torch.tensor(recorded, dtype=torch.int64)  # the test images training evaluated
+        where = _recorded_split(ctx, int(cm.sum()))
     else:
         b = need_data(ctx)
         if b.outputs.ndim != 2:
@@ -188,6 +192,15 @@ def _confusion(ctx: RunContext) -> str:
         classes = classes or list(b.data.classes)
         where = f"the first {len(pred)} test images"
     return _img(confusion_figure(cm, classes), "confusion matrix") + _note(f"rows: true class; on {where}.")
+
+
+def _recorded_split(ctx: RunContext, total: int) -> str:
+    """Which test images a matrix from metrics.json counts: all, or the first ``limit_test`` of them."""
+    config = ctx.metrics.get("config") or ctx.meta.get("config") or {}
+    limit = config.get("limit_test") if isinstance(config, dict) else None
+    if isinstance(limit, int) and 0 < limit <= total:
+        return f"the first {total:,} test images (training ran with limit_test={limit}; metrics.json)"
+    return f"the whole test split, {total:,} images (metrics.json)"
 
 
 def _examples(ctx: RunContext) -> str:
@@ -286,11 +299,12 @@ _BOARD_COLUMNS = (
 def _leaderboard(ctx: RunContext) -> str:
     model = ctx.metrics.get("model") or ctx.meta.get("model")
     dataset = ctx.metrics.get("dataset") or ctx.meta.get("dataset")
-    rows = leaderboard_rows(model, dataset)
+    rows = leaderboard_rows(model, dataset, ctx.leaderboard_db)
     if rows is None:
         return _note(f"{_NO_ROWS} (this cnnlab has no cnnlab.bench.Leaderboard yet).")
     if not rows:
-        return _note(f"{_NO_ROWS.replace('RUN', str(ctx.run_dir))} (none for model {model!r} on {dataset!r}).")
+        db = f" --db {ctx.leaderboard_db}" if ctx.leaderboard_db is not None else ""
+        return _note(f"{_NO_ROWS.replace('RUN', str(ctx.run_dir))}{db} (none for model {model!r} on {dataset!r}).")
     present = {k for r in rows for k in r}
     header = [c for c in _BOARD_COLUMNS if c in present] or list(dict.fromkeys(k for r in rows for k in r))
     sha = ctx.meta.get("sha256")
@@ -316,11 +330,13 @@ def _as_dict(row: Any) -> dict[str, Any]:
     return dict(vars(row))
 
 
-def leaderboard_rows(model: object, dataset: object) -> list[dict[str, Any]] | None:
+def leaderboard_rows(
+    model: object, dataset: object, db_path: str | os.PathLike[str] | None = None
+) -> list[dict[str, Any]] | None:
     """Rows of ``cnnlab.bench.Leaderboard`` for this model and dataset; None when cnnlab.bench has none.
 
-    The leaderboard file is the bench default (``Leaderboard(db_path=None)``: ``$CNNLAB_LEADERBOARD``
-    or the user's data folder); a missing file gives ``[]``.
+    The leaderboard file is ``db_path`` (``--db``) or the bench default (``$CNNLAB_LEADERBOARD`` or
+    the user's data folder); a missing file gives ``[]``.
     """
     try:
         bench = importlib.import_module("cnnlab.bench")
@@ -331,7 +347,7 @@ def leaderboard_rows(model: object, dataset: object) -> list[dict[str, Any]] | N
     board = getattr(bench, "Leaderboard", None)
     if board is None:
         return None
-    rows = board(db_path=None).rows(model=model, dataset=dataset)
+    rows = board(db_path=db_path).rows(model=model, dataset=dataset)
     return [_as_dict(r) for r in rows or []]
 
 
@@ -376,15 +392,17 @@ _BUILDERS: dict[str, tuple[str, Callable[[RunContext], str]]] = {
 }
 
 
-def _section(ctx: RunContext, key: str) -> str:
+def _section(ctx: RunContext, key: str, on_skip: Callable[[str, str], None]) -> str:
     title, build = _BUILDERS[key]
     start = time.perf_counter()
     try:
         body = build(ctx)
     except Skip as why:
         body = _note(f"not shown: {why}")
+        on_skip(title, str(why))
     except Exception as err:  # one broken picture must not cost the whole report
         body = _note(f"could not draw this section: {type(err).__name__}: {err}", "err")
+        on_skip(title, f"could not be drawn ({type(err).__name__}: {err})")
     ctx.timings[key] = time.perf_counter() - start
     return f'<section id="{key}"><h2>{_e(title)}</h2>\n{body}\n</section>'
 
@@ -395,12 +413,16 @@ def write_report(
     out: str | os.PathLike[str] | None = None,
     max_images: int = 500,
     budget_s: float = 3.0,
+    leaderboard_db: str | os.PathLike[str] | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> Path:
     """Write the self-contained report of a run to ``out`` (default ``run_dir/report.html``); returns the path.
 
     Up to ``max_images`` test images (fewer when the forward passes take more than ``budget_s``
-    seconds) feed the examples, the feature maps and Grad-CAM. Raises FileNotFoundError when
-    ``run_dir`` is not a directory; every other problem is shown in the page instead.
+    seconds) feed the examples, the feature maps and Grad-CAM. The leaderboard section reads
+    ``leaderboard_db`` (default: the bench default). Raises FileNotFoundError when ``run_dir`` is not
+    a directory; every other problem is shown in the page instead, and ``on_skip(title, reason)`` is
+    called for each section left out, so a command can say so too.
     """
     run = Path(run_dir).expanduser()
     if not run.is_dir():
@@ -408,10 +430,12 @@ def write_report(
             f"run directory {str(run)!r} does not exist; pass the --out folder of a `cnnlab train` run."
         )
     start = time.perf_counter()
-    ctx = RunContext(run, read_metrics(run))
+    metrics, metrics_error = load_metrics(run)
+    db = Path(leaderboard_db).expanduser() if leaderboard_db is not None else None
+    ctx = RunContext(run, metrics, metrics_error=metrics_error, leaderboard_db=db)
     with one_thread():
         load_run_data(ctx, max_images, budget_s)
-        sections = "\n".join(_section(ctx, key) for key in SECTIONS)
+        sections = "\n".join(_section(ctx, key, on_skip or _ignore) for key in SECTIONS)
     title = f"cnnlab report: {ctx.metrics.get('model') or ctx.meta.get('model') or run.name}"
     toc = " | ".join(f'<a href="#{key}">{_e(_BUILDERS[key][0])}</a>' for key in SECTIONS)
     page = (
@@ -431,6 +455,10 @@ def write_report(
         tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
         raise
     return target
+
+
+def _ignore(title: str, reason: str) -> None:
+    del title, reason
 
 
 def report_after_training(run_dir: str | os.PathLike[str]) -> str | None:

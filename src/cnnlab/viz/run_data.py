@@ -20,6 +20,7 @@ __all__ = [
     "Skip",
     "analysis_of",
     "input_shape",
+    "load_metrics",
     "load_run_data",
     "need_data",
     "need_model",
@@ -34,6 +35,8 @@ class RunContext:
 
     run_dir: Path
     metrics: dict[str, Any]
+    metrics_error: str | None = None  # why metrics.json could not be used (None: fine or absent)
+    leaderboard_db: Path | None = None  # None: the bench default (cnnlab.bench.leaderboard.default_db_path)
     model: torch.nn.Module | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     load_error: str | None = None
@@ -45,20 +48,36 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def load_metrics(run: Path) -> tuple[dict[str, Any], str | None]:
+    """``run/metrics.json`` as a dict, and why it could not be used (None when it could, or is absent).
+
+    >>> load_metrics(Path("/nonexistent"))
+    ({}, None)
+    """
+    p = run / "metrics.json"
+    if not p.is_file():
+        return {}, None
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as err:
+        return {}, f"{p} cannot be read ({err.strerror or err})."
+    except ValueError as err:
+        return {}, (
+            f"{p} is damaged (not valid JSON: {err}); the run's numbers, curves and confusion matrix are "
+            "missing. Restore the file or re-run training."
+        )
+    if not isinstance(data, dict):
+        return {}, f"{p} is damaged: it holds a JSON {type(data).__name__} instead of an object of metrics."
+    return data, None
+
+
 def read_metrics(run: Path) -> dict[str, Any]:
     """``run/metrics.json`` as a dict; ``{}`` when it is missing or unreadable (a run cut short).
 
     >>> read_metrics(Path("/nonexistent"))
     {}
     """
-    p = run / "metrics.json"
-    if not p.is_file():
-        return {}
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return load_metrics(run)[0]
 
 
 def load_run_data(ctx: RunContext, max_images: int, budget_s: float = 3.0) -> None:

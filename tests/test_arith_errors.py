@@ -12,11 +12,13 @@ def test_empty_conv_output_message_names_axis_and_rule() -> None:
         arith.conv_out((4, 9), 7, 1, 1)
     assert str(err.value).startswith(
         "conv output would be 0 along H: input 4, kernel 7, padding 1, stride 1 need input + 2*padding "
-        ">= dilation*(kernel-1)+1 = 7"
+        ">= kernel = 7, but input + 2*padding = 6. Use a smaller kernel, more padding, or a larger input."
     )
     with pytest.raises(
         ValueError, match=r"along W: input 3, kernel 3, padding \(0, 1\), stride 1, dilation 2"
     ):
+        arith.conv_out((9, 3), 3, p=((0, 0), (0, 1)), d=2)
+    with pytest.raises(ValueError, match=r">= dilation\*\(kernel-1\)\+1 = 5, .* Use a smaller kernel or dilation,"):
         arith.conv_out((9, 3), 3, p=((0, 0), (0, 1)), d=2)
 
 

@@ -204,7 +204,7 @@ def test_shape_and_rf_and_compare(capsys: pytest.CaptureFixture[str], tmp_path) 
         ),
         (
             ["conv", "--input", "1 2; 3 4", "--kernel", "1", "--padding", "two"],
-            r"error: --padding must be an int or H,W or top,bottom,left,right; received --padding 'two'",
+            r"error: --padding must be an int, H,W, top,bottom,left,right, same or valid; received --padding 'two'",
         ),
         (
             ["conv", "--input", "1 2; 3 4", "--kernel", "1", "--bias", "one"],
@@ -278,3 +278,43 @@ def test_compare_with_a_weightless_stack_says_so(capsys: pytest.CaptureFixture[s
     assert out.strip().endswith("A and B have the same receptive field; B has no weights (A has 73,728).")
     code, out, _ = _run(capsys, "rf", "--compare", "pool f=3 s=1", "pool f=3 s=1")
     assert "neither A nor B has weights" in out
+
+
+def test_negative_values_give_the_numbers_of_torch(capsys: pytest.CaptureFixture[str]) -> None:
+    d = _json(capsys, "conv", "--input", "-1,2;3,-4", "--kernel", "-1", "--bias", "-1", "--groups", "1")
+    assert d["output"] == [[v - 1 for v in row] for row in _torch("-1 2; 3 -4", "-1")] == [[0, -3], [-4, 3]]
+    assert d["settings"]["bias"] == [-1]
+    two = _json(capsys, "conv", "--input", "1 2; 3 4", "--kernel", "1 | -1", "--bias", "-1,2")
+    xt = torch.tensor([[1.0, 2], [3, 4]])[None, None]
+    expected = F.conv2d(xt, torch.tensor([1.0, -1]).view(2, 1, 1, 1), torch.tensor([-1.0, 2]))[0]
+    assert two["output"] == expected.tolist()
+
+
+def test_help_says_what_the_commands_do(capsys: pytest.CaptureFixture[str]) -> None:
+    def help_of(*argv: str) -> str:
+        with pytest.raises(SystemExit):
+            main(["explain", *argv, "--help"])
+        return " ".join(capsys.readouterr().out.split())
+
+    assert "--stride STRIDE int or H,W (default: the window size, as in PyTorch)" in help_of("pool")
+    assert _json(capsys, "pool", "--input", "1 2 3 4; 5 6 7 8", "--kernel", "2")["settings"]["stride"] == [2, 2]
+    assert 'for a one-channel input, "1 0; 0 1 | 0 1; 1 0" is two filters' in help_of("conv")
+    assert _json(capsys, "conv", "--input", "1 2; 3 4", "--kernel", "1 | 2")["output_shape"] == [2, 2, 2]
+    assert "|| between input channels, | between filters (so for a one-channel input | separates filters)" in (
+        help_of("transposed")
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "first"),
+    [
+        (["rf", "conv f=3", "--input", "100,3"], "input 100x3 (L,C); one value when all axes agree, else L"),
+        (["shape", "conv f=3", "--input", "16,32,30,3"], "input 16x32x30x3 (D,H,W,C);"),
+        (["params", "conv f=3", "--input", "3,16,32,30", "--chw"], "input 3x16x32x30 (C,D,H,W)"),
+        (["shape", "conv f=3", "--input", "32,32,3"], "input 32x32x3 (H,W,C);"),
+    ],
+)
+def test_input_label_names_the_axes_given(capsys: pytest.CaptureFixture[str], argv: list[str], first: str) -> None:
+    # 1-D and 3-D inputs were labelled (H,W,C)
+    code, out, _ = _run(capsys, *argv)
+    assert code == 0 and out.startswith(first)

@@ -130,3 +130,54 @@ def test_a_spec_of_only_separators_needs_a_layer_spec(
 )
 def test_compare_mistakes(capsys: pytest.CaptureFixture[str], argv: list[str], pattern: str) -> None:
     assert re.search(pattern, _error(capsys, *argv))
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (  # named 'padding' although the user typed --output-padding
+            ["transposed", "--input", "1 2; 3 4", "--kernel", "1 1; 1 1", "--output-padding=-1"],
+            r"^error: output_padding must be >= 0 on every side; received output_padding=-1\. Use output_padding=0",
+        ),
+        (  # leaked numpy reprs: [np.float64(1.0), np.float64(2.0)]
+            ["conv", "--input", "1 2; 3 4", "--kernel", "1", "--bias", "1,2.5"],
+            r"bias must be one number or one per filter \(1 filter\); received 2 numbers \(1, 2\.5\)\. Give one",
+        ),
+        (  # omitted same/valid, which the help lists
+            ["conv", "--input", "1 2; 3 4", "--kernel", "1", "--padding", "foo"],
+            r"--padding must be an int, H,W, top,bottom,left,right, same or valid; received --padding 'foo'\. "
+            r"Write e\.g\. --padding 1 or --padding same\.",
+        ),
+        (  # pool has no dilation, yet the message spoke of dilation*(kernel-1)+1
+            ["pool", "--input", "1 2 3; 4 5 6; 7 8 9", "--kernel", "5"],
+            r"need input \+ 2\*padding >= kernel = 5, but input \+ 2\*padding = 3\. Use a smaller kernel, more",
+        ),
+        (
+            ["shape", "conv f=x", "--input", "8,8,1"],
+            r"f must be a whole number, or one per axis like 1x7, in layer 'conv f=x'; received f='x'",
+        ),
+        (["shape", "conv f=3x", "--input", "8,8,1"], r"received f='3x'\. Write e\.g\. f=3\."),
+        (["shape", "dropout 1.5", "--input", "8,8,1"], r"'dropout 1\.5' takes no options: .* Write just 'dropout'"),
+        (["shape", "up 2", "--input", "8,8,1"], r"An up layer takes mode, s \(and params=N\); write e\.g\. 'up s=2'"),
+        (["params", "conv f=3 params=-1", "--input", "8,8,1"], r"a whole number >= 0; received params=-1 in layer"),
+    ],
+)
+def test_messages_name_what_the_user_typed(capsys: pytest.CaptureFixture[str], argv: list[str], pattern: str) -> None:
+    assert re.search(pattern, _error(capsys, *argv))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["conv", "--input", "-1,2;3,4", "--kernel", "-1", "--bias", "-1.5"],
+        ["conv", "--input", "1 2; 3 4", "--kernel", "1", "--bias", "-.5", "--stride", "1"],
+        ["pool", "--input", "-1,-2;-3,-4", "--kernel", "2"],
+    ],
+)
+def test_values_that_start_with_a_minus_are_values(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    # argparse took '--bias -1,2' for a missing value ("expected one argument")
+    assert main(["explain", *argv]) == 0, capsys.readouterr().err
+
+
+def test_a_negative_shape_reaches_the_shape_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "input must be 2 to 4 positive whole numbers" in _error(capsys, "shape", "conv f=3", "--input", "-1,32,3")

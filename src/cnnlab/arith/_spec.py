@@ -71,6 +71,25 @@ def _int(value: str, key: str, layer: str) -> int:
         ) from None
 
 
+# an option to show in messages, per kind
+_EXAMPLE = {"conv": "f=3", "maxpool": "f=2", "avgpool": "f=2", "convT": "f=2", "up": "s=2", "fc": "n=10"}
+
+
+def _bad_word(text: str, word0: str, kind: str, word: str) -> str:
+    """The message for a word that is not key=value (or a layer that takes no options at all)."""
+    if not _KEYS[kind]:
+        return (
+            f"layer '{text}' takes no options: {word0} has no settings in the layer language; received "
+            f"{word!r}. Write just '{word0}'."
+        )
+    allowed = ", ".join(sorted(_KEYS[kind]))
+    return (
+        f"expected key=value in layer '{text}'; received {word!r}. {'An' if word0[0] in 'aeiou' else 'A'} "
+        f"{word0} layer takes {allowed} "
+        f"(and params=N); write e.g. '{word0} {_EXAMPLE[kind]}'."
+    )
+
+
 def _parse_layer(text: str, counts: dict[str, int]) -> Layer:
     name = ""
     label = re.match(r"^\s*([A-Za-z_][\w.-]*)\s*:\s*(.*)$", text)
@@ -90,12 +109,15 @@ def _parse_layer(text: str, counts: dict[str, int]) -> Layer:
         if not eq and kind == "fc" and "n" not in opts:
             key, value = "n", word
         elif not eq or not value:
-            raise ValueError(
-                f"expected key=value in layer '{text.strip()}'; received {word!r}. Write e.g. f=3."
-            )
+            raise ValueError(_bad_word(text.strip(), words[0], kind, word))
         key = key.lower()
         if key == "params":
             claimed = _int(value.replace(",", ""), "params", text.strip())
+            if claimed < 0:
+                raise ValueError(
+                    f"params is the parameter count a table claims, a whole number >= 0; received "
+                    f"params={value} in layer '{text.strip()}'. Write e.g. params=608."
+                )
             continue
         if key not in _KEYS[kind]:
             allowed = ", ".join(sorted(_KEYS[kind] | {"params"}))
@@ -154,7 +176,13 @@ def axis_ints(layer: Layer, key: str, ndim: int, default: int | None) -> tuple[i
         if default is None:
             raise ValueError(f"layer '{layer.text}' needs {key}= (e.g. {key}=3).")
         return (default,) * ndim
-    parts = [_int(v, key, layer.text) for v in raw.lower().split("x")]
+    try:
+        parts = [int(v) for v in raw.lower().split("x")]
+    except ValueError:
+        raise ValueError(
+            f"{key} must be a whole number, or one per axis like 1x7, in layer '{layer.text}'; received "
+            f"{key}={raw!r}. Write e.g. {key}=3."
+        ) from None
     if len(parts) == 1:
         return (parts[0],) * ndim
     if len(parts) != ndim:

@@ -51,7 +51,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _in_text(walk: _Walk) -> str:
-    order = "C,H,W" if walk.layout == "chw" else "H,W,C"
+    axes = ",".join(axis_names(len(walk.input_shape) - 1))  # L, H,W or D,H,W
+    order = f"C,{axes}" if walk.layout == "chw" else f"{axes},C"
     return f"input {'x'.join(str(v) for v in walk.input_shape)} ({order})"
 
 

@@ -139,10 +139,12 @@ def _check_window_fits(what: str, axis: str, n: int, k: int, pair: Pair, s: int,
         return
     dil = f", dilation {d}" if d != 1 else ""
     rule = "input + 2*padding" if pair[0] == pair[1] else "input + left + right padding"
+    # without dilation the window is just the kernel (pooling from the command line has no dilation)
+    window = "dilation*(kernel-1)+1" if d != 1 else "kernel"
     raise ValueError(
         f"{what} output would be 0 along {axis}: input {n}, kernel {k}, padding {_pad_text(pair)}, "
-        f"stride {s}{dil} need {rule} >= dilation*(kernel-1)+1 = {k_eff}, but {rule} = "
-        f"{n + pair[0] + pair[1]}. Use a smaller kernel or dilation, more padding, or a larger input."
+        f"stride {s}{dil} need {rule} >= {window} = {k_eff}, but {rule} = {n + pair[0] + pair[1]}. "
+        f"Use a smaller kernel{' or dilation' if d != 1 else ''}, more padding, or a larger input."
     )
 
 

@@ -12,6 +12,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,55 @@ examples:
   cnnlab explain rf "conv f=3 p=1; conv f=3 p=1; pool f=2 s=2" --input 32,32,3"""
 
 
+# options whose value may start with '-' (a negative number, matrix or shape)
+_VALUE_OPTIONS = frozenset(
+    ["--input", "--kernel", "--bias", "--stride", "--padding", "--dilation", "--output-padding", "--channels"]
+)
+
+
+def attach_negative_values(argv: list[str]) -> list[str]:
+    """``["--bias", "-1,2"]`` -> ``["--bias=-1,2"]``: argparse takes a word that starts with '-' for an
+    option unless it is a lone negative number (-1, -.5), so ``--bias -1,2`` or ``--input -1,32,3``
+    failed with "expected one argument". A value that starts with '-' and a digit or '.' is attached.
+
+    >>> attach_negative_values(["--kernel", "-1 0; 0 1", "--flip", "--bias", "-.5,2"])
+    ['--kernel=-1 0; 0 1', '--flip', '--bias=-.5,2']
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":  # everything after it is positional
+            return out + argv[i:]
+        if word in _VALUE_OPTIONS and i + 1 < len(argv) and re.match(r"-[\d.]", argv[i + 1]):
+            out.append(f"{word}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out
+
+
+class _ExplainParser(argparse.ArgumentParser):
+    """The parser of each ``explain`` sub-command: it reads negative values (see attach_negative_values)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        words = attach_negative_values(list(sys.argv[1:] if args is None else args))
+        return super().parse_known_args(words, namespace)
+
+
 def _add_format(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format", choices=["text", "json"], default="text", help="text for people, json for scripts"
     )
 
 
-def _add_matrix_ops(p: argparse.ArgumentParser, kernel_help: str) -> None:
+def _add_matrix_ops(p: argparse.ArgumentParser, kernel_help: str, stride_help: str = "int or H,W (default 1)") -> None:
     p.add_argument("--input", required=True, help='matrix "1 2 3; 4 5 6" (| between channels) or @FILE')
     p.add_argument("--kernel", required=True, help=kernel_help)
-    p.add_argument("--stride", default="1", help="int or H,W (default 1)")
+    p.add_argument("--stride", default="1", help=stride_help)
     _add_format(p)
 
 
@@ -58,13 +98,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXAMPLES
-    sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+    sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True, parser_class=_ExplainParser)
     raw = argparse.RawDescriptionHelpFormatter
 
     conv = sub.add_parser(
         "conv", help="a convolution, window by window", epilog=EXAMPLES, formatter_class=raw
     )
-    _add_matrix_ops(conv, 'matrix "1 0; 0 1", | between channels, || between filters, or @FILE')
+    _add_matrix_ops(
+        conv,
+        'matrix "1 0; 0 1", | between channels, || between filters, or @FILE (for a one-channel input, '
+        '"1 0; 0 1 | 0 1; 1 0" is two filters)',
+    )
     conv.add_argument("--padding", default="0", help="int, H,W, top,bottom,left,right, same or valid")
     conv.add_argument("--dilation", default="1", help="int or H,W (default 1)")
     conv.add_argument("--padding-mode", choices=["zeros", "reflect", "replicate"], default="zeros")
@@ -78,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     pool = sub.add_parser("pool", help="max / average / sum pooling, window by window", epilog=EXAMPLES,
                           formatter_class=raw)  # fmt: skip
-    _add_matrix_ops(pool, "window size: int or H,W")
+    _add_matrix_ops(pool, "window size: int or H,W", "int or H,W (default: the window size, as in PyTorch)")
     pool.set_defaults(stride=None)
     pool.add_argument("--padding", default="0", help="int or H,W (at most half the window)")
     pool.add_argument("--mode", choices=["max", "avg", "sum"], default="max")
@@ -86,7 +130,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     tr = sub.add_parser("transposed", help="a transposed convolution as zero insertion + convolution",
                         epilog=EXAMPLES, formatter_class=raw)  # fmt: skip
-    _add_matrix_ops(tr, 'matrix "1 1; 1 1" (| between input channels) or @FILE')
+    _add_matrix_ops(
+        tr,
+        'matrix "1 1; 1 1", | between input channels, or @FILE; for several filters PyTorch\'s order '
+        "(C_in, F): || between input channels, | between filters (so for a one-channel input | separates "
+        "filters)",
+    )
     tr.add_argument("--padding", default="0", help="int or H,W")
     tr.add_argument("--output-padding", default="0", help="int or H,W (smaller than stride or dilation)")
     tr.add_argument("--dilation", default="1", help="int or H,W")
@@ -167,7 +216,13 @@ def _bias(value: str) -> float | list[float]:
 def _padding(value: str) -> Any:
     if value.strip().lower() in ("same", "valid"):
         return value.strip().lower()
-    p = _ints(value, "--padding", (1, 2, 4))
+    try:
+        p = _ints(value, "--padding", (1, 2, 4))
+    except ValueError:
+        raise ValueError(
+            f"--padding must be an int, H,W, top,bottom,left,right, same or valid; received --padding "
+            f"{value!r}. Write e.g. --padding 1 or --padding same."
+        ) from None
     if isinstance(p, tuple) and len(p) == 4:
         return ((p[0], p[1]), (p[2], p[3]))
     return p

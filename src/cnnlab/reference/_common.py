@@ -50,7 +50,7 @@ def positive_pair(value: int | tuple[int, ...] | list[int], name: str) -> tuple[
     return out
 
 
-def pads(padding: int | tuple[int, ...] | tuple[tuple[int, int], ...] | list[Any]) -> Pads:
+def pads(padding: int | tuple[int, ...] | tuple[tuple[int, int], ...] | list[Any], name: str = "padding") -> Pads:
     """Normalise padding to ((top, bottom), (left, right)).
 
     Accepts an int (all sides), a (ph, pw) pair (symmetric per axis) or ((top, bottom), (left, right)).
@@ -71,11 +71,13 @@ def pads(padding: int | tuple[int, ...] | tuple[tuple[int, int], ...] | list[Any
         result = ((int(value[0][0]), int(value[0][1])), (int(value[1][0]), int(value[1][1])))
     else:
         raise ValueError(
-            f"padding must be an int, a (height, width) pair or ((top, bottom), (left, right)); "
-            f"received {padding!r}. Pass for example padding=1."
+            f"{name} must be an int, a (height, width) pair or ((top, bottom), (left, right)); "
+            f"received {name}={padding!r}. Pass for example {name}=1."
         )
     if min(min(result[0]), min(result[1])) < 0:
-        raise ValueError(f"padding must be >= 0 on every side; received {padding!r}. Use padding=0 or more.")
+        raise ValueError(
+            f"{name} must be >= 0 on every side; received {name}={padding!r}. Use {name}=0 or more."
+        )
     return result
 
 

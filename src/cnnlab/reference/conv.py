@@ -169,7 +169,7 @@ def conv_transpose2d_forward(
     s, d = positive_pair(stride, "stride"), positive_pair(dilation, "dilation")
     p = pads(padding)
     ph, pw = p[0][0], p[1][0]
-    op = pads(output_padding)
+    op = pads(output_padding, "output_padding")
     oph, opw = op[0][0], op[1][0]
     n, c, h, wd = x.shape
     cin, fg, kh, kw = w.shape

@@ -385,7 +385,7 @@ def explain_transposed(
     # PyTorch's ConvTranspose weight is (C_in, F, kh, kw); the equivalent conv needs (F, C_in, kh, kw)
     kernels = kernels_of(xc, wa.swapaxes(0, 1) if wa.ndim == 4 else wa)
     s, d = positive_pair(stride, "stride"), positive_pair(dilation, "dilation")
-    p, op = pads(padding), pads(output_padding)
+    p, op = pads(padding), pads(output_padding, "output_padding")
     (ph, _), (pw, _) = p
     oph, opw = op[0][0], op[1][0]
     kh, kw = kernels.shape[-2:]

@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "target", metavar="MODEL_OR_RUN", help="run directory, registered model name, spec file or file.py:factory"
     )
-    p.add_argument("--layer", required=True, help="module whose unit is shown")
+    p.add_argument("--layer", required=True, help="module (a layer or a block such as layer1) whose unit is shown")
     _image_options(p)
     p.add_argument("--unit", help="ROW,COL of the unit in the layer's output (default: the centre)")
     p.add_argument("--mass", type=float, default=0.95, help="gradient mass the ERF radius holds (default 0.95)")
@@ -197,7 +197,8 @@ def _rf(args: argparse.Namespace) -> int:
     picture = rf_figure(pic.image, rf, out)
     top, left, bottom, right = rf.box
     kind = "trained run" if src.run_dir is not None else "untrained model"
-    print(f"{src.name} ({kind}), layer {rf.layer}, unit {rf.unit} centred at input pixel {rf.centre}")
+    made_by = f" (a container; its output is made by {rf.made_by})" if rf.made_by != rf.layer else ""
+    print(f"{src.name} ({kind}), layer {rf.layer}{made_by}, unit {rf.unit} centred at input pixel {rf.centre}")
     print(
         f"theoretical RF: {rf.size[0]}x{rf.size[1]} px (jump {rf.jump[0]:g}), "
         f"box rows {top}..{bottom}, cols {left}..{right}"

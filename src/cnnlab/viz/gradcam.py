@@ -2,7 +2,7 @@
 
 Grad-CAM weighs the activation maps ``A`` (C, h, w) of a spatial layer by the mean gradient of the
 class score over each map, ``cam = relu(sum_c mean(dS/dA_c) * A_c)``, and upsamples it to the input.
-The layer defaults to the last leaf module whose output is still spatial (more than one position).
+The layer defaults to the module whose output is the last spatial map (more than one position).
 Saliency is ``max_c |dS/dx|``. Hooks are removed and in-place flags restored afterwards.
 
 >>> import torch.nn as nn
@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnlab.viz.grid import compact, figure_array, label_image, new_figure, save_png
-from cnnlab.viz.hooks import is_passive, leaf_modules, no_inplace, record_leaves, released_hooks
+from cnnlab.viz.hooks import is_passive, leaf_modules, no_inplace, record_outputs, released_hooks
 from cnnlab.viz.images import to_display
 
 __all__ = ["GradCam", "cam_overlay", "grad_cam", "gradcam_figure", "gradcam_grid", "last_spatial_layer"]
@@ -46,16 +46,26 @@ class GradCam:
 
 
 def last_spatial_layer(model: nn.Module, x: torch.Tensor) -> str:
-    """Name of the last leaf module whose output is ``(N, C, h, w)`` with ``h * w > 1``."""
-    calls, _ = record_leaves(model, x)
-    spatial = [c for c in calls if c.output.ndim == 4 and c.output.shape[2] * c.output.shape[3] > 1]
-    spatial = [c for c in spatial if not is_passive(c.module)] or spatial
+    """Name of the module that outputs the last ``(N, C, h, w)`` map with ``h * w > 1``.
+
+    That map is often made by a block's own code (a residual block's ``relu(out + shortcut)``), so
+    the innermost module returning it is named, leaf or block: ``layer3.2`` of a CIFAR ResNet (what
+    pytorch-grad-cam users pick as ``model.layer4[-1]``), not its ``bn2`` before the shortcut add.
+
+    >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+    >>> last_spatial_layer(net, torch.rand(1, 1, 8, 8))
+    '1'
+    """
+    calls = record_outputs(model, x)
+    spatial = [(n, m, out) for n, m, out in calls if out.ndim == 4 and out.shape[2] * out.shape[3] > 1]
+    spatial = [c for c in spatial if not is_passive(c[1])] or spatial
     if not spatial:
         raise ValueError(
             f"Grad-CAM needs a layer with a spatial output (N, C, h, w); {type(model).__name__} has no "
-            f"leaf module with one for an input of shape {tuple(x.shape)}."
+            f"module with one for an input of shape {tuple(x.shape)}."
         )
-    return spatial[-1].name
+    last = spatial[-1][2]
+    return next(n for n, _, out in calls if out is last)  # calls end innermost first
 
 
 def _module(model: nn.Module, name: str) -> nn.Module:

@@ -22,7 +22,15 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-__all__ = ["LeafOutput", "leaf_modules", "no_inplace", "one_thread", "record_leaves", "released_hooks"]
+__all__ = [
+    "LeafOutput",
+    "leaf_modules",
+    "no_inplace",
+    "one_thread",
+    "record_leaves",
+    "record_outputs",
+    "released_hooks",
+]
 
 _PASSIVE = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.Dropout1d, nn.Dropout3d, nn.AlphaDropout)
 
@@ -112,6 +120,35 @@ def record_leaves(model: nn.Module, x: torch.Tensor) -> tuple[list[LeafOutput], 
     finally:
         model.train(was_training)
     return calls, out
+
+
+def record_outputs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    """``(name, module, output)`` of every submodule call, leaves and containers, in the order calls end.
+
+    Outputs are not cloned, so ``is`` tells which modules hand on the same tensor: a container ends
+    right after its last child and returns that child's output, or the result of its own functional
+    code (a residual block's ``relu(out + shortcut)``).
+    """
+    calls: list[tuple[str, nn.Module, torch.Tensor]] = []
+
+    def hook(name: str) -> Any:
+        def fn(module: nn.Module, _args: tuple[Any, ...], out: Any) -> None:
+            if isinstance(out, torch.Tensor):
+                calls.append((name, module, out))
+
+        return fn
+
+    was_training = model.training
+    model.eval()
+    try:
+        with no_inplace(model), released_hooks() as handles, torch.no_grad():
+            for name, m in model.named_modules():
+                if name:
+                    handles.append(m.register_forward_hook(hook(name)))
+            model(x)
+    finally:
+        model.train(was_training)
+    return calls
 
 
 def is_passive(module: nn.Module) -> bool:

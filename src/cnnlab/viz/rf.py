@@ -48,6 +48,7 @@ class ReceptiveField:
     erf_radius: float  # Euclidean radius around the centre that holds `mass` of the gradient
     erf_size: int  # side of the centred square that holds `mass` of the gradient
     mass: float
+    made_by: str = ""  # the operation that makes the layer's output (a container's last one; else the layer)
 
 
 def _radii(shape: tuple[int, int], centre: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +82,7 @@ def erf_radius(grad: np.ndarray, centre: tuple[float, float], mass: float = 0.95
 
 
 def check_layer(model: nn.Module, layer: str) -> nn.Module:
-    """The module called ``layer``; ValueError with the closest names when there is none.
+    """The module called ``layer`` (a leaf or a container); ValueError with the closest names when there is none.
 
     >>> check_layer(nn.Sequential(nn.Conv2d(1, 2, 3)), "0")
     Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1))
@@ -90,12 +91,28 @@ def check_layer(model: nn.Module, layer: str) -> nn.Module:
     if layer and layer in modules:
         found: nn.Module = modules[layer]
         return found
-    names = [n for n, m in modules.items() if n and not any(True for _ in m.children())]
+    names = [n for n in modules if n]
     close = difflib.get_close_matches(layer, names, n=3, cutoff=0.3)
+    leaves = [n for n, m in modules.items() if n and not any(True for _ in m.children())]
     raise ValueError(
         f"--layer must name a module of {type(model).__name__}; received {layer!r}."
         + (f" Did you mean {', '.join(close)}?" if close else "")
-        + f" Leaf modules: {', '.join(names[:25])}{' ...' if len(names) > 25 else ''}."
+        + f" Leaf modules: {', '.join(leaves[:25])}{' ...' if len(leaves) > 25 else ''}."
+    )
+
+
+def _output_row(report: Any, model: nn.Module, layer: str) -> Any:
+    """The analysis row that makes ``layer``'s output: its own row, or for a container the last row inside it."""
+    rows = [r for r in report.layers if r.name == layer]
+    rows = rows or [r for r in report.layers if r.name.startswith(layer + ".")][-1:]
+    if rows:
+        return rows[0]
+    traced = [r.name for r in report.layers if r.rf is not None and len(r.output_shape) == 4]
+    close = difflib.get_close_matches(layer, traced, n=3, cutoff=0.3)
+    raise ValueError(
+        f"--layer {layer!r} ({type(dict(model.named_modules())[layer]).__name__}) does not run in the forward "
+        f"pass of {type(model).__name__}, so it has no receptive field. Choose a layer that runs, e.g. "
+        f"{', '.join(close or traced[-3:])}."
     )
 
 
@@ -103,8 +120,7 @@ def _theory(model: nn.Module, layer: str, input_shape: tuple[int, int, int]) -> 
     from cnnlab.analysis import analyze
 
     check_layer(model, layer)
-    report = analyze(model, input_shape)
-    row = report.layer(layer)
+    row = _output_row(analyze(model, input_shape), model, layer)
     if row.rf is None or len(row.output_shape) != 4:
         raise ValueError(
             f"--layer {layer!r} has output shape {row.output_shape} and no spatial receptive field; "
@@ -133,13 +149,16 @@ def receptive_field(
     # centre agree in parity; otherwise the half-pixel rounds outward)
     top, left = (math.floor(c - (s - 1) / 2) for c, s in zip(centre, size))
     box = (top, left, top + size[0] - 1, left + size[1] - 1)
-    grad = _unit_gradient(model, dict(model.named_modules())[layer], x, (ui, uj))
+    grad = _unit_gradient(model, layer, x, (ui, uj), tuple(row.output_shape[1:]))
     radius, side = erf_radius(grad.numpy(), centre, mass)
     jump = (float(row.rf.jump[0]), float(row.rf.jump[1]))
-    return ReceptiveField(layer, (ui, uj), centre, size, jump, box, grad, radius, side, mass)
+    return ReceptiveField(layer, (ui, uj), centre, size, jump, box, grad, radius, side, mass, row.name)
 
 
-def _unit_gradient(model: nn.Module, module: nn.Module, x: torch.Tensor, unit: tuple[int, int]) -> torch.Tensor:
+def _unit_gradient(
+    model: nn.Module, layer: str, x: torch.Tensor, unit: tuple[int, int], expected: tuple[int, ...]
+) -> torch.Tensor:
+    module = dict(model.named_modules())[layer]
     captured: dict[str, torch.Tensor] = {}
 
     def keep(_m: nn.Module, _a: Any, out: Any) -> None:
@@ -152,7 +171,15 @@ def _unit_gradient(model: nn.Module, module: nn.Module, x: torch.Tensor, unit: t
             handles.append(module.register_forward_hook(keep))
             xg = x.clone().requires_grad_(True)
             model(xg)
-            (g,) = torch.autograd.grad(captured["a"][0, :, unit[0], unit[1]].sum(), xg)
+            out = captured.get("a")
+            if not isinstance(out, torch.Tensor) or tuple(out.shape[1:]) != expected:
+                # a container whose output is not what its last operation made (it returns an earlier tensor)
+                raise ValueError(
+                    f"--layer {layer!r} returns {tuple(out.shape) if isinstance(out, torch.Tensor) else type(out)}, "
+                    f"not the {expected} map of its last operation, so its receptive field is not defined "
+                    "here; choose one of its leaf modules instead."
+                )
+            (g,) = torch.autograd.grad(out[0, :, unit[0], unit[1]].sum(), xg)
     finally:
         model.train(was_training)
     return g[0].abs().sum(0)  # (C, H, W) -> (H, W)

@@ -147,7 +147,7 @@ def test_features_before_and_after_activation(
     assert width >= 16 * 24 and height > 6 * 24  # all 16 maps of a layer side by side; 3 layers x 2 rows
 
     code, text, _ = _cli(["viz", "features", run_dir, "--image", img, "--layers", "0", "--out", out], capsys)
-    assert code == 0 and "0 (Conv2d): before 8x24x24, after activation 8x24x24" in text
+    assert code == 0 and "0 (Conv2d): output 8x24x24, after activation 1 8x24x24" in text
 
 
 # ------------------------------------------------------------------------------------------------- edges

@@ -138,7 +138,7 @@ def _filters(args: argparse.Namespace) -> int:
 
 
 def _features(args: argparse.Namespace) -> int:
-    from cnnlab.viz.features import feature_figure, feature_stages
+    from cnnlab.viz.features import MAX_MAP_SIDE, feature_figure, feature_stages
     from cnnlab.viz.sources import load_model_source
 
     if args.max_maps < 1:
@@ -149,10 +149,22 @@ def _features(args: argparse.Namespace) -> int:
     stages = feature_stages(src.model, src.preprocess(pic.image), args.layers)
     picture = feature_figure(stages, out, max_maps=args.max_maps)
     for s in stages:
-        after = "" if s.post is None else f", after activation {'x'.join(str(v) for v in s.post.shape)}"
-        print(f"{s.name} ({s.type}): before {'x'.join(str(v) for v in s.pre.shape)}{after}")
+        print(_stage_line(s))
+    side = max(max(s.pre.shape[1:]) for s in stages)
+    if side > MAX_MAP_SIDE:
+        print(f"note: maps larger than {MAX_MAP_SIDE} px (the largest has {side} px) are averaged down to that size")
     print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px, {len(stages)} layers)")
     return 0
+
+
+def _stage_line(s: Any) -> str:
+    def shape(t: Any) -> str:
+        return "x".join(str(v) for v in t.shape)
+
+    if not s.pre_is_output:  # an activation: its input and output
+        return f"{s.name} ({s.type}): before {shape(s.pre)}, after activation {shape(s.post)}"
+    after = "" if s.post is None else f", after activation {s.activation} {shape(s.post)}"
+    return f"{s.name} ({s.type}): output {shape(s.pre)}{after}"
 
 
 def _edges(args: argparse.Namespace) -> int:

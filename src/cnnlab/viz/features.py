@@ -23,7 +23,9 @@ import torch.nn as nn
 from cnnlab.viz.grid import label_image, save_png, stack_vertical, tile_grid
 from cnnlab.viz.hooks import LeafOutput, record_leaves
 
-__all__ = ["FeatureStage", "feature_figure", "feature_stages"]
+__all__ = ["MAX_MAP_SIDE", "FeatureStage", "feature_figure", "feature_stages"]
+
+MAX_MAP_SIDE = 128  # pixels: larger maps are averaged down in the picture (a 2000 px image made a 111 MB PNG)
 
 _ACTIVATIONS = (
     nn.ReLU,
@@ -50,8 +52,17 @@ class FeatureStage:
 
     name: str
     type: str
-    pre: torch.Tensor
-    post: torch.Tensor | None
+    pre: torch.Tensor  # an activation's input, or (pre_is_output) the named layer's own output
+    post: torch.Tensor | None  # the activation's output
+    pre_is_output: bool = False
+    activation: str | None = None  # the activation module ``post`` comes from, when it is another module
+    act_input: torch.Tensor | None = None  # that activation's real input (the share of negatives is measured on it)
+
+    @property
+    def negative_share(self) -> float:
+        """Share of the activation's inputs that were negative (what e.g. a ReLU sets to 0)."""
+        seen = self.act_input if self.act_input is not None else self.pre
+        return float((seen < 0).float().mean())
 
 
 def _spatial(t: torch.Tensor | None) -> bool:
@@ -66,8 +77,9 @@ def _stage_after(calls: list[LeafOutput], idx: int) -> FeatureStage:
         if isinstance(later.module, nn.Conv2d):
             break
         if isinstance(later.module, _ACTIVATIONS) and later.output.shape == c.output.shape:
-            return FeatureStage(c.name, type(c.module).__name__, c.output[0], later.output[0])
-    return FeatureStage(c.name, type(c.module).__name__, c.output[0], None)
+            seen = later.input[0] if later.input is not None else None
+            return FeatureStage(c.name, type(c.module).__name__, c.output[0], later.output[0], True, later.name, seen)
+    return FeatureStage(c.name, type(c.module).__name__, c.output[0], None, True)
 
 
 def feature_stages(model: nn.Module, x: torch.Tensor, layers: list[str] | None = None) -> list[FeatureStage]:
@@ -109,6 +121,10 @@ def feature_stages(model: nn.Module, x: torch.Tensor, layers: list[str] | None =
 
 def _maps_grid(maps: torch.Tensor, max_maps: int, tile: int) -> np.ndarray:
     m = maps[:max_maps].float()
+    h, w = m.shape[1:]
+    if max(h, w) > MAX_MAP_SIDE:  # a big image's maps: average down so the picture stays a sane size
+        size = (max(1, h * MAX_MAP_SIDE // max(h, w)), max(1, w * MAX_MAP_SIDE // max(h, w)))
+        m = torch.nn.functional.interpolate(m[None], size=size, mode="area")[0]  # (C, h, w) -> (C, h', w')
     lo = m.amin(dim=(1, 2), keepdim=True)
     hi = m.amax(dim=(1, 2), keepdim=True)
     norm = ((m - lo) / (hi - lo).clamp_min(1e-12)).numpy()  # each map on its own 0..1
@@ -128,10 +144,11 @@ def feature_figure(
     blocks = []
     for s in stages:
         shape = "x".join(str(v) for v in s.pre.shape)
-        blocks.append(label_image(_maps_grid(s.pre, max_maps, tile), f"{s.name} ({s.type}) input {shape}"))
+        role = "output" if s.pre_is_output else "input"
+        blocks.append(label_image(_maps_grid(s.pre, max_maps, tile), f"{s.name} ({s.type}) {role} {shape}"))
         if s.post is not None:
-            neg = float((s.pre < 0).float().mean()) * 100
-            text = f"{s.name} after activation ({neg:.0f}% of inputs were negative)"
+            act = f"activation {s.activation}" if s.activation else "activation"
+            text = f"{s.name} after {act} ({s.negative_share:.0%} of its inputs were negative)"
             blocks.append(label_image(_maps_grid(s.post, max_maps, tile), text))
     picture = stack_vertical(blocks, gap=10)
     if path is not None:

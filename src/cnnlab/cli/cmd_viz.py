@@ -80,9 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--padding", type=int, default=0, metavar="P", help="zero padding (default 0)")
     p.add_argument("--dilation", type=int, default=1, metavar="D", help="dilation (default 1)")
     p.add_argument("--output-padding", type=int, default=0, metavar="OP", help="transposed only (default 0)")
-    p.add_argument("--frames-dir", metavar="DIR", help="also write every frame as PNG into DIR")
+    p.add_argument(
+        "--frames-dir", metavar="DIR", help="also write every frame as PNG into DIR (its old frame_*.png are replaced)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the example values")
-    p.add_argument("--out", help="GIF file (default: ./KIND-nN-kK-sS-pP-dD.gif)")
+    p.add_argument("--out", help="GIF file (default: ./KIND-nN-kK-sS-pP-dD.gif, with -opOP for --output-padding)")
 
 
 def _default_out(args: argparse.Namespace, run_dir: Path | None, name: str, suffix: str = ".png") -> Path:
@@ -262,8 +264,9 @@ def _animate(args: argparse.Namespace) -> int:
     from cnnlab.viz.animate import conv_animation
     from cnnlab.viz.outpath import check_out_dir
 
-    n, k, s, p, d = args.input, args.kernel, args.stride, args.padding, args.dilation
-    out = _default_out(args, None, f"{args.kind}-n{n}-k{k}-s{s}-p{p}-d{d}.gif", suffix=".gif")
+    n, k, s, p, d, op = args.input, args.kernel, args.stride, args.padding, args.dilation, args.output_padding
+    name = f"{args.kind}-n{n}-k{k}-s{s}-p{p}-d{d}" + (f"-op{op}" if op else "")
+    out = _default_out(args, None, f"{name}.gif", suffix=".gif")
     if args.frames_dir is not None:
         check_out_dir(args.frames_dir, content="frame_NNNN.png files")
     anim = conv_animation(
@@ -271,9 +274,12 @@ def _animate(args: argparse.Namespace) -> int:
         frames_dir=args.frames_dir, seed=args.seed,
     )  # fmt: skip
     o = anim.output.shape[0]
-    print(f"{args.kind}: input {n}x{n}, kernel {k}, stride {s}, padding {p}, dilation {d} -> output {o}x{o}")
+    extra = f", output padding {op}" if args.kind == "transposed" else ""
+    print(f"{args.kind}: input {n}x{n}, kernel {k}, stride {s}, padding {p}, dilation {d}{extra} -> output {o}x{o}")
     w, h = anim.frame_size
     print(f"wrote {out} ({anim.frames} frames of {w}x{h} px)")
+    if anim.stale_frames:
+        print(f"note: removed {anim.stale_frames} frame_NNNN.png files of an earlier animation from {args.frames_dir}")
     if anim.frame_paths:
         print(f"wrote {len(anim.frame_paths)} PNG frames to {args.frames_dir}")
     return 0

@@ -15,6 +15,7 @@ sums (or maxima) of the highlighted products, which tests compare with ``torch.n
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class Animation:
     frame_size: tuple[int, int]  # (width, height) in pixels
     path: Path | None = None
     frame_paths: tuple[Path, ...] = ()
+    stale_frames: int = 0  # frame_NNNN.png files of an earlier animation removed from frames_dir
 
 
 def direct_form(
@@ -124,6 +126,29 @@ def _check(kind: str, n: int, k: int, s: int, p: int, d: int, op: int) -> None:
         raise ValueError(f"--output-padding must be smaller than stride or dilation; received {op} with s={s}, d={d}.")
 
 
+def _check_not_empty(kind: str, n: int, k: int, s: int, p: int, d: int, op: int) -> None:
+    """The empty-output rules of :mod:`cnnlab.arith`, worded with the command's options."""
+    if kind != "transposed":
+        span = d * (k - 1) + 1  # the dilated kernel's extent
+        if n + 2 * p < span:
+            need = -(-(span - n) // 2)  # ceil((span - n) / 2)
+            raise ValueError(
+                f"--input {n} with --padding {p} gives a padded input of {n + 2 * p} cells per side, fewer than "
+                f"the {span} cells the kernel spans (--kernel {k}, --dilation {d}), so the {kind} output would "
+                f"be empty. Use --padding {need} or more, a smaller --kernel or --dilation, or a larger --input."
+            )
+        return
+    out = (n - 1) * s - 2 * p + d * (k - 1) + op + 1  # the transposed conv's output side
+    if out < 1:
+        most = ((n - 1) * s + d * (k - 1) + op) // 2
+        raise ValueError(
+            f"--padding {p} crops more than the transposed convolution makes: (input-1)*stride - 2*padding + "
+            f"dilation*(kernel-1) + output_padding + 1 = {out} cells per side (--input {n}, --stride {s}, "
+            f"--kernel {k}, --dilation {d}, --output-padding {op}). Use --padding {most}{' or less' if most else ''}, "
+            "or a larger --kernel, --stride or --input."
+        )
+
+
 def _values(kind: str, n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 10, size=(n, n)).astype(float)
@@ -151,7 +176,8 @@ def conv_animation(
     ValueError (naming the option) for impossible numbers, with the rule from :mod:`cnnlab.arith`.
     """
     _check(kind, n, k, s, p, d, output_padding)
-    o = _expected_out(kind, n, k, s, p, d, output_padding)  # raises when the output would be empty
+    _check_not_empty(kind, n, k, s, p, d, output_padding)
+    o = _expected_out(kind, n, k, s, p, d, output_padding)
     x, kernel = _values(kind, n, k, seed)
     grid, mask, step = direct_form(kind, x, k, s, p, d, output_padding)
     if grid.shape[0] > MAX_CELLS:
@@ -243,6 +269,7 @@ def _render(
     if frames_dir is not None:
         folder = Path(frames_dir)
         folder.mkdir(parents=True, exist_ok=True)
+        anim.stale_frames = _remove_frames(folder)
         anim.frame_paths = tuple(_save(fr, folder / f"frame_{i:04d}.png") for i, fr in enumerate(frames))
     if path is not None:
         target = Path(path)
@@ -258,6 +285,14 @@ def _render(
             disposal=1,
         )
         anim.path = target
+
+
+def _remove_frames(folder: Path) -> int:
+    """Delete the ``frame_NNNN.png`` files of an earlier animation (they would mix with the new ones)."""
+    old = [f for f in folder.glob("frame_*.png") if re.fullmatch(r"frame_\d+\.png", f.name) and f.is_file()]
+    for f in old:
+        f.unlink()
+    return len(old)
 
 
 def _save(img: Image.Image, p: Path) -> Path:

@@ -8,8 +8,12 @@ DistributedDataParallel (only rank 0 writes files).
 from __future__ import annotations
 
 import argparse
-import json
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 NAME = "train"
 HELP = "Train a model (default: fastnet on Fashion-MNIST) and write metrics and a checkpoint."
@@ -26,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true",
         help="continue the run in --out (default: the latest run), after a kill or a stop "
         "(Ctrl-C or SIGTERM saves the state after the current step)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="--out holds a run already: delete it (weights, metrics, report, pictures) and train a new one there",
     )
     parser.add_argument("--seed", type=int, help="random seed (weights, split, shuffling, augmentation)")
     parser.add_argument("--data-dir", help="folder holding the dataset files")
@@ -46,32 +54,62 @@ def _explicit(args: argparse.Namespace) -> dict[str, object]:
     return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
 
 
+def _fresh_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The explicit options of a new run; with --init-from, the model is the checkpoint's (a different --model
+    is refused here, before any data is loaded)."""
+    from cnnlab.train.setup import check_freeze, check_model_matches_source, source_model
+
+    explicit = _explicit(args)
+    check_freeze(args.freeze or "none", args.init_from)
+    if args.init_from and args.model:
+        check_model_matches_source(args.model, args.init_from)
+    elif args.init_from and (name := source_model(args.init_from)) is not None:
+        explicit["model"] = name  # recorded in config.json and the run's default name
+    return explicit
+
+
+@contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """cnnlab's warnings (e.g. skipped unreadable images) as one 'warning: ...' line, not Python's
+    'file:line: Category: ...' form with a source line."""
+    with warnings.catch_warnings():
+        default = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:  # fmt: skip
+            if filename.startswith(str(Path(__file__).parents[1])):  # raised inside cnnlab
+                print(f"warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+            else:
+                default(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.train.config import TrainConfig
     from cnnlab.train.distributed import state_hash
     from cnnlab.train.loop import fit
     from cnnlab.train.recipes import resolve_recipe
-    from cnnlab.train.runfiles import latest_run_dir
+    from cnnlab.train.runfiles import latest_run_dir, resume_config
 
     out = Path(args.out) if args.out else None
     if args.resume:
         out = out or latest_run_dir()
-        if out is None or not (out / "config.json").is_file():
+        if out is None:
             raise ValueError(
-                f"--resume needs a run directory with config.json and train_state.safetensors; "
-                f"{'found none under runs/' if out is None else f'{str(out)!r} has no config.json'}. "
-                "Pass the run with --out DIR."
+                "--resume needs a run directory with config.json and train_state.safetensors; found none under "
+                "runs/. Pass the run with --out DIR."
             )
-        saved = json.loads((out / "config.json").read_text())
-        cfg = TrainConfig.from_dict(saved).with_overrides(_explicit(args)).with_overrides(args.assignments)
+        cfg = resume_config(out).with_overrides(_explicit(args)).with_overrides(args.assignments)
     else:
-        cfg = resolve_recipe(args.recipe or "default", _explicit(args), args.assignments)
-    if cfg.recipe == "gpu" or args.compile:  # airbench-style: data resident on the GPU, optional torch.compile
-        from cnnlab.train.gpu import fit_resident
+        cfg = resolve_recipe(args.recipe or "default", _fresh_settings(args), args.assignments)
+    with _warnings_as_lines():
+        if cfg.recipe == "gpu" or args.compile:  # airbench-style: data resident on the GPU, optional torch.compile
+            from cnnlab.train.gpu import fit_resident
 
-        result = fit_resident(cfg, out, resume=args.resume, compile=args.compile)
-    else:
-        result = fit(cfg, out, resume=args.resume)
+            result = fit_resident(cfg, out, resume=args.resume, overwrite=args.overwrite, compile=args.compile)
+        else:
+            result = fit(cfg, out, resume=args.resume, overwrite=args.overwrite)
     if not args.no_report:  # rank 0 only; a failed report is one warning line, the run is already saved
         from cnnlab.viz.report import report_after_training
 

@@ -54,6 +54,8 @@ __all__ = [
     "load_run",
     "load_train_state",
     "preprocess",
+    "read_meta",
+    "read_train_state_info",
     "save_model",
     "save_train_state",
     "sha256_file",
@@ -310,6 +312,11 @@ def load_state_dict_checked(model: nn.Module, tensors: Mapping[str, torch.Tensor
     model.load_state_dict(dict(tensors))
 
 
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``model.json`` of a run directory (or of a ``.safetensors`` path), without loading the weights."""
+    return _read_meta(_resolve_weights(path))
+
+
 def load_run(path: str | os.PathLike[str]) -> LoadedRun:
     """Rebuild the model of a run directory (or a ``.safetensors`` path) and load its verified weights.
 
@@ -379,24 +386,52 @@ def save_train_state(
     return atomic_write_bytes(path, data)
 
 
+def _state_missing(p: Path) -> CheckpointError:
+    return CheckpointError(
+        f"cannot resume: {str(p)!r} does not exist. --resume needs the run directory of an earlier "
+        f"run (it holds {STATE_NAME}); start without --resume to train from scratch."
+    )
+
+
+def _state_damaged(p: Path, err: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"training state {str(p)!r} is damaged ({err}); it cannot be resumed. Start the run again "
+        "without --resume, or from its model.safetensors with --init-from."
+    )
+
+
+def _info_from_header(data: bytes) -> dict[str, Any]:
+    # safetensors layout: 8-byte little-endian header length, then the JSON header.
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len])
+    info: dict[str, Any] = json.loads(header["__metadata__"]["info"])
+    return info
+
+
+def read_train_state_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON part of a training state file (epoch, step, history, config), without reading the tensors."""
+    p = Path(path)
+    if not p.is_file():
+        raise _state_missing(p)
+    try:
+        with open(p, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            if header_len > 100_000_000:  # not a safetensors header: a damaged or foreign file
+                raise ValueError(f"header length {header_len}")
+            return _info_from_header(header_len.to_bytes(8, "little") + f.read(header_len))
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        raise _state_damaged(p, err) from None
+
+
 def load_train_state(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a file written by :func:`save_train_state`: ``(tensors, info)``, never unpickling."""
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(
-            f"cannot resume: {str(p)!r} does not exist. --resume needs the run directory of an earlier "
-            f"run (it holds {STATE_NAME}); start without --resume to train from scratch."
-        )
+        raise _state_missing(p)
     data = p.read_bytes()
     try:
         tensors = st_load_bytes(data)
-        # safetensors layout: 8-byte little-endian header length, then the JSON header.
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len])
-        info = json.loads(header["__metadata__"]["info"])
+        info = _info_from_header(data)
     except (SafetensorError, ValueError, KeyError, TypeError, OSError) as err:
-        raise CheckpointError(
-            f"training state {str(p)!r} is damaged ({err}); it cannot be resumed. Start the run again "
-            "without --resume, or from its model.safetensors with --init-from."
-        ) from None
+        raise _state_damaged(p, err) from None
     return tensors, info

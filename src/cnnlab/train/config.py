@@ -20,6 +20,7 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 OPTIMIZERS = ("sgd", "adamw", "adadelta")
@@ -147,6 +148,32 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 0; received {name}={getattr(self, name)}.")
         if self.lr == 0:
             raise ValueError("TrainConfig.lr must be > 0; received lr=0. Try lr=0.1 for SGD or 1e-3 for AdamW.")
+
+
+def absolute_paths(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with the paths in ``data`` (``folder:``), ``data_dir`` and ``init_from`` made absolute.
+
+    A run records them so that bench, report, viz and ``--resume`` find the data from any working directory.
+
+    >>> absolute_paths({"data": "folder:/pics/../imgs", "init_from": None})
+    {'data': 'folder:/imgs', 'init_from': None}
+    """
+    out = dict(values)
+    for key in ("data_dir", "init_from"):
+        if out.get(key):
+            out[key] = str(Path(out[key]).expanduser().resolve())
+    data = out.get("data")
+    if isinstance(data, str):
+        for prefix in ("folder:", "rot-folder:"):
+            if data.startswith(prefix) and data[len(prefix) :].strip():
+                out["data"] = prefix + str(Path(data[len(prefix) :]).expanduser().resolve())
+    return out
+
+
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """:func:`absolute_paths` applied to a config."""
+    changed = {k: v for k, v in absolute_paths(cfg.to_dict()).items() if k in ("data", "data_dir", "init_from")}
+    return dataclasses.replace(cfg, **changed)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -102,9 +102,12 @@ def fit_resident(
 ) -> FitResult:
     """``fit()`` with the dataset resident on ``cfg.device`` (and optionally a compiled step)."""
     from cnnlab.train.loop import fit
+    from cnnlab.train.runfiles import check_run_dir
     from cnnlab.train.setup import load_data
     from cnnlab.train.tricks import resolve_device
 
+    if out_dir:  # before the data is loaded (fit() checks again)
+        check_run_dir(out_dir, resume=bool(kwargs.get("resume")), overwrite=bool(kwargs.get("overwrite")))
     device = resolve_device(cfg.device)
     data = resident(load_data(cfg), device) if device.type == "cuda" else load_data(cfg)
     if compile:

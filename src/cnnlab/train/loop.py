@@ -32,7 +32,8 @@ from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.loader import TensorLoader, normalize
 from cnnlab.errors import CnnlabError
 from cnnlab.train import tasks
-from cnnlab.train.config import TrainConfig
+from cnnlab.train.checkpoint import STATE_NAME
+from cnnlab.train.config import TrainConfig, with_absolute_paths
 from cnnlab.train.distributed import (
     DistInfo,
     agree_on_step,
@@ -45,10 +46,10 @@ from cnnlab.train.distributed import (
 )
 from cnnlab.train.optim import build_optimizer, peak_lr
 from cnnlab.train.progress import Progress
-from cnnlab.train.runfiles import RunFiles, default_run_dir
+from cnnlab.train.runfiles import RunFiles, check_run_dir, default_run_dir
 from cnnlab.train.schedule import lr_factor
 from cnnlab.train.setup import RunData, build_model, load_data
-from cnnlab.train.state import TrainState, restore_state
+from cnnlab.train.state import TrainState, check_resume_settings, restore_state
 from cnnlab.train.tricks import (
     autocast,
     make_ema,
@@ -238,13 +239,23 @@ def fit(
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     hooks: Hooks | None = None,
     data: RunData | None = None,
     step_fn: Callable[..., tuple[torch.Tensor, torch.Tensor | None]] = train_step,
 ) -> FitResult:
-    """Train ``cfg.model`` on ``cfg.data`` and write the run directory; see the module docstring."""
+    """Train ``cfg.model`` on ``cfg.data`` and write the run directory; see the module docstring.
+
+    ``out_dir`` must not hold a run already, unless ``resume`` (continue it) or ``overwrite`` (delete it
+    once the data and the model are ready, and train a new one there).
+    """
     started = time.perf_counter()
     hooks = hooks or Hooks()
+    cfg = with_absolute_paths(cfg)  # the saved config then works from any directory
+    run_dir = Path(out_dir) if out_dir else default_run_dir(cfg.model)
+    check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if resume:  # before loading data: a changed --data is reported as such, not as a failure to build the model
+        check_resume_settings(run_dir / STATE_NAME, cfg.to_dict())
     env = configure(cfg)
     data = data or load_data(cfg)
     model, meta = build_model(cfg, data)
@@ -258,7 +269,7 @@ def fit(
         scaler=torch.amp.GradScaler("cuda") if env.precision == "fp16" else None,
     )
     config = cfg.to_dict()
-    run = RunFiles(out_dir or default_run_dir(cfg.model), enabled=env.dist.is_main)
+    run = RunFiles(run_dir, enabled=env.dist.is_main, replace=overwrite)
     if resume:
         restore_state(run.state_path, state, config, rank=env.dist.rank)
         run.restore_files(state, meta, config)
@@ -283,10 +294,14 @@ def fit(
     progress = Progress(cfg.progress if env.dist.is_main else "none", total_steps, initial_step=state.step)
     if resumed_msg:
         progress.message(resumed_msg)
+    if run.replaced:
+        progress.message(f"--overwrite: deleted the earlier run's {', '.join(run.replaced)} in {run.dir}")
     progress.message(
         f"training {meta['model']} on {cfg.data} ({len(data.train)} train / {len(data.val)} val / "
         f"{len(data.test)} test, task {data.task}) on {env.device} in {env.precision}; writing {run.dir}"
     )
+    if (note := _new_head_note(cfg, meta, model)) is not None:
+        progress.message(note)
     try:
         with _signals_request_stop() as interrupt:
             for epoch in range(state.epoch, cfg.epochs):
@@ -375,6 +390,20 @@ def fit(
     finally:
         progress.close()
         cleanup(env.dist)
+
+
+def _new_head_note(cfg: TrainConfig, meta: dict[str, Any], model: nn.Module) -> str | None:
+    """With ``init_from`` onto another class count: say that the head is new (random), and what trains."""
+    source, classes = meta.get("init_from_num_classes"), meta["num_classes"]
+    if source is None or source == classes:
+        return None
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    which = "with --freeze features only the new head trains" if cfg.freeze == "features" else "all layers train"
+    return (
+        f"--init-from {cfg.init_from}: its head predicts {source} classes and the data has {classes}, so the head "
+        f"was replaced by a new, randomly initialised {classes}-class one; {which} ({trainable:,} trainable "
+        "parameters)"
+    )
 
 
 def _final_metrics(

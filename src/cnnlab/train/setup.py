@@ -20,7 +20,8 @@ from cnnlab.data.loader import channel_stats, normalize
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.tricks import freeze_features, zero_gamma
 
-__all__ = ["RunData", "build_model", "load_data", "resolve_task"]
+__all__ = ["RunData", "build_model", "check_freeze", "check_model_matches_source", "load_data", "resolve_task",
+           "source_model"]
 
 
 @dataclass
@@ -69,10 +70,44 @@ def load_data(cfg: TrainConfig) -> RunData:
             f"{side} or more leaves nothing of them; received translate={cfg.translate}. Use e.g. 1-4 (the "
             "default recipe uses 1)."
         )
-    train, val = split_train_val(full, cfg.val_fraction, seed=cfg.seed)
+    task = resolve_task(cfg, full)
+    if task == "classification":
+        _check_two_classes(full, cfg)
+    train, val = _split(full, cfg)
     mean, std = channel_stats(train.images)
     std = tuple(max(s, 1e-3) for s in std)  # a constant channel would divide by zero
-    return RunData(train, val, test, resolve_task(cfg, full), list(full.classes), mean, std)
+    return RunData(train, val, test, task, list(full.classes), mean, std)
+
+
+def _check_two_classes(ds: ImageDataset, cfg: TrainConfig) -> None:
+    """Classification on images of one class learns the constant answer (and reports 100% accuracy)."""
+    present = [name for name, n in zip(ds.classes, ds.class_counts().tolist()) if n > 0]
+    if len(present) >= 2:
+        return
+    cut = cfg.limit_train and len(ds) == cfg.limit_train
+    limit = f" (--limit-train {cfg.limit_train} keeps only the first {cfg.limit_train} images)" if cut else ""
+    raise ValueError(
+        f"--data {cfg.data}: classification needs images of at least 2 classes, but the training split has "
+        f"images of only {', '.join(present) or 'no class'}{limit}, so the model could only learn one answer and "
+        "report 100% accuracy. Add images of the other classes (for a folder, one sub-folder per class), or train "
+        "a model that needs no labels: --model conv_autoencoder."
+    )
+
+
+def _split(full: ImageDataset, cfg: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
+    """``split_train_val``, its error extended with the command-line setting that fixes it."""
+    try:
+        return split_train_val(full, cfg.val_fraction, seed=cfg.seed)
+    except ValueError as err:
+        if "a larger val_fraction" not in str(err) and "a smaller val_fraction" not in str(err):
+            raise
+        counts = [n for n in full.class_counts().tolist() if n > 0]
+        # the smallest tenth that gives (larger) or leaves (smaller) each part at least one image
+        tenths = [f / 10 for f in range(1, 10) if 0 < sum(round(f / 10 * n) for n in counts) < sum(counts)]
+        if not tenths:
+            raise ValueError(f"{err} No val_fraction splits {sum(counts)} images into two parts: add images.") from None
+        fraction = tenths[0] if "a larger" in str(err) else tenths[-1]
+        raise ValueError(f"{err} With cnnlab train: --set val_fraction={fraction}.") from None
 
 
 WHITEN_IMAGES = 10_000  # training images whose patches set the whitened first layer
@@ -188,11 +223,14 @@ def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, A
     name, kwargs = cfg.model, dict(cfg.model_kwargs)
     mean, std = list(data.mean), list(data.std)
     torch.manual_seed(cfg.seed)  # the weights of a fresh model depend on the seed only
+    check_freeze(cfg.freeze, cfg.init_from)
+    source_classes = None
     if cfg.init_from:
         from cnnlab.train.checkpoint import load_run
 
         source = load_run(cfg.init_from)
         model, src = source.model, source.meta
+        check_model_matches_source(cfg.model, cfg.init_from, src)
         name, kwargs = str(src.get("model")), dict(src.get("model_kwargs") or {})
         if int(src.get("in_chans", in_chans)) != in_chans:
             raise ValueError(
@@ -201,7 +239,8 @@ def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, A
                 f"{'grayscale' if src.get('in_chans') == 1 else 'RGB'} (--set data_opts='{{\"grayscale\": "
                 f"{str(src.get('in_chans') == 1).lower()}}}')."
             )
-        if int(src["num_classes"]) != num_classes:
+        source_classes = int(src["num_classes"])
+        if source_classes != num_classes:
             model.reset_classifier(num_classes)  # type: ignore[operator]
         norm = src.get("normalization") or {}
         mean, std = list(norm.get("mean", mean)), list(norm.get("std", std))
@@ -232,4 +271,42 @@ def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, A
         "normalization": {"mean": mean, "std": std},
         "init_from": cfg.init_from,
     }
+    if source_classes is not None:
+        meta["init_from_num_classes"] = source_classes  # != num_classes: the head was replaced
     return model, meta
+
+
+def check_freeze(freeze: str, init_from: str | None) -> None:
+    """``freeze="features"`` needs pre-trained features: on a fresh model they would stay random.
+
+    >>> check_freeze("features", None)
+    Traceback (most recent call last):
+    ValueError: --freeze features trains only the head and keeps the features as they are, but there is ...
+    """
+    if freeze == "features" and not init_from:
+        raise ValueError(
+            "--freeze features trains only the head and keeps the features as they are, but there is no "
+            "--init-from to bring trained features, so they would stay random (a head on random features learns "
+            "little). Add --init-from RUN (a run directory of `cnnlab train`), or drop --freeze to train all layers."
+        )
+
+
+def source_model(init_from: str) -> str | None:
+    """The registered model name that the ``init_from`` checkpoint records (``None`` for a spec-built one)."""
+    from cnnlab.train.checkpoint import read_meta
+
+    name = read_meta(init_from).get("model")
+    return str(name) if name is not None else None
+
+
+def check_model_matches_source(model: str, init_from: str, meta: dict[str, Any] | None = None) -> None:
+    """The ``init_from`` checkpoint decides the architecture; a different ``model`` is refused, not ignored."""
+    from cnnlab.train.checkpoint import read_meta
+
+    source = (meta if meta is not None else read_meta(init_from)).get("model")
+    if source is not None and str(source) != model:
+        raise ValueError(
+            f"--model {model} conflicts with --init-from {init_from}, a {source} checkpoint: its weights fix the "
+            f"architecture, so {model} cannot be built from them. Drop --model (or pass --model {source}) to "
+            f"fine-tune the {source}, or drop --init-from to train {model} from scratch."
+        )

@@ -16,9 +16,15 @@ import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel
 
 from cnnlab.errors import CheckpointError
-from cnnlab.train.checkpoint import load_state_dict_checked, load_train_state, save_train_state
+from cnnlab.train.checkpoint import (
+    load_state_dict_checked,
+    load_train_state,
+    read_train_state_info,
+    save_train_state,
+)
+from cnnlab.train.config import absolute_paths
 
-__all__ = ["TrainState", "restore_state", "save_state"]
+__all__ = ["TrainState", "check_resume_settings", "check_same_settings", "restore_state", "save_state"]
 
 
 @dataclass
@@ -90,21 +96,44 @@ def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
+RESUME_MAY_CHANGE = ("epochs", "progress", "threads", "device")  # settings that may change between sessions
+# The settings that `cnnlab train` takes as options of their own (the rest come from --set key=value).
+SETTING_FLAGS = {"model": "--model", "data": "--data", "seed": "--seed", "data_dir": "--data-dir",
+                 "init_from": "--init-from", "freeze": "--freeze", "limit_train": "--limit-train"}  # fmt: skip
+
+
+def check_same_settings(info: dict[str, Any], config: dict[str, Any]) -> None:
+    """``--resume`` continues a run exactly: ``config`` must equal the saved one, except ``RESUME_MAY_CHANGE``.
+
+    >>> check_same_settings({"config": {"data": "mnist", "epochs": 2}}, {"data": "mnist", "epochs": 4})
+    >>> check_same_settings({"config": {"data": "mnist"}}, {"data": "folder:/pics"})
+    Traceback (most recent call last):
+    cnnlab.errors.CheckpointError: --resume: the settings differ from the interrupted run's (--data: 'mnist' -> ...
+    """
+    saved = absolute_paths(info.get("config") or {})  # a run saved before paths were made absolute
+    changed = sorted(k for k in config if k not in RESUME_MAY_CHANGE and saved.get(k) != config[k])
+    if not changed:
+        return
+    diffs = ", ".join(f"{SETTING_FLAGS.get(k, k)}: {saved.get(k)!r} -> {config[k]!r}" for k in changed[:5])
+    raise CheckpointError(
+        f"--resume: the settings differ from the interrupted run's ({diffs}); an exact continuation "
+        "needs the same settings. Run with the original options (--resume takes every setting from the run; "
+        "only --epochs may grow), or start a new --out directory."
+    )
+
+
+def check_resume_settings(path: str | Path, config: dict[str, Any]) -> None:
+    """:func:`check_same_settings` against the state file at ``path``, before any data is loaded."""
+    check_same_settings(read_train_state_info(path), config)
+
+
 def restore_state(path: str | Path, state: TrainState, config: dict[str, Any], rank: int = 0) -> None:
     """Load ``path`` into ``state`` in place; the run's config must match the saved one (except epochs).
 
     ``rank`` picks this process's augmentation stream when the state was saved by a multi-process run.
     """
     tensors, info = load_train_state(path)
-    saved = dict(info.get("config") or {})
-    ignore = {"epochs", "progress", "threads", "device"}  # may change between sessions
-    changed = sorted(k for k in config if k not in ignore and saved.get(k) != config[k])
-    if changed:
-        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {config[k]!r}" for k in changed[:5])
-        raise CheckpointError(
-            f"--resume: the settings differ from the interrupted run's ({diffs}); an exact continuation "
-            "needs the same settings. Run with the original options, or start a new --out directory."
-        )
+    check_same_settings(info, config)
     load_state_dict_checked(state.model, _prefixed(tensors, "model/"), repr(str(path)))
     if state.ema is not None:
         state.ema.load_state_dict(_prefixed(tensors, "ema/"))

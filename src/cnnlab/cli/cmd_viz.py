@@ -170,7 +170,7 @@ def _stage_line(s: Any) -> str:
 
 
 def _edges(args: argparse.Namespace) -> int:
-    from cnnlab.viz.edges import edge_figure, edge_responses
+    from cnnlab.viz.edges import edge_figure, edge_responses, stretched
     from cnnlab.viz.sources import load_picture
 
     out = _default_out(args, None, "edges.png")
@@ -181,9 +181,11 @@ def _edges(args: argparse.Namespace) -> int:
     for name, r in edge_responses(pic.image, args.kernels).items():
         across = name in ("vertical", "sobel_x", "scharr_x", "prewitt_x")  # these answer to changes along a row
         where = int(r.abs().sum(0 if across else 1).argmax()) + 1  # output index i is centred on input i + 1
-        print(
-            f"{name:>10}: max |response| {float(r.abs().max()):8.1f}, strongest {'column' if across else 'row'} {where}"
-        )
+        strongest = f"strongest {'column' if across else 'row'} {where}" if r.abs().max() > 0 else "no edges"
+        print(f"{name:>10}: max |response| {float(r.abs().max()):8.1f}, {strongest}")
+    if stretched(pic.image):
+        h, w = pic.image.shape[-2:]
+        print(f"note: the image is {h}x{w} (HxW); its panels are stretched to fill the picture")
     label = f" ({pic.label})" if pic.label else ""
     print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px) for {args.image}{label}")
     return 0

@@ -97,8 +97,16 @@ def test_corrupt_files_raise_when_asked(tmp_path: Path) -> None:
 
 
 def test_missing_or_empty_folder(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"Image folder .*nope does not exist"):
+    with pytest.raises(DataError, match=r"Image folder .*nope does not exist or is not a folder\. A folder:PATH"):
         load_dataset(f"folder:{tmp_path / 'nope'}")
+
+
+def test_a_missing_relative_folder_says_where_it_was_looked_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/report on a run that recorded 'folder:pics' said only that 'pics' does not exist (and named --data)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=rf"Image folder pics does not exist or is not a folder \(a relative path, "
+                       rf"looked up in the current directory {tmp_path}\)\. A folder:PATH dataset needs"):
+        load_dataset("folder:pics")
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "a.png").write_bytes(b"")
     with pytest.raises(DataError, match=r"has no class sub-folders"):

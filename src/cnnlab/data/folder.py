@@ -50,8 +50,10 @@ def scan_folder(
     """
     root = Path(path).expanduser()
     if not root.is_dir():
+        # A run trained before paths were recorded absolute names its folder relative to where it was trained.
+        where = "" if root.is_absolute() else f" (a relative path, looked up in the current directory {Path.cwd()})"
         raise DataError(
-            f"Image folder {root} does not exist or is not a folder. --data folder:PATH needs a folder "
+            f"Image folder {root} does not exist or is not a folder{where}. A folder:PATH dataset needs a folder "
             "with one sub-folder of PNG/JPEG images per class, e.g. PATH/cat/1.png, PATH/dog/2.png."
         )
     if split not in ("train", "test"):

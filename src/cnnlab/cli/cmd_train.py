@@ -61,10 +61,12 @@ def _fresh_settings(args: argparse.Namespace) -> dict[str, object]:
 
     explicit = _explicit(args)
     check_freeze(args.freeze or "none", args.init_from)
-    if args.init_from and args.model:
-        check_model_matches_source(args.model, args.init_from)
-    elif args.init_from and (name := source_model(args.init_from)) is not None:
-        explicit["model"] = name  # recorded in config.json and the run's default name
+    if args.init_from:
+        source = source_model(args.init_from)
+        if args.model:
+            check_model_matches_source(args.model, args.init_from, source)
+        elif source is not None:
+            explicit["model"] = source  # recorded in config.json and the run's default name
     return explicit
 
 

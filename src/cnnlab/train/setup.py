@@ -230,7 +230,7 @@ def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, A
 
         source = load_run(cfg.init_from)
         model, src = source.model, source.meta
-        check_model_matches_source(cfg.model, cfg.init_from, src)
+        check_model_matches_source(cfg.model, cfg.init_from, None if src.get("model") is None else str(src["model"]))
         name, kwargs = str(src.get("model")), dict(src.get("model_kwargs") or {})
         if int(src.get("in_chans", in_chans)) != in_chans:
             raise ValueError(
@@ -299,12 +299,15 @@ def source_model(init_from: str) -> str | None:
     return str(name) if name is not None else None
 
 
-def check_model_matches_source(model: str, init_from: str, meta: dict[str, Any] | None = None) -> None:
-    """The ``init_from`` checkpoint decides the architecture; a different ``model`` is refused, not ignored."""
-    from cnnlab.train.checkpoint import read_meta
+def check_model_matches_source(model: str, init_from: str, source: str | None) -> None:
+    """The ``init_from`` checkpoint (of model ``source``) decides the architecture: another ``model`` is refused.
 
-    source = (meta if meta is not None else read_meta(init_from)).get("model")
-    if source is not None and str(source) != model:
+    >>> check_model_matches_source("fastnet", "runs/a", "fastnet")
+    >>> check_model_matches_source("resnet20", "runs/a", "fastnet")
+    Traceback (most recent call last):
+    ValueError: --model resnet20 conflicts with --init-from runs/a, a fastnet checkpoint: its weights fix ...
+    """
+    if source is not None and source != model:
         raise ValueError(
             f"--model {model} conflicts with --init-from {init_from}, a {source} checkpoint: its weights fix the "
             f"architecture, so {model} cannot be built from them. Drop --model (or pass --model {source}) to "

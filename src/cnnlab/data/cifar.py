@@ -175,6 +175,6 @@ def _missing_message(source: CifarSource, dirs: list[Path], reason: str) -> str:
     return (
         f"Dataset {source.name!r} (binary release) was not found and could not be downloaded. {reason} "
         f"Looked in: {looked}. To fix: download {BASE_URL}{source.archive} (md5 {source.md5}), unpack "
-        f"it so that {source.folder}/ lies in {cache_dir(source.name)}, or pass --data-dir DIR pointing "
-        f"at the folder that holds {source.folder}/."
+        f"it so that {source.folder}/ lies in {cache_dir(source.name)}, or pass --data-dir DIR (or set "
+        f"CNNLAB_DATA) pointing at the folder that holds {source.folder}/."
     )

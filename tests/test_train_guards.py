@@ -197,3 +197,15 @@ def test_one_class_and_a_too_small_val_fraction_say_how_to_fix_them(
     text = _train(capsys, data_dir, "--out", "few", "--data", "folder:few", code=2)
     assert "Use a larger val_fraction or more images. With cnnlab train: --set val_fraction=0.2." in text
     assert "done:" in _train(capsys, data_dir, "--out", "few", "--data", "folder:few", "--set", "val_fraction=0.2")
+
+
+def test_runs_started_in_the_same_second_get_their_own_default_folders(tmp_path: Path) -> None:
+    # Two `cnnlab train` without --out, started together, computed the same runs/<second>-fastnet and
+    # both wrote into it: config.json of one beside metrics.json of the other.
+    from cnnlab.train.runfiles import RunFiles, default_run_dir
+
+    name = default_run_dir("fastnet", root=tmp_path)  # both processes compute this before either creates it
+    first, second = RunFiles(name, claim=True), RunFiles(name, claim=True)
+    assert first.dir == name and second.dir == name.with_name(name.name + "-2")
+    assert first.dir.is_dir() and second.dir.is_dir()
+    assert RunFiles(tmp_path / "chosen", claim=False).dir == tmp_path / "chosen"  # an --out is used as given

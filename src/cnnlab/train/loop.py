@@ -269,7 +269,7 @@ def fit(
         scaler=torch.amp.GradScaler("cuda") if env.precision == "fp16" else None,
     )
     config = cfg.to_dict()
-    run = RunFiles(run_dir, enabled=env.dist.is_main, replace=overwrite)
+    run = RunFiles(run_dir, enabled=env.dist.is_main, replace=overwrite, claim=out_dir is None)
     if resume:
         restore_state(run.state_path, state, config, rank=env.dist.rank)
         run.restore_files(state, meta, config)

@@ -45,6 +45,17 @@ def default_run_dir(model: str, root: str | Path = "runs") -> Path:
     return path
 
 
+def _claim(path: Path) -> Path:
+    """Create ``path`` (or ``path-2``, ``path-3``... if it exists) with an atomic mkdir; the folder made."""
+    candidate, n = path, 2
+    while True:
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            candidate, n = path.with_name(f"{path.name}-{n}"), n + 1
+
+
 def _unwritable_reason(path: Path) -> str | None:
     """Why no run directory can be made or written at ``path``, or ``None`` when it can (as far as we can tell)."""
     if path.exists():
@@ -145,13 +156,21 @@ def latest_run_dir(root: str | Path = "runs") -> Path | None:
 class RunFiles:
     """Writer of one run directory; a no-op on ranks other than 0 (``enabled=False``)."""
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, *, replace: bool = False) -> None:
-        """``replace``: first delete what an earlier run left in ``run_dir`` (``--overwrite``); see ``replaced``."""
+    def __init__(
+        self, run_dir: str | Path, enabled: bool = True, *, replace: bool = False, claim: bool = False
+    ) -> None:
+        """``replace``: first delete what an earlier run left in ``run_dir`` (``--overwrite``); see ``replaced``.
+
+        ``claim``: ``run_dir`` is a default name (:func:`default_run_dir`) that must become this run's own
+        folder: it is created atomically, and if another run took it meanwhile (two runs started in the
+        same second), ``-2``, ``-3``... is appended; ``dir`` is the folder claimed.
+        """
         self.dir = Path(run_dir)
         self.enabled = enabled
         self.replaced: list[str] = []
         if enabled:
             try:
+                self.dir = _claim(self.dir) if claim else self.dir
                 self.dir.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise _unwritable(self.dir, f"cannot be created ({err.strerror or err})") from None

@@ -318,3 +318,16 @@ def test_segmentation_run_scores_pixels_on_the_trained_data_options(tmp_path, ca
     assert report["test_images"] == len(test) and report["task"] == "segmentation"
     assert metrics["pixel_accuracy"] == pytest.approx(expected) and metrics["accuracy"] == metrics["pixel_accuracy"]
     assert 0 <= metrics["mean_iou"] <= 1
+
+
+@pytest.mark.parametrize(("limit", "said"), [(1000, "on its first 1,000 test images"), (20000, "on the test split")])
+def test_bench_names_the_subset_training_scored(run_dir, tmp_path, capsys, limit, said):
+    # A limit at or above the split's size scored the whole split: a 4-image folder run was said to
+    # have been scored "on its first 1,000 test images".
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5, "config": {"limit_test": limit}}))
+    assert main(["bench", str(run), "--backend", "eager", *QUICK]) == 0
+    assert f"cnnlab train recorded test accuracy 0.5000 {said} for this run" in capsys.readouterr().out

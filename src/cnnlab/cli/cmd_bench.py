@@ -163,7 +163,8 @@ def _text(report: Any) -> str:
             lines.append(f"skipped {r.backend}: {r.reason}")
     rec = report.recorded
     if rec.get("test_accuracy") is not None:
-        subset = f"its first {rec['limit_test']:,} test images" if rec.get("limit_test") else "the test split"
+        limit = rec.get("limit_test")  # a limit at or above the split's size took the whole split
+        subset = f"its first {limit:,} test images" if limit and limit < report.test_images else "the test split"
         lines.append(f"cnnlab train recorded test accuracy {rec['test_accuracy']:.4f} on {subset} for this run")
     return "\n".join(lines)
 

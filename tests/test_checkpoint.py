@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import pytest
 import torch
@@ -221,3 +222,21 @@ def test_a_file_that_is_not_a_checkpoint_is_named_as_such(saved_run, name, expec
     with pytest.raises(CheckpointError, match=expected):
         load_run(path)
     assert load_run(run_dir / WEIGHTS_NAME).meta["model"] == "fastnet"  # the weights file itself still loads
+
+
+def test_a_run_stopped_in_its_first_epoch_says_how_to_finish_it(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Stopped before epoch 1 ended, a run has config.json and train_state.safetensors but no model: bench,
+    # viz and report called it "not a run" / "no model.safetensors" instead of pointing at --resume.
+    from cnnlab.cli.main import main
+    from cnnlab.train.checkpoint import STATE_NAME
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / STATE_NAME).write_bytes(b"state")
+    run = str(tmp_path)
+    for argv in (["bench", run, "--backend", "eager"], ["viz", "filters", run], ["report", run]):
+        assert main(argv) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert "holds a run that stopped before its first epoch ended" in err, argv
+        assert f"cnnlab train --resume --out {tmp_path}" in err, argv

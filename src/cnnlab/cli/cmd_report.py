@@ -28,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-images must be at least 1; received {args.max_images}.")
     run_dir = Path(args.run_dir).expanduser()
     if run_dir.is_dir() and not (run_dir / "model.json").is_file() and not (run_dir / "metrics.json").is_file():
+        from cnnlab.train.checkpoint import STATE_NAME, unfinished_run_message
+
+        if (run_dir / STATE_NAME).is_file():
+            raise FileNotFoundError(unfinished_run_message(run_dir))
         raise FileNotFoundError(
             f"RUN_DIR {str(run_dir)!r} holds neither model.json nor metrics.json, so it is not a run of "
             "`cnnlab train`; pass the --out directory of a training run."

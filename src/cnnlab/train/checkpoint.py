@@ -191,12 +191,23 @@ def _check_is_model_file(p: Path) -> None:
     )
 
 
+def unfinished_run_message(run_dir: Path) -> str:
+    """What to say about a run directory with a training state but no model yet (stopped in epoch 1)."""
+    return (
+        f"{str(run_dir)!r} holds a run that stopped before its first epoch ended: it has {STATE_NAME} (the "
+        f"training state) but no {WEIGHTS_NAME} yet, which is written at the end of each epoch. Finish it "
+        f"with `cnnlab train --resume --out {run_dir}`, then pass the run again."
+    )
+
+
 def _resolve_weights(path: str | os.PathLike[str]) -> Path:
     p = Path(path).expanduser()
     if p.is_file():
         _check_is_model_file(p)
     weights = p / WEIGHTS_NAME if p.is_dir() else p
     if not weights.is_file():
+        if p.is_dir() and (p / STATE_NAME).is_file():
+            raise CheckpointError(unfinished_run_message(p))
         if p.is_dir():
             where = f"run directory {str(p)!r} has no {WEIGHTS_NAME}"
         else:

@@ -15,7 +15,7 @@ from cnnlab.cli.main import main as cli_main
 from cnnlab.errors import SpecError
 from cnnlab.models import create_model, from_spec
 from cnnlab.models.inception import INCEPTION_CFG, Inception
-from cnnlab.models.spec import SpecNet
+from cnnlab.models.spec import SpecNet, load_spec
 
 SPECS = Path(__file__).resolve().parents[1] / "examples" / "specs"
 
@@ -348,3 +348,12 @@ def test_cnnlab_inspect_bad_spec_exits_2(tmp_path: Path, capsys: pytest.CaptureF
 def test_specnet_keeps_its_spec() -> None:
     net = from_spec(SMALL)
     assert isinstance(net, SpecNet) and net.spec["layers"] == SMALL["layers"] and net.name == "small"
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".toml", ".json"])
+def test_a_binary_spec_file_is_named_with_the_fix(tmp_path: Path, suffix: str) -> None:
+    # It used to be the bare "'utf-8' codec can't decode byte 0xff in position 0", naming no file.
+    spec = tmp_path / f"net{suffix}"
+    spec.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(SpecError, match=rf"spec file .*net\{suffix}: is not UTF-8 text \(byte 0xff at offset 0\)"):
+        load_spec(spec)

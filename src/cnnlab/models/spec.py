@@ -260,6 +260,11 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"spec file {path}: cannot be read ({exc.strerror}). Check the path.") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"spec file {path}: is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); a "
+            "spec is a text file in TOML, YAML or JSON. Check that this is the spec you meant, or save it as UTF-8."
+        ) from None
     try:
         if suffix == ".toml":
             import tomllib

@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import socket
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -291,3 +292,15 @@ def test_tensor_cache_is_used_refreshed_and_survives_corruption(isolated: Path) 
 def test_bad_headers(raw: bytes, message: str) -> None:
     with pytest.raises(DataError, match=message):
         parse_idx(raw, "x.idx")
+
+
+def test_a_data_dir_that_is_not_a_folder_is_said(tmp_path: Path) -> None:
+    # `--data-dir /tmp/typo` used to be skipped without a word, training on files found elsewhere.
+    from cnnlab.data.download import DataDirWarning, search_dirs
+
+    with pytest.warns(DataDirWarning, match=r"--data-dir .*typo is not a folder: mnist is looked for in the usual"):
+        dirs = search_dirs("mnist", tmp_path / "typo", ())
+    assert dirs[:2] == [tmp_path / "typo", tmp_path / "typo" / "mnist"]  # still the download target
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        search_dirs("mnist", tmp_path, ())  # an existing folder: no warning

@@ -68,6 +68,7 @@ def test_missing_folder_through_the_console_script(isolated: Path) -> None:
 
 
 def test_missing_dataset_offline(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
+    (isolated / "empty").mkdir()
     text = _train(capsys, "--data-dir", str(isolated / "empty"), "--set", 'data_opts={"system_dirs": []}')
     for needle in ("is missing file train-images-idx3-ubyte.gz", "apt-get install dataset-fashion-mnist",
                    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", "--data-dir"):  # fmt: skip

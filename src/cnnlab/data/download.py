@@ -15,6 +15,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +24,10 @@ from cnnlab.errors import DataError
 
 CHUNK = 1 << 16  # bytes read per network call
 TIMEOUT_S = 30.0  # seconds without data before a download is abandoned
+
+
+class DataDirWarning(UserWarning):
+    """A ``data_dir`` (``--data-dir``) that is not a folder: the files are looked for elsewhere."""
 
 
 class ChecksumError(DataError):
@@ -53,6 +58,14 @@ def search_dirs(
     ``data_dir`` and ``$CNNLAB_DATA`` are tried both as the folder holding the files and as the
     parent of a ``<name>`` folder, so ``--data-dir ~/data`` and ``--data-dir ~/data/mnist`` both work.
     """
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        warnings.warn(
+            f"--data-dir {data_dir} is not a folder: {name} is looked for in the usual places instead "
+            f"(CNNLAB_DATA, {cache_dir(name)}, the system's dataset folders), and a missing file is "
+            f"downloaded into {Path(data_dir).expanduser() / name}. Check the path if you meant other files.",
+            DataDirWarning,
+            stacklevel=2,
+        )
     dirs: list[Path] = []
     for root in (data_dir, os.environ.get("CNNLAB_DATA") or None):
         if root is not None:

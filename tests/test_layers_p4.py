@@ -163,6 +163,15 @@ def test_errors() -> None:
         P4LiftConv2d(1, 0, 3)
     with pytest.raises(ValueError, match=r"P4LiftConv2d: padding_mode must be one of"):
         P4LiftConv2d(1, 2, 3, padding_mode="mirror")
+    for bad in (0, -1, 1.5):  # was a ZeroDivisionError from the weight init for 0
+        with pytest.raises(ValueError, match=rf"P4LiftConv2d: in_channels must be a positive int; .*={bad}"):
+            P4LiftConv2d(bad, 2, 3)  # type: ignore[arg-type]
+
+
+def test_group_conv_field_count_is_said_in_p4_fields() -> None:
+    """A wrong field count is told in fields (3 vs 2), not torch's merged orientation planes (12 vs 8)."""
+    with pytest.raises(ValueError, match=r"P4GroupConv2d: expects 2 P4 fields .*received 3 fields.*in_channels=3"):
+        P4GroupConv2d(2, 2, 3)(torch.zeros(1, 3, 4, 5, 5))
 
 
 def test_channels_last_and_bf16_autocast_run() -> None:

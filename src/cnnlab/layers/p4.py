@@ -64,12 +64,20 @@ def p4_rotate(x: torch.Tensor, k: int = 1) -> torch.Tensor:
     return torch.rot90(x, k, dims=(-2, -1)).roll(k, dims=2)
 
 
-def _check_p4(x: Any, owner: str) -> None:
+def _check_p4(x: Any, owner: str, fields: int | None = None) -> None:
+    """``x`` is a P4 map ``(B, C, 4, H, W)``, with ``C == fields`` when given (said in P4 fields, not planes)."""
     # a torch.fx Proxy is not a Tensor: graph tracing skips the check, real calls get it
-    if isinstance(x, torch.Tensor) and (x.dim() != 5 or x.shape[2] != ORIENTATIONS):
+    if not isinstance(x, torch.Tensor):
+        return
+    if x.dim() != 5 or x.shape[2] != ORIENTATIONS:
         raise ValueError(
             f"{owner}: the input must be a P4 feature map of shape (B, C, 4, H, W); received shape "
             f"{tuple(x.shape)}. Lift an image (B, C, H, W) with P4LiftConv2d first."
+        )
+    if fields is not None and x.shape[1] != fields:
+        raise ValueError(
+            f"{owner}: expects {fields} P4 fields (input (B, {fields}, 4, H, W)); received {x.shape[1]} fields, "
+            f"shape {tuple(x.shape)}. Set in_channels={x.shape[1]} or feed the layer {fields} fields."
         )
 
 
@@ -182,6 +190,7 @@ class P4LiftConv2d(_P4Conv):
         bias: bool = True,
         padding_mode: str = "zeros",
     ) -> None:
+        _check_int(in_channels, "in_channels", "P4LiftConv2d")
         _check_int(out_channels, "out_channels", "P4LiftConv2d")
         _check_int(kernel_size, "kernel_size", "P4LiftConv2d")
         check_padding_mode(padding_mode, "P4LiftConv2d")
@@ -250,7 +259,7 @@ class P4GroupConv2d(_P4Conv):
         self._parametrize(_GroupWeight())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_p4(x, "P4GroupConv2d")
+        _check_p4(x, "P4GroupConv2d", self.p4_in_channels)
         y: torch.Tensor = super().forward(x.flatten(1, 2))  # (B, in, 4, H, W) -> (B, in*4, H, W)
         return torch.unflatten(y, 1, (-1, ORIENTATIONS))  # (B, out*4, H', W') -> (B, out, 4, H', W')
 

@@ -130,7 +130,8 @@ def test_ctrl_c_or_sigterm_saves_the_state_and_says_how_to_resume(
     out = workdir / f"interrupted-{sig.name}"
     proc = _start_and_signal(workdir, out, sig)
     stderr = proc.stderr.read() if proc.stderr else ""
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 128 + sig, stderr  # as a shell reports the signal: 130 for Ctrl-C, 143 for SIGTERM
+    assert "\ninterrupted\n" not in stderr  # the run's own message says it all (a bare 'interrupted' followed it)
     assert f"Continue with: cnnlab train --resume --out {out}" in stderr
     _, info = load_train_state(out / STATE_NAME)
     assert info["step"] == info["epoch"] * STEPS + info["batch"]
@@ -149,3 +150,15 @@ def test_resume_refuses_changed_settings(workdir: Path, reference: dict[str, obj
     assert done.returncode == 2
     assert "the settings differ from the interrupted run's (lr: 0.2 -> 0.5)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_resume_of_a_finished_run_says_there_is_nothing_to_train(workdir: Path, reference: dict[str, object]) -> None:
+    # It used to print "resuming ... training ... done", re-score the test split and rewrite the files.
+    out = workdir / "uninterrupted"
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    done = subprocess.run(_command(workdir, out, "--resume"), env=_env(workdir), capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    text = " ".join(done.stderr.split())
+    assert f"has already completed {EPOCHS} epochs, and --epochs is {EPOCHS}: there is nothing left to train" in text
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # the run is unchanged

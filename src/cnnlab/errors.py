@@ -30,3 +30,15 @@ class AnalysisError(CnnlabError):
 
 class ImageError(CnnlabError):
     """An image file that cannot be used (not an image, truncated, too large, wrong channels)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by a signal (Ctrl-C, SIGTERM) after saving its state; ``signum`` says which.
+
+    A ``KeyboardInterrupt``, so code that stops on Ctrl-C stops on it too; the command line exits with
+    ``128 + signum`` (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process ended by the signal.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

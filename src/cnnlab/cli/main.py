@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 import cnnlab
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, TrainingInterrupted
 
 EXIT_USAGE = 2
 
@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(format_error(err, width=100 if sys.stderr.isatty() else None), file=sys.stderr)
         return EXIT_USAGE
+    except TrainingInterrupted as err:  # training said where its state is saved and how to resume
+        return 128 + err.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

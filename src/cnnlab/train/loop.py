@@ -30,7 +30,7 @@ import torch.nn as nn
 from cnnlab.data import augment
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.loader import TensorLoader, normalize
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, TrainingInterrupted
 from cnnlab.train import tasks
 from cnnlab.train.checkpoint import STATE_NAME
 from cnnlab.train.config import TrainConfig, with_absolute_paths
@@ -198,9 +198,12 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; `kill`, `docker stop`,
 
 
 @contextmanager
-def _signals_request_stop() -> Iterator[dict[str, bool]]:
-    """Turn the first Ctrl-C or SIGTERM into a request to stop after the current step (a second one aborts)."""
-    flag = {"stop": False}
+def _signals_request_stop() -> Iterator[dict[str, int]]:
+    """Turn the first Ctrl-C or SIGTERM into a request to stop after the current step (a second one aborts).
+
+    ``flag["stop"]`` is the request; ``flag["signum"]`` the signal that made it (SIGINT when none did).
+    """
+    flag = {"stop": False, "signum": int(signal.SIGINT)}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
@@ -208,7 +211,7 @@ def _signals_request_stop() -> Iterator[dict[str, bool]]:
     def handler(signum: int, frame: object) -> None:
         if flag["stop"]:
             raise KeyboardInterrupt
-        flag["stop"] = True
+        flag["stop"], flag["signum"] = True, signum
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
@@ -324,7 +327,7 @@ def fit(
                     # -- step
                     x, y = _prepare_batch(images, labels, cfg, data, env, state.aug_generator)
                     loss, correct = step_fn(net, state, x, y, cfg, env, data.task, state.aug_generator)
-                    loss, interrupt["stop"] = agree_on_step(loss, interrupt["stop"], env.dist)
+                    loss, interrupt["stop"] = agree_on_step(loss, bool(interrupt["stop"]), env.dist)
                     _check_finite(loss, state, lr, run)
                     state.step += 1
                     state.batch += 1
@@ -353,7 +356,7 @@ def fit(
                                 f"cnnlab train --resume --out {run.dir}",
                                 file=sys.stderr, flush=True,
                             )  # fmt: skip
-                        raise KeyboardInterrupt
+                        raise TrainingInterrupted(interrupt["signum"])
                 # -- eval
                 if env.dist.enabled:  # replicas agree on batch-norm statistics before eval and checkpoint
                     average_buffers(state.model, env.dist)

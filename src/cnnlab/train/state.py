@@ -123,8 +123,18 @@ def check_same_settings(info: dict[str, Any], config: dict[str, Any]) -> None:
 
 
 def check_resume_settings(path: str | Path, config: dict[str, Any]) -> None:
-    """:func:`check_same_settings` against the state file at ``path``, before any data is loaded."""
-    check_same_settings(read_train_state_info(path), config)
+    """:func:`check_same_settings` against the state file at ``path``, before any data is loaded; and
+    refuse a run with nothing left to train (its epochs done, and ``--epochs`` not raised)."""
+    info = read_train_state_info(path)
+    check_same_settings(info, config)
+    done, wanted = int(info.get("epoch", 0)), int(config.get("epochs", 0))
+    if done >= wanted and int(info.get("batch", 0)) == 0:
+        raise CheckpointError(
+            f"--resume: the run in {Path(path).parent} has already completed {done} epoch"
+            f"{'' if done == 1 else 's'}, and --epochs is {wanted}: there is nothing left to train, and the run "
+            f"is unchanged. To train it further, pass a larger --epochs (e.g. --resume --epochs {done + 2}); its "
+            "report and pictures are made with `cnnlab report` and `cnnlab viz`."
+        )
 
 
 def restore_state(path: str | Path, state: TrainState, config: dict[str, Any], rank: int = 0) -> None:

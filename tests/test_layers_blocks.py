@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn as nn
@@ -84,3 +86,22 @@ def test_errors() -> None:
         ConvBNAct(1, 1, act="relu")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"Gate: activation must be .*received activation=3"):
         GatedConv2d(1, 1, 3, activation=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"act=Threshold cannot be built without arg.*missing 2.*pass an instance"):
+        ConvBNAct(1, 1, act=nn.Threshold)
+    with pytest.raises(ValueError, match=r"ConvBNAct: act must be .*received the class act=<class 'int'>"):
+        ConvBNAct(1, 1, act=int)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"Gate: activation must be .*returned int, not an nn.Module"):
+        GatedConv2d(1, 1, 3, activation=lambda: 3)  # type: ignore[arg-type,return-value]
+
+
+@pytest.mark.parametrize("fn", [torch.relu, F.relu, F.gelu, lambda t: t * 2])
+def test_activation_may_be_a_plain_tensor_function(fn: Any) -> None:
+    """torch.relu / F.relu were called with no arguments ('relu() missing 1 required positional argument')."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 6, 6)
+    gated = GatedConv2d(3, 4, 3, activation=fn)
+    both = F.conv2d(x, gated.conv.weight, gated.conv.bias, padding=1)
+    torch.testing.assert_close(gated(x), fn(both[:, :4]) * torch.sigmoid(both[:, 4:]))
+    block = ConvBNAct(3, 4, act=fn).eval()
+    torch.testing.assert_close(block(x), fn(block.bn(block.conv(x))))
+    assert ConvBNAct(3, 4, act=lambda: nn.SiLU()).act.__class__ is nn.SiLU  # a zero-argument factory still works

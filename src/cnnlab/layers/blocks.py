@@ -17,8 +17,8 @@ class ConvBNAct(nn.Sequential):
     """``conv`` (:class:`Conv2d`, ``bias=False``), ``bn`` (``nn.BatchNorm2d``), ``act``.
 
     The convolution has no bias because batch norm subtracts the mean right after it, which would
-    cancel any bias; BN's own ``beta`` takes its place. ``act`` is a module class, an instance, or
-    None (no activation, e.g. before a residual addition).
+    cancel any bias; BN's own ``beta`` takes its place. ``act`` is a module class, an instance, a
+    tensor function (``F.relu``) or None (no activation, e.g. before a residual addition).
 
     >>> ConvBNAct(3, 16, stride=2)(torch.zeros(2, 3, 15, 15)).shape
     torch.Size([2, 16, 8, 8])

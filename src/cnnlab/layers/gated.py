@@ -39,8 +39,9 @@ class Gate(nn.Module):
 class GatedConv2d(nn.Sequential):
     """``conv`` (:class:`Conv2d` with ``2 * out_channels`` maps: features, then gates) and ``gate``.
 
-    ``activation`` (``phi``) is a module class, an instance, or None for the identity; the paper uses
-    ELU or LeakyReLU. ``padding`` is :class:`Conv2d`'s and defaults to 'same' (inpainting keeps the size).
+    ``activation`` (``phi``) is a module class, an instance, a tensor function (``torch.relu``) or None
+    for the identity; the paper uses ELU or LeakyReLU. ``padding`` is :class:`Conv2d`'s and defaults to
+    'same' (inpainting keeps the size).
 
     >>> GatedConv2d(4, 8, 3)(torch.zeros(1, 4, 9, 9)).shape
     torch.Size([1, 8, 9, 9])

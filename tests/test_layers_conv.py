@@ -152,3 +152,21 @@ def test_errors_name_argument_rule_value_and_fix() -> None:
         Conv2d(1, 1, 3, stride=0, padding="same")
     with pytest.raises(ValueError, match=r"padding must be >= 0.*received \(-1, 1\)"):
         Conv2d(1, 1, 3, padding=((-1, 1), (0, 0)))
+
+
+def test_reflect_and_circular_padding_larger_than_the_map_is_said_in_conv_terms() -> None:
+    """F.pad's raw 'Padding size should be less than ...' became the rule, the sizes and the fix."""
+    x = torch.randn(1, 1, 2, 2)
+    with pytest.raises(
+        ValueError,
+        match=r"Conv2d: padding_mode 'reflect' needs padding smaller than the input along H; 'same' padding at "
+        r"stride \(2, 2\) pads an input of spatial size \(2, 2\) by 2 .*padding_mode 'zeros' / 'replicate'",
+    ):
+        Conv2d(1, 1, 5, stride=2, padding="same", padding_mode="reflect")(x)
+    with pytest.raises(ValueError, match=r"Conv2d: padding_mode 'circular' needs padding at most the input along W"):
+        Conv2d(1, 1, 3, padding=((0, 0), (3, 0)), padding_mode="circular")(x)
+    with pytest.raises(ValueError, match=r"Conv1d: padding_mode 'reflect' .* along L"):
+        Conv1d(1, 1, 4, stride=2, padding="same", padding_mode="reflect")(torch.randn(1, 1, 1))
+    # at the limit both still run: reflect by size - 1, circular by the whole size
+    assert Conv2d(1, 1, 3, stride=2, padding="same", padding_mode="reflect")(x).shape[-2:] == (1, 1)
+    assert Conv2d(1, 1, 3, padding=((1, 1), (2, 0)), padding_mode="circular")(x).shape[-2:] == (2, 2)

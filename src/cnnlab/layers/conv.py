@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from cnnlab.arith import same_padding
 from cnnlab.arith._norm import Pair, to_pairs, to_tuple
 
-__all__ = ["PADDING_MODES", "Conv1d", "Conv2d", "Conv3d", "check_padding_mode", "pad_arg", "same_pad"]
+__all__ = ["PADDING_MODES", "Conv1d", "Conv2d", "Conv3d", "check_pad_fits", "check_padding_mode", "pad_arg", "same_pad"]
 
 # torch's padding_mode -> F.pad's mode
 PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
@@ -93,8 +93,34 @@ def _padding_pairs(conv: nn.modules.conv._ConvNd, input_size: tuple[int, ...]) -
     return tuple((int(p), int(p)) for p in conv.padding)
 
 
+def check_pad_fits(pairs: tuple[Pair, ...], size: tuple[int, ...], mode: str, owner: str, what: str) -> None:
+    """``F.pad`` pads 'reflect' only by less than the size and 'circular' by at most the size: say so in our terms.
+
+    ``mode`` is ``F.pad``'s; ``what`` names the padding (e.g. "'same' padding at stride (2, 2)").
+
+    >>> check_pad_fits(((1, 1),), (2,), "reflect", "Conv1d", "padding=1")  # 1 < 2: fine, returns None
+    """
+    if mode not in ("reflect", "circular"):
+        return
+    names = ("D", "H", "W")[-len(size) :] if len(size) > 1 else ("L",)
+    for axis, (left, right), n in zip(names, pairs, size):
+        pad = max(left, right)
+        if (mode == "reflect" and pad >= n) or (mode == "circular" and pad > n):
+            rule = "smaller than" if mode == "reflect" else "at most"
+            raise ValueError(
+                f"{owner}: padding_mode {mode!r} needs padding {rule} the input along {axis}; {what} pads "
+                f"an input of spatial size {tuple(size)} by {pad} along that axis. Use a larger input, less "
+                "padding, or padding_mode 'zeros' / 'replicate'."
+            )
+
+
 def same_pad(
-    x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...], mode: str
+    x: torch.Tensor,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    mode: str,
+    owner: str = "same_pad",
 ) -> torch.Tensor:
     """Pad ``x`` by TensorFlow's 'same' rule for its own spatial size (``mode`` as ``F.pad`` takes it).
 
@@ -105,7 +131,9 @@ def same_pad(
     torch.Size([1, 1, 5, 7])
     """
     nd = len(kernel)
-    pairs = same_padding(tuple(int(n) for n in x.shape[-nd:]), kernel, stride, dilation)
+    size = tuple(int(n) for n in x.shape[-nd:])
+    pairs = same_padding(size, kernel, stride, dilation)
+    check_pad_fits(pairs, size, mode, owner, f"'same' padding at stride {tuple(stride)}")
     return F.pad(x, pad_arg(pairs), mode=mode)
 
 
@@ -117,8 +145,12 @@ def _forward(conv: nn.modules.conv._ConvNd, x: torch.Tensor, torch_forward: Any)
     mode = PADDING_MODES[conv.padding_mode]
     fixed: tuple[Pair, ...] | None = getattr(conv, "fixed_pairs", None)
     if getattr(conv, "dynamic_same", False):
-        x = same_pad(x, tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.dilation), mode)
+        owner = type(conv).__name__
+        x = same_pad(x, tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.dilation), mode, owner)
     elif fixed is not None:
+        if mode in ("reflect", "circular") and isinstance(x, torch.Tensor):  # a torch.fx Proxy has no size
+            size = tuple(int(n) for n in x.shape[-len(fixed) :])
+            check_pad_fits(fixed, size, mode, type(conv).__name__, f"padding={fixed}")
         x = F.pad(x, pad_arg(fixed), mode=mode)
     else:
         out: torch.Tensor = torch_forward(x)

@@ -55,6 +55,24 @@ def test_gradients_match_under_bf16_autocast() -> None:
         torch.testing.assert_close(a, b, rtol=0.05, atol=0.05)  # both bf16; summation order differs
 
 
+def test_bf16_autocast_leaves_a_float64_model_in_float64_like_nn_conv2d() -> None:
+    """Autocast never casts float64; the matmul path cast it to bf16 (train mode only, so train != eval)."""
+    fast, ref = _pair(2, 3, True)
+    fast, ref = fast.double(), ref.double()
+    x = torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, want = fast.train()(x), ref.train()(x)
+        assert fast.eval()(x).dtype == torch.float64
+    assert out.dtype == want.dtype == torch.float64
+    g = torch.randn_like(want)
+    got_grads = torch.autograd.grad(out, (x, fast.weight, fast.bias), g)
+    want_grads = torch.autograd.grad(want, (x, ref.weight, ref.bias), g)
+    torch.testing.assert_close(out, want)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        assert a.dtype == torch.float64
+        torch.testing.assert_close(a, b)
+
+
 def test_im2col_columns_follow_the_permuted_weight_order() -> None:
     x = torch.arange(2 * 3 * 3, dtype=torch.float32).view(1, 2, 3, 3)
     cols = im2col3x3(x)  # (9 pixels, 9 offsets x 2 channels)

@@ -78,6 +78,11 @@ class _MatmulGradConv(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def _autocast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` as autocast casts a convolution's argument: float64 is never cast, other floats go to ``dtype``."""
+    return t if t.dtype == torch.float64 else t.to(dtype)
+
+
 class MatmulGradConv2d(nn.Conv2d):
     """``nn.Conv2d`` that computes its weight gradient as an im2col matmul on maps of <= ``max_pixels``."""
 
@@ -100,8 +105,8 @@ class MatmulGradConv2d(nn.Conv2d):
         weight, bias = self.weight, self.bias
         if torch.is_autocast_enabled("cpu"):  # cast like autocast would for a convolution, then run as is
             dtype = torch.get_autocast_dtype("cpu")
-            x, weight = x.to(dtype), weight.to(dtype)
-            bias = bias.to(dtype) if bias is not None else None
+            x, weight = _autocast(x, dtype), _autocast(weight, dtype)
+            bias = _autocast(bias, dtype) if bias is not None else None
             with torch.autocast("cpu", enabled=False):
                 out: torch.Tensor = _MatmulGradConv.apply(x, weight, bias)  # type: ignore[no-untyped-call]
             return out

@@ -277,7 +277,8 @@ def test_bench_cli_refuses_settings_that_would_measure_the_wrong_thing(run_dir, 
 
     too_many = str((os.cpu_count() or 1) + 1)  # oversubscribed threads time the scheduler (148 ms, not 2)
     assert main(["bench", "fastnet", "--threads", too_many, "--backend", "eager"]) == 2
-    assert f"threads must be at most the {os.cpu_count()} logical cores" in " ".join(capsys.readouterr().err.split())
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--threads (BenchConfig.threads) must be at most the {os.cpu_count()} logical cores" in err
     assert main(["bench", "fastnet", "--throughput-seconds", "-1"]) == 2
     assert "Use for example --throughput-seconds 1.0" in " ".join(capsys.readouterr().err.split())
     # --input is for registered models: on a run it used to blame model.json and the dataset.

@@ -141,7 +141,8 @@ def test_compare_mistakes(capsys: pytest.CaptureFixture[str], argv: list[str], p
         ),
         (  # leaked numpy reprs: [np.float64(1.0), np.float64(2.0)]
             ["conv", "--input", "1 2; 3 4", "--kernel", "1", "--bias", "1,2.5"],
-            r"bias must be one number or one per filter \(1 filter\); received 2 numbers \(1, 2\.5\)\. Give one",
+            r"bias \(--bias\) must be one number, or one per filter \(1 filter\); received 2 numbers \(1, 2\.5\)\. "
+            r"Give one number for all filters\.",
         ),
         (  # omitted same/valid, which the help lists
             ["conv", "--input", "1 2; 3 4", "--kernel", "1", "--padding", "foo"],

@@ -52,20 +52,20 @@ class BenchConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(
-                    f"BenchConfig.{name} must be a positive integer; received {name}={value!r}. "
+                    f"--{name.replace('_', '-')} (BenchConfig.{name}) must be a positive integer; received {value!r}. "
                     f"Use for example --{name.replace('_', '-')} 4."
                 )
         for name, example in (("warmup", "10"), ("throughput_seconds", "1.0")):
             if getattr(self, name) < 0:
                 raise ValueError(
-                    f"BenchConfig.{name} must be >= 0; received {name}={getattr(self, name)!r}. "
+                    f"--{name.replace('_', '-')} (BenchConfig.{name}) must be >= 0; received {getattr(self, name)!r}. "
                     f"Use for example --{name.replace('_', '-')} {example}."
                 )
         cores = os.cpu_count() or 1
         if self.threads > cores:
             raise ValueError(
-                f"BenchConfig.threads must be at most the {cores} logical cores of this machine; received "
-                f"threads={self.threads}. More threads than cores time the operating system's scheduling, not "
+                f"--threads (BenchConfig.threads) must be at most the {cores} logical cores of this machine; "
+                f"received {self.threads}. More threads than cores time the operating system's scheduling, not "
                 f"the model (and --record would store that). Use --threads {cores} or fewer (default 1)."
             )
 

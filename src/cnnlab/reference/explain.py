@@ -171,8 +171,9 @@ def _bias_vector(bias: float | Sequence[float], f: int) -> np.ndarray:
     if b.shape != (f,):
         values = ", ".join(num(float(v)) for v in b.ravel())
         raise ValueError(
-            f"bias must be one number or one per filter ({f} filter{'s' if f > 1 else ''}); received "
-            f"{b.size} numbers ({values}). Give one number for every filter, or {f} numbers."
+            f"bias (--bias) must be one number, or one per filter ({f} filter{'s' if f > 1 else ''}); received "
+            f"{b.size} numbers ({values}). Give one number for all filters"
+            f"{f', or {f} numbers, one per filter' if f > 1 else ''}."
         )
     return b
 

@@ -235,7 +235,7 @@ def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, A
         if int(src.get("in_chans", in_chans)) != in_chans:
             raise ValueError(
                 f"--init-from {cfg.init_from}: that model takes {src.get('in_chans')}-channel images but "
-                f"{cfg.data!r} has {in_chans} channels. Load the data as "
+                f"{cfg.data!r} has {in_chans}-channel images. Load the data as "
                 f"{'grayscale' if src.get('in_chans') == 1 else 'RGB'} (--set data_opts='{{\"grayscale\": "
                 f"{str(src.get('in_chans') == 1).lower()}}}')."
             )

@@ -317,6 +317,16 @@ def test_bad_specs_fail_while_building(spec: dict[str, Any], pattern: str) -> No
         from_spec(spec)
 
 
+@pytest.mark.parametrize(
+    ("spec", "received"),
+    [(123, r"int 123\."), (None, r"NoneType None\."), (["relu"], r"list \['relu'\] \(a list of layers goes under")],
+)
+def test_a_spec_that_is_neither_a_path_nor_a_dict_is_a_spec_error(spec: Any, received: str) -> None:
+    """These were a raw TypeError ('int' object is not iterable) or ValueError (dictionary update sequence)."""
+    with pytest.raises(SpecError, match=r"spec: must be a path to a .*file or a dict .*received " + received):
+        from_spec(spec)
+
+
 def test_bad_files(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"suffix must be \.toml, \.yaml, \.yml or \.json; received '\.txt'"):
         from_spec(_write(tmp_path / "net.txt", "{}"))

@@ -47,6 +47,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import os
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -250,7 +251,7 @@ def _check_top(spec: Mapping[str, Any]) -> tuple[str, Shape, list[Any]]:
     return name, (int(size[0]), int(size[1]), int(size[2])), layers
 
 
-def load_spec(path: str | Path) -> dict[str, Any]:
+def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a spec file (``.toml``, ``.yaml``/``.yml`` or ``.json``) into a dict; errors are SpecError."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -288,14 +289,24 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def from_spec(spec: str | Path | Mapping[str, Any]) -> SpecNet:
+def from_spec(spec: str | os.PathLike[str] | Mapping[str, Any]) -> SpecNet:
     """Build a :class:`SpecNet` from a spec file path or a dict (format: module docstring, docs/spec.md).
 
     >>> net = from_spec({"name": "t", "input": [3, 8, 8], "layers": [{"conv": 4, "padding": "same"}, "relu"]})
     >>> net.output_shape, [name for name, _ in net.features.named_children()]
     ((4, 8, 8), ['conv1', 'relu1'])
     """
-    data = load_spec(spec) if isinstance(spec, str | Path) else copy.deepcopy(dict(spec))
+    if isinstance(spec, str | os.PathLike):
+        data = load_spec(spec)
+    elif isinstance(spec, Mapping):
+        data = copy.deepcopy(dict(spec))
+    else:
+        hint = " (a list of layers goes under `layers`)" if isinstance(spec, list | tuple) else ""
+        raise SpecError(
+            f"spec: must be a path to a .toml/.yaml/.json file or a dict with `input` and `layers`; received "
+            f"{type(spec).__name__} {spec!r:.80}{hint}. Write e.g. from_spec('net.yaml') or "
+            "from_spec({'input': [1, 28, 28], 'layers': [...]})."
+        )
     name, input_size, layers = _check_top(data)
     builder = _Builder()
     seq, out = builder.build_list(layers, input_size, "layers")

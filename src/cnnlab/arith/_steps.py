@@ -137,14 +137,14 @@ def _rf_bodies(
     for i, axis in enumerate(axis_names(rf_in.ndim)):
         j, size = rf_in.jump[i], rf_in.size[i]
         body = (
-            f"RF = {size} + ({ke[i]}-1)*{j:g} = {rf_out.size[i]}, j = {j:g}*{s[i]} = {rf_out.jump[i]:g}, "
-            f"start = {rf_in.start[i]:g} + (({ke[i]}-1)/2 - {lefts[i]})*{j:g} = {rf_out.start[i]:g}"
+            f"RF = {size} + ({ke[i]}-1)*{j:.12g} = {rf_out.size[i]}, j = {j:.12g}*{s[i]} = {rf_out.jump[i]:.12g}, "
+            f"start = {rf_in.start[i]:.12g} + (({ke[i]}-1)/2 - {lefts[i]})*{j:.12g} = {rf_out.start[i]:.12g}"
         )
         if not math.isclose(size + (ke[i] - 1) * j, rf_out.size[i]):
             body = (
-                f"RF = {rf_out.size[i]} (counted exactly: with the fractional jump {j:g} the formula "
-                f"{size} + ({ke[i]}-1)*{j:g} is only approximate), j = {rf_out.jump[i]:g}, "
-                f"start = {rf_out.start[i]:g}"
+                f"RF = {rf_out.size[i]} (counted exactly: with the fractional jump {j:.12g} the formula "
+                f"{size} + ({ke[i]}-1)*{j:.12g} is only approximate), j = {rf_out.jump[i]:.12g}, "
+                f"start = {rf_out.start[i]:.12g}"
             )
         out.append((axis, body))
     return _merge(out)
@@ -221,8 +221,8 @@ def _conv_t(layer: Layer, state: State, layout: str) -> LayerStep:
     )
     step.rf_formulas = _merge(
         [
-            (a, f"j = {rf.jump[i]:g}/{s[i]} = {rf_out.jump[i]:g}, RF = {rf_out.size[i]} (widest run of "
-                f"inputs feeding one output), start = {rf_out.start[i]:g}")
+            (a, f"j = {rf.jump[i]:.12g}/{s[i]} = {rf_out.jump[i]:.12g}, RF = {rf_out.size[i]} (widest run of "
+                f"inputs feeding one output), start = {rf_out.start[i]:.12g}")
             for i, a in enumerate(axis_names(nd))
         ]
     )  # fmt: skip

@@ -167,7 +167,7 @@ def explain_params(
 
 def _axes(values: Sequence[float]) -> str:
     # "32" when every axis agrees, else "1x7"
-    texts = [f"{v:g}" for v in values]
+    texts = [f"{v:.12g}" for v in values]
     return texts[0] if len(set(texts)) == 1 else "x".join(texts)
 
 

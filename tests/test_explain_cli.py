@@ -323,6 +323,6 @@ def test_input_label_names_the_axes_given(capsys: pytest.CaptureFixture[str], ar
 def test_large_sizes_print_exactly(capsys: pytest.CaptureFixture[str]) -> None:
     # The table and the steps used 6 significant digits: a 29,999,998-pixel map read '3e+07' and the
     # centre 14999999.5 read '1.5e+07'.
-    code, out, _ = _run(capsys, "explain", "rf", "conv f=3; gap", "--input", "30000000,3,3")
+    code, out, _ = _run(capsys, "rf", "conv f=3; gap", "--input", "30000000,3,3")
     assert code == 0
     assert "29999998x1" in out and "14999999.5x1" in out and "e+07" not in out

@@ -168,7 +168,10 @@ def run(args: argparse.Namespace) -> int:
     if not groups:
         out.append(f"no leaderboard rows in {board.path}" + (" for this machine" if here else "") + ".")
     for _, group in groups:
-        title = _describe(group) + f" (sorted by {args.sort}; * = Pareto front: nobody both more accurate and faster)"
+        title = _describe(group) + (
+            f" (sorted by {args.sort}; * = Pareto front: no row of the same dataset and batch size is both more "
+            "accurate and faster)"
+        )
         out += (["", f"### {title}", ""] if markdown else ["", title]) + _table(group, markdown)
     if note:
         out += ["", note]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import torch.nn as nn
@@ -12,6 +13,7 @@ from cnnlab.analysis.lint import run_rules
 from cnnlab.analysis.memory import Memory, measure
 from cnnlab.analysis.receptive import RFState, propagate
 from cnnlab.analysis.report import LayerRow, LintWarning, ModelReport, Totals
+from cnnlab.errors import AnalysisError
 
 
 def check_input_shape(input_shape: Sequence[int] | str) -> tuple[int, ...]:
@@ -29,13 +31,23 @@ def check_input_shape(input_shape: Sequence[int] | str) -> tuple[int, ...]:
             input_shape = []
         if not input_shape:
             raise ValueError(f"input shape must be integers C,H,W (for example 3,224,224); received {text!r}.")
-    shape = tuple(input_shape)
-    if not 2 <= len(shape) <= 4 or not all(isinstance(v, int) and v > 0 for v in shape):
+    shape = tuple(_as_int(v) for v in input_shape)
+    if not 2 <= len(shape) <= 4 or not all(v is not None and v > 0 for v in shape):
         raise ValueError(
             f"input shape must be (C, H, W) - or (C, L), (C, D, H, W) - with positive integers, without "
-            f"the batch axis; received {shape!r}. Use for example (3, 224, 224)."
+            f"the batch axis; received {tuple(input_shape)!r}. Use for example (3, 224, 224)."
         )
-    return shape
+    return tuple(v for v in shape if v is not None)
+
+
+def _as_int(value: object) -> int | None:
+    """Any int-like value (``int``, ``np.int64``, a 0-d integer tensor) as an int; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def analyze(
@@ -55,8 +67,22 @@ def analyze(
     ...
     cnnlab.errors.AnalysisError: layer '0' (Conv2d) fails on input shape(s) (1, 3, 2, 2): ...
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch.nn.Module; received {type(model).__name__} ({model!r:.60}). "
+            "Wrap a function in a module, for example with nn.Sequential, or pass the model itself."
+        )
     shape = check_input_shape(input_shape)
-    graph = capture(model, shape)
+    try:
+        graph = capture(model, shape)
+    except AnalysisError as err:
+        if len(shape) >= 3 and shape[0] == 1:
+            # (1, C, H, W): the batch axis was most likely included
+            raise AnalysisError(
+                f"{err} Note: input_shape is one sample without the batch axis; {shape} looks like it "
+                f"includes one, try {shape[1:]}."
+            ) from err
+        raise
     memory = measure(graph)
     rows = _rows(graph, memory)
     states, rf_warnings = propagate(graph)
@@ -78,6 +104,16 @@ def analyze(
                 "info",
                 "(unused parameters)",
                 f"{extra:,} parameters are never used by forward(); they still count in sum(p.numel())",
+            )
+        )
+    if any(r.kind == "attention" for r in rows):
+        warnings.append(
+            LintWarning(
+                "capture",
+                "info",
+                "-",
+                "nn.MultiheadAttention MACs = q/k/v/output projections + QK^T + AV over all heads "
+                "(softmax, scaling and masks not counted)",
             )
         )
     warnings.extend(rf_warnings)

@@ -27,6 +27,9 @@ from cnnlab.analysis import nodes as K
 from cnnlab.analysis.nodes import Geometry
 from cnnlab.errors import AnalysisError
 
+# the advice every shape error ends with (Python callers pass input_shape, the CLI --input)
+CHECK_INPUT = "Check the input shape (C,H,W: input_shape in Python, --input on the command line)"
+
 
 @dataclass
 class Node:
@@ -263,7 +266,7 @@ class _Recorder(fx.Interpreter):
             reason = precheck(self.module.get_submodule(str(n.target)), shapes) or reason
         return AnalysisError(
             f"layer {where!r} ({kind}) fails on input shape(s) {shapes_text(shapes)}: {reason} "
-            "Check the --input size (C,H,W) or the layer's channels, kernel and stride."
+            f"{CHECK_INPUT} or the layer's channels, kernel and stride."
         )
 
     def _name(self, n: fx.Node, register: bool = True) -> str:
@@ -357,8 +360,17 @@ def attach_saved(nodes: list[Node], pending: list[tuple[int, torch.Tensor]]) -> 
             nodes[index].saved.append(t)
 
 
-def meta_input(input_shape: tuple[int, ...]) -> torch.Tensor:
-    return torch.empty((1, *input_shape), device="meta")
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype the model computes in: its first floating parameter's (or buffer's), else the default."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if t.is_floating_point() and not nn.parameter.is_lazy(t):
+            return t.dtype
+    return torch.get_default_dtype()
+
+
+def meta_input(input_shape: tuple[int, ...], dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A batch-1 meta tensor (1, *input_shape); ``dtype`` is the model's (a float64 model gets float64)."""
+    return torch.empty((1, *input_shape), device="meta", dtype=dtype)
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
@@ -385,7 +397,7 @@ def capture_fx(model: nn.Module, input_shape: tuple[int, ...], gm: fx.GraphModul
     ndim = len(input_shape) - 1
     rec = _Recorder(gm, ndim)
     with saved_hooks(rec), torch.device("meta"):
-        rec.run(meta_input(input_shape))
+        rec.run(meta_input(input_shape, model_dtype(model)))
     attach_saved(rec.nodes, rec.pending)
     return Graph(rec.nodes, "fx", ndim)
 
@@ -429,7 +441,7 @@ def _initialise_lazy(twin: nn.Module, input_shape: tuple[int, ...]) -> None:
 
     try:
         with torch.no_grad(), torch.device("meta"):
-            twin(meta_input(input_shape))
+            twin(meta_input(input_shape, model_dtype(twin)))
     except Exception as err:
         capture_hooks(twin, input_shape)  # raises an AnalysisError naming the layer and its input shapes
         shape = shapes_text([(1, *input_shape)])

@@ -2,7 +2,9 @@
 
 Parameters are attributed to the first node that uses them, so a shared parameter is counted once
 and the column sums to ``sum(p.numel())``. MACs of convolution, transposed convolution and linear
-layers come from :mod:`cnnlab.arith`; any other op (a functional ``matmul``, an unknown leaf module)
+layers come from :mod:`cnnlab.arith`; ``nn.MultiheadAttention`` counts its q/k/v/output projections
+plus ``QK^T`` and ``AV`` (:func:`attention_macs`: softmax, scaling and masks are not counted, as
+PyTorch's FlopCounterMode does not count them either); any other op (a functional ``matmul``, an unknown leaf module)
 gets the conv/matmul multiply-adds that ``torch.utils.flop_counter.FlopCounterMode`` saw while it ran.
 """
 
@@ -58,10 +60,36 @@ def node_macs(node: Node) -> int:
     if g.kind == K.CONV_T and g.in_ch:
         in_size = node.input_shapes[0][-len(g.k) :]
         return batch * conv_transpose_macs(g.in_ch, g.out_ch, g.k, in_size, g.groups, ndim=len(g.k))
+    if g.kind == K.ATTENTION and node.input_shapes:
+        return attention_macs(node)
     if g.kind == K.LINEAR and g.in_ch:
         positions = math.prod(node.output_shape[:-1])  # (..., out_f): every leading index is a position
         return linear_macs(g.in_ch, g.out_ch, positions)
     return node.counter_macs
+
+
+def attention_macs(node: Node) -> int:
+    """MACs of one ``nn.MultiheadAttention`` call: projections + ``QK^T`` + ``AV``, over every head.
+
+    With ``L`` queries, ``S`` keys, embedding ``E`` and batch ``N``:
+    ``N * (L*E*E + S*kdim*E + S*vdim*E  +  L*S*E  +  L*S*E  +  L*E*E)``.
+    The fused inference path PyTorch takes in eval mode hides these from FlopCounterMode.
+    """
+    m = node.module
+    if not isinstance(m, torch.nn.MultiheadAttention):
+        return node.counter_macs
+    q = node.input_shapes[0]
+    k = node.input_shapes[1] if len(node.input_shapes) > 1 else q
+    if len(q) == 2:  # unbatched: (L, E)
+        batch, length, keys = 1, q[0], k[0]
+    elif m.batch_first:  # (N, L, E)
+        batch, length, keys = q[0], q[1], k[1]
+    else:  # (L, N, E)
+        batch, length, keys = q[1], q[0], k[0]
+    e, kdim, vdim = int(m.embed_dim), int(m.kdim), int(m.vdim)
+    projections = length * e * e + keys * kdim * e + keys * vdim * e + length * e * e
+    attention = 2 * length * keys * e  # QK^T and AV: per head L*S*(E/heads), summed over the heads
+    return batch * (projections + attention)
 
 
 def node_connections(node: Node, macs: int) -> int:

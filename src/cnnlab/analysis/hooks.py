@@ -16,11 +16,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.analysis import nodes as K
 from cnnlab.analysis.capture import (
+    CHECK_INPUT,
     Graph,
     Node,
     attach_saved,
     is_leaf,
     meta_input,
+    model_dtype,
     precheck,
     saved_hooks,
     shapes_text,
@@ -117,9 +119,9 @@ def capture_hooks(model: nn.Module, input_shape: tuple[int, ...], *, real: bool 
     if real:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        x = torch.randn((1, *input_shape), device=device)
+        x = torch.randn((1, *input_shape), device=device, dtype=model_dtype(model))
     else:
-        x = meta_input(input_shape)
+        x = meta_input(input_shape, model_dtype(model))
     counter = FlopCounterMode(display=False)
     state = _HookState(x, len(input_shape) - 1, counter)
     handles = []
@@ -164,10 +166,10 @@ def _hook_error(state: _HookState, err: Exception) -> AnalysisError:
         reason = precheck(module, shapes) or reason
         return AnalysisError(
             f"layer {name!r} ({type(module).__name__}) fails on input shape(s) {shapes_text(shapes)}: "
-            f"{reason} Check the --input size (C,H,W) or the layer's channels, kernel and stride."
+            f"{reason} {CHECK_INPUT} or the layer's channels, kernel and stride."
         )
     last = state.nodes[-1]
     return AnalysisError(
         f"the model fails after layer {last.name!r} (output shape {shapes_text([last.output_shape])}), "
-        f"in code between modules: {reason} Check the --input size (C,H,W)."
+        f"in code between modules: {reason} {CHECK_INPUT}."
     )

@@ -29,6 +29,7 @@ CONV, CONV_T, LINEAR, POOL, ADAPTIVE, UPSAMPLE, PAD, CROP = (
     "pad",
     "crop",
 )
+ATTENTION = "attention"  # nn.MultiheadAttention: mixes the whole sequence and the embedding
 MERGE, ELEMENTWISE, NORM, DROPOUT, COLLAPSE, INPUT, UNKNOWN, MATMUL = (
     "merge",
     "elementwise",
@@ -154,6 +155,8 @@ def classify_module(m: nn.Module, nd: int, in_shape: tuple[int, ...], out_shape:
         | nn.modules.padding._CircularPadNd,
     ):
         return _pad_geometry(m.padding, nd)
+    if isinstance(m, nn.MultiheadAttention):  # lives in torch.nn.modules.activation, but is no activation
+        return Geometry(ATTENTION, groups=m.num_heads, bias=m.in_proj_bias is not None, in_ch=m.embed_dim)
     if type(m).__module__.startswith("torch.nn.modules.activation") or isinstance(m, nn.Identity):
         return Geometry(ELEMENTWISE)
     return _shape_geometry(nd, in_shape, out_shape)

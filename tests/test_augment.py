@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -162,6 +163,58 @@ def test_errors_name_the_argument() -> None:
         A.hflip(torch.zeros(1, 1, 2, 2), p=1.5)
     with pytest.raises(ValueError, match="per-sample rotations need square images"):
         A.rot90(torch.zeros(2, 1, 3, 4), torch.tensor([0, 1]))
+
+
+def test_wrong_per_sample_arguments_are_refused_naming_argument_rule_and_value() -> None:
+    """These were raw broadcast RuntimeErrors, AttributeErrors, an IndexError, or silently mismatched targets."""
+    x = torch.rand(2, 1, 3, 3)
+    with pytest.raises(ValueError, match=r"flip: which must have shape \(2,\), one entry per .*received shape \(3,\)"):
+        A.flip(x, torch.tensor([True, False, True]))
+    with pytest.raises(TypeError, match=r"flip: which must be a bool tensor .*dtype torch.int64.*which.bool\(\)"):
+        A.flip(x, torch.tensor([1, 0]))
+    with pytest.raises(ValueError, match=r"translate: shifts must have shape \(2, 2\).*received shape \(3, 2\)"):
+        A.translate(x, torch.zeros(3, 2))
+    with pytest.raises(TypeError, match=r"translate: shifts must be a tensor or a sequence .*received str"):
+        A.translate(x, "up")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"rot90: k must have shape \(2,\).*received shape \(3,\)"):
+        A.rot90(x, torch.tensor([0, 1, 2]))
+    with pytest.raises(TypeError, match=r"rot90: k must be an int or one int per sample \(2,\); received float 1.5"):
+        A.rot90(x, 1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"rot90: k must hold integers .*torch.float32"):
+        A.rot90(x, torch.tensor([1.0, 2.0]))
+    with pytest.raises(TypeError, match=r"rotate: degrees must be a number, or a tensor or sequence of 2 numbers; "
+                       r"received str '30'\. Use e.g. degrees=30.0"):
+        A.rotate(x, "30")  # type: ignore[arg-type]
+    for bad in (6, 1):  # shorter (was an IndexError) and longer (was silently mismatched) than the batch
+        with pytest.raises(ValueError, match=rf"mixup: y must be .*shape \({bad}, \.\.\.\).*received shape \(5,\)"):
+            A.mixup(torch.rand(bad, 1, 4, 4), torch.arange(5))
+    with pytest.raises(ValueError, match=r"mixup: y must be .*received list"):
+        A.mixup(torch.rand(2, 4), [0, 1])  # type: ignore[arg-type]
+    for fn in (A.hflip, A.random_crop, A.random_rot90, A.random_rotate):
+        with pytest.raises(TypeError, match=rf"{fn.__name__}: x must be a torch.Tensor .*numpy.ndarray.*from_numpy"):
+            fn(np.zeros((2, 1, 3, 3)))  # type: ignore[operator]
+
+
+def test_int_like_scalars_and_sequences_are_accepted() -> None:
+    x = asymmetric_batch(b=2, c=1, h=4, w=4)
+    assert torch.equal(A.flip(x, [True, False]), A.flip(x, torch.tensor([True, False])))
+    assert torch.equal(A.flip(x, np.array([False, True])), A.flip(x, torch.tensor([False, True])))
+    assert torch.equal(A.translate(x, [[1, 0], [0, -1]]), A.translate(x, torch.tensor([[1, 0], [0, -1]])))
+    want = torch.rot90(x, 1, dims=(-2, -1))
+    for k in (np.int64(1), torch.tensor(1), 5):
+        assert torch.equal(A.rot90(x, k), want)  # type: ignore[arg-type]
+    assert A.rot90(torch.rand(2, 1, 3, 5), np.int32(2)).shape[-2:] == (3, 5)  # one k: non-square is fine
+    assert torch.equal(A.rot90(x, [1, 3]), A.rot90(x, torch.tensor([1, 3])))
+    assert torch.equal(A.rot90(x, np.array([1, 3])), A.rot90(x, torch.tensor([1, 3])))
+    assert_close(A.rotate(x, [90.0, 90.0]), want, atol=1e-5)
+    assert A.mixup(torch.rand(3, 5), torch.arange(3)).inputs.shape == (3, 5)  # not only images
+
+
+def test_rotate_float64_computes_in_float64() -> None:
+    x = torch.rand(2, 1, 6, 8, dtype=torch.float64)
+    out = A.rotate(x, 180.0)
+    assert out.dtype == torch.float64
+    assert float((out - torch.rot90(x, 2, dims=(-2, -1))).abs().max()) < 1e-12  # was 3e-7 (theta in float32)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

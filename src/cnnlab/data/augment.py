@@ -15,7 +15,9 @@ torch.Size([8, 1, 28, 28])
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+import operator
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,12 +25,36 @@ import torch.nn.functional as F
 
 
 def _check_batch(x: torch.Tensor, fn: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{fn}: x must be a torch.Tensor batch (B, C, H, W); received {type(x).__module__}.{type(x).__name__}. "
+            "Convert it first, e.g. x = torch.from_numpy(array) for a NumPy array."
+        )
     if x.ndim != 4:
         raise ValueError(
             f"{fn}: x must be a batch of images (B, C, H, W); received a tensor of shape "
             f"{tuple(x.shape)}. Add the batch axis with x.unsqueeze(0) (and masks (B, H, W) with "
             "m.unsqueeze(1))."
         )
+
+
+def _per_sample(value: Any, name: str, fn: str, b: int, trailing: tuple[int, ...], device: Any) -> torch.Tensor:
+    """``value`` (a tensor, or a sequence/array turned into one) with shape ``(b, *trailing)`` on ``device``."""
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"{fn}: {name} must be a tensor or a sequence of numbers of shape {(b, *trailing)}; received "
+                f"{type(value).__name__} {value!r:.60}."
+            ) from None
+    if tuple(value.shape) != (b, *trailing):
+        raise ValueError(
+            f"{fn}: {name} must have shape {(b, *trailing)}, one entry per sample of the batch of {b}; received "
+            f"shape {tuple(value.shape)}. Draw it for this batch, e.g. with the draw_* function and x.shape[0]."
+        )
+    out: torch.Tensor = value.to(device)
+    return out
 
 
 def _check_probability(p: float, fn: str) -> None:
@@ -53,8 +79,13 @@ def flip(x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
     [3.0, 2.0, 1.0, 0.0]
     """
     _check_batch(x, "flip")
-    which = which.to(x.device).view(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1) to broadcast
-    return torch.where(which, x.flip(-1), x)
+    which = _per_sample(which, "which", "flip", x.shape[0], (), x.device)
+    if which.dtype != torch.bool:
+        raise TypeError(
+            f"flip: which must be a bool tensor (True = flip that sample); received dtype {which.dtype}. "
+            "Use e.g. which.bool() or draw_flips(x.shape[0])."
+        )
+    return torch.where(which.view(-1, 1, 1, 1), x.flip(-1), x)  # (B,) -> (B, 1, 1, 1) to broadcast
 
 
 def hflip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -63,6 +94,7 @@ def hflip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = N
     >>> hflip(torch.zeros(2, 3, 4, 4), p=1.0).shape
     torch.Size([2, 3, 4, 4])
     """
+    _check_batch(x, "hflip")
     return flip(x, draw_flips(x.shape[0], p, generator))
 
 
@@ -76,7 +108,7 @@ def draw_shifts(n: int, max_shift: int, generator: torch.Generator | None = None
     return torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator)
 
 
-def translate(x: torch.Tensor, shifts: torch.Tensor, fill: float = 0) -> torch.Tensor:
+def translate(x: torch.Tensor, shifts: torch.Tensor | Sequence[Sequence[int]], fill: float = 0) -> torch.Tensor:
     """Shift sample ``b`` down by ``shifts[b, 0]`` and right by ``shifts[b, 1]`` pixels.
 
     ``out[b, :, i, j] = x[b, :, i - dy, j - dx]`` where that pixel exists, else ``fill``.
@@ -88,9 +120,7 @@ def translate(x: torch.Tensor, shifts: torch.Tensor, fill: float = 0) -> torch.T
     """
     _check_batch(x, "translate")
     b, c, h, w = x.shape
-    shifts = shifts.to(device=x.device, dtype=torch.int64)
-    if tuple(shifts.shape) != (b, 2):
-        raise ValueError(f"translate: shifts must have shape ({b}, 2); received {tuple(shifts.shape)}.")
+    shifts = _per_sample(shifts, "shifts", "translate", b, (2,), x.device).to(torch.int64)  # (B, 2): (dy, dx)
     pad = int(shifts.abs().max()) if shifts.numel() else 0
     if pad == 0:
         return x.clone()
@@ -109,6 +139,7 @@ def random_crop(x: torch.Tensor, padding: int = 4, generator: torch.Generator | 
     >>> random_crop(torch.ones(3, 1, 8, 8), padding=2).shape
     torch.Size([3, 1, 8, 8])
     """
+    _check_batch(x, "random_crop")
     return translate(x, draw_shifts(x.shape[0], padding, generator))
 
 
@@ -183,6 +214,14 @@ def mixup(
     >>> 0.0 <= m.lam <= 1.0, m.inputs.shape
     (True, torch.Size([4, 1, 8, 8]))
     """
+    if not isinstance(x, torch.Tensor) or x.ndim == 0:
+        raise TypeError(f"mixup: x must be a batch tensor (B, ...); received {type(x).__name__} {x!r:.60}.")
+    if not isinstance(y, torch.Tensor) or y.ndim == 0 or y.shape[0] != x.shape[0]:
+        got = f"shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(
+            f"mixup: y must be a tensor of targets with one entry per sample, shape ({x.shape[0]}, ...) for this "
+            f"batch; received {got}. Pass the targets of the same batch as x."
+        )
     if not x.is_floating_point():
         raise ValueError(
             f"mixup: x must be a float tensor (mixing uint8 pixels would round them); received "
@@ -201,22 +240,35 @@ def mixup(
 # -- rotations -------------------------------------------------------------------------------------
 
 
-def rot90(x: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
-    """Rotate counter-clockwise by ``k * 90`` degrees; ``k`` an int or one int per sample ``(B,)``.
+def rot90(x: torch.Tensor, k: int | torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """Rotate counter-clockwise by ``k * 90`` degrees; ``k`` an int (or int-like) or one int per sample ``(B,)``.
 
     >>> x = torch.rand(2, 1, 5, 5)
     >>> torch.equal(rot90(rot90(x, 3), 1), x)
     True
     """
     _check_batch(x, "rot90")
-    if isinstance(k, int):
-        return torch.rot90(x, k % 4, dims=(-2, -1))
+    if not isinstance(k, torch.Tensor) or k.ndim == 0:
+        try:
+            quarters = operator.index(k)  # type: ignore[arg-type]  # int, NumPy integer, 0-d integer tensor
+        except TypeError:
+            quarters = None
+        if quarters is not None:
+            return torch.rot90(x, quarters % 4, dims=(-2, -1))
+        if isinstance(k, torch.Tensor | str | bytes) or not hasattr(k, "__len__"):
+            raise TypeError(
+                f"rot90: k must be an int or one int per sample ({x.shape[0]},); received {type(k).__name__} "
+                f"{k!r:.60}. Use e.g. k=1 or k=draw_quarter_turns(x.shape[0])."
+            )
+    k = _per_sample(k, "k", "rot90", x.shape[0], (), x.device)  # a sequence or array: one per sample
+    if k.is_floating_point() or k.dtype == torch.bool:
+        raise TypeError(f"rot90: k must hold integers (quarter turns); received dtype {k.dtype}. Use k.long().")
     if x.shape[-1] != x.shape[-2]:
         raise ValueError(
             f"rot90: per-sample rotations need square images; received H x W = {x.shape[-2]} x "
             f"{x.shape[-1]}. Pass one int k for the whole batch instead."
         )
-    k = k.to(x.device).remainder(4)
+    k = k.remainder(4)
     out = x.clone()
     for quarter in (1, 2, 3):  # four cases, not a loop over samples
         sel = k == quarter
@@ -232,10 +284,11 @@ def draw_quarter_turns(n: int, generator: torch.Generator | None = None) -> torc
 
 def random_rot90(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Rotate each (square) sample by a random multiple of 90 degrees."""
+    _check_batch(x, "random_rot90")
     return rot90(x, draw_quarter_turns(x.shape[0], generator))
 
 
-def rotate(x: torch.Tensor, degrees: torch.Tensor | float, *, mode: str = "bilinear") -> torch.Tensor:
+def rotate(x: torch.Tensor, degrees: torch.Tensor | float | Sequence[float], *, mode: str = "bilinear") -> torch.Tensor:
     """Rotate each sample counter-clockwise about its centre by ``degrees`` (scalar or ``(B,)``).
 
     Uses ``affine_grid`` + ``grid_sample``; pixels from outside the image are 0. uint8 input is
@@ -247,7 +300,16 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor | float, *, mode: str = "bilin
     """
     _check_batch(x, "rotate")
     b, _, h, w = x.shape
-    angles = torch.as_tensor(degrees, dtype=torch.float32).flatten().to(x.device)
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32  # theta's precision
+    try:
+        if isinstance(degrees, str | bytes):
+            raise TypeError
+        angles = torch.as_tensor(degrees, dtype=work).flatten().to(x.device)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"rotate: degrees must be a number, or a tensor or sequence of {b} numbers; received "
+            f"{type(degrees).__name__} {degrees!r:.60}. Use e.g. degrees=30.0 or draw_angles(x.shape[0], 30.0)."
+        ) from None
     angles = angles.expand(b) if angles.numel() == 1 else angles
     if angles.shape != (b,):
         raise ValueError(f"rotate: degrees must be a number or {b} numbers; received {angles.numel()}.")
@@ -256,7 +318,7 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor | float, *, mode: str = "bilin
     # theta maps output to input coordinates, normalised to [-1, 1] per axis; the H/W factors undo
     # that normalisation so non-square images rotate rigidly. Image y points down, so this matrix
     # turns the picture counter-clockwise as seen on screen (like torch.rot90).
-    theta = torch.zeros(b, 2, 3, device=x.device)
+    theta = torch.zeros(b, 2, 3, dtype=work, device=x.device)
     theta[:, 0, 0] = cos
     theta[:, 0, 1] = -sin * (h / w)
     theta[:, 1, 0] = sin * (w / h)
@@ -279,6 +341,7 @@ def random_rotate(
     x: torch.Tensor, max_degrees: float = 180.0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Rotate each sample by a random angle in ``[-max_degrees, max_degrees]``."""
+    _check_batch(x, "random_rotate")
     return rotate(x, draw_angles(x.shape[0], max_degrees, generator))
 
 

@@ -89,3 +89,52 @@ def test_unpool_errors() -> None:
         MaxUnpool2d(2)(y, idx[..., :2])
     with pytest.raises(ValueError, match=r"output_size must be \(H, W\) or a full"):
         MaxUnpool2d(2)(y, idx, (7,))
+    with pytest.raises(ValueError, match=r"output_size must be \(H, W\) or .* of ints; received output_size='4,4'"):
+        MaxUnpool2d(2)(y, idx, "4,4")  # was int() of ','
+
+
+def test_unpool_refuses_a_size_that_pools_alike_but_misreads_the_indices() -> None:
+    """7x7 and 6x6 both pool to 3x3; indices from the 7x7 map read with width 6 scattered to wrong places."""
+    x = torch.zeros(1, 1, 7, 7)
+    for i in range(0, 6, 2):
+        for j in range(0, 6, 2):
+            x[0, 0, i, j] = 1 + i * 7 + j
+    y, idx = MaxPool2dIndices(2)(x)
+    with pytest.raises(
+        ValueError,
+        match=r"output_size must be the size of the map that was pooled, because the indices are flat positions "
+        r".*received output_size=\(6, 6\), but index 14 .*wrong places\. .*output_size=x\.shape\[-2:\]",
+    ):
+        MaxUnpool2d(2)(y, idx, (6, 6))
+    x = torch.zeros(1, 1, 7, 7)
+    x[0, 0, 5, 5] = 1.0  # index 40 >= 6 * 6: was torch's raw 'Found an invalid max index'
+    y, idx = MaxPool2dIndices(2)(x)
+    with pytest.raises(ValueError, match=r"received output_size=\(6, 6\), but index \d+ at"):
+        MaxUnpool2d(2)(y, idx, (6, 6))
+    assert MaxUnpool2d(2)(y, idx, x.shape[-2:])[0, 0, 5, 5] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("k", "s", "p", "shape"), [(2, 2, 0, (7, 7)), (3, 2, 1, (8, 9)), (2, 2, 0, (9, 6)), (3, 3, 1, (10, 8))]
+)
+def test_unpool_every_other_size_is_refused_or_places_values_where_pooled(
+    k: int, s: int, p: int, shape: tuple[int, int]
+) -> None:
+    """With at least two rows of windows the check is exact on placement: any other accepted size puts every
+    value at its true (row, column) and differs only by trailing rows/columns that hold no maximum."""
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, *shape)
+    pool = MaxPool2dIndices(k, s, p)
+    y, idx = pool(x)
+    unpool = MaxUnpool2d.like(pool)
+    truth = unpool(y, idx, shape)
+    for dh in range(-2, 3):
+        for dw in range(-2, 3):
+            size = (shape[0] + dh, shape[1] + dw)
+            try:
+                out = unpool(y, idx, size)
+            except ValueError:
+                continue
+            h, w = min(shape[0], size[0]), min(shape[1], size[1])
+            assert torch.equal(out[..., :h, :w], truth[..., :h, :w]), size
+            assert out.count_nonzero() == truth.count_nonzero(), size

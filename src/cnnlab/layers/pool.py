@@ -8,6 +8,7 @@ pass the pre-pool tensor's shape as ``output_size``.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
@@ -44,7 +45,8 @@ class MaxPool2dIndices(nn.MaxPool2d):
     """``nn.MaxPool2d`` that returns ``(y, indices)``, for :class:`MaxUnpool2d`.
 
     ``indices`` are flat positions in each input map (``h * W + w``), as ``nn.MaxUnpool2d`` expects.
-    Keep the input's shape too: unpooling needs it when the input had an odd size.
+    Keep the input's shape too and pass it to :class:`MaxUnpool2d` (``output_size=x.shape[-2:]``):
+    the indices only make sense for that width, and unpooling needs the size when it was odd.
 
     >>> y, idx = MaxPool2dIndices(2)(torch.arange(16.0).view(1, 1, 4, 4))
     >>> y[0, 0].tolist(), idx[0, 0].tolist()
@@ -63,7 +65,16 @@ def _spatial_size(output_size: Any) -> tuple[int, int] | None:
     """(H, W) from ``output_size`` given as (H, W), a full (B, C, H, W) shape, a ``torch.Size`` or None."""
     if output_size is None:
         return None
-    size = tuple(int(v) for v in output_size)
+    try:
+        if isinstance(output_size, str | bytes):
+            raise TypeError
+        size = tuple(operator.index(v) for v in output_size)
+    except TypeError:
+        raise ValueError(
+            f"MaxUnpool2d: output_size must be (H, W) or a full (B, C, H, W) shape of ints; received "
+            f"output_size={output_size!r}. Pass the shape of the tensor that went into the pooling, e.g. "
+            "output_size=x.shape[-2:]."
+        ) from None
     if len(size) < 2:
         raise ValueError(
             f"MaxUnpool2d: output_size must be (H, W) or a full (B, C, H, W) shape; received "
@@ -77,10 +88,15 @@ class MaxUnpool2d(nn.MaxUnpool2d):
     """Max unpooling: ``y`` back to the positions in ``indices``, zeros elsewhere, at ``output_size``.
 
     Called as ``unpool(y, indices, output_size)``. ``output_size`` is the pre-pool spatial size (H, W)
-    or the pre-pool tensor's full shape; it is checked against the pooling arithmetic, so a size the
-    pooling could not have come from is refused before PyTorch scatters into the wrong places. Without
-    it the default size ``(n - 1) * stride - 2 * padding + kernel`` is used, which is wrong for an
-    input whose last row or column the pooling dropped.
+    or the pre-pool tensor's full shape. It is checked twice before PyTorch scatters: against the
+    pooling arithmetic (the size must pool to ``y``'s size), and against the indices, which must each
+    name a pixel inside their own pooling window of a map that wide (a 6x6 size for indices from a
+    7x7 map is refused: both pool to 3x3, but row * 7 + column read with width 6 lands elsewhere).
+    The indices do not record the height, nor the width of a single row of windows, so a size that
+    differs from the true one only by rows or columns holding no maximum, or, when ``y`` has one row,
+    by its width, can still pass; pass the input's own shape. Without ``output_size`` the default
+    ``(n - 1) * stride - 2 * padding + kernel`` is used, which is wrong for an input whose last row or
+    column the pooling dropped.
 
     >>> x = torch.arange(49.0).view(1, 1, 7, 7)
     >>> y, idx = MaxPool2dIndices(2)(x)
@@ -134,6 +150,7 @@ def max_unpool2d(
     size = _spatial_size(output_size)
     if size is not None:
         _check_size(size, (int(y.shape[-2]), int(y.shape[-1])), kernel_size, stride, padding)
+        _check_indices(indices, size, kernel_size, stride, padding)
     out: torch.Tensor = F.max_unpool2d(y, indices, kernel_size, stride, padding, None if size is None else list(size))
     return out
 
@@ -156,5 +173,35 @@ def _check_size(
         raise ValueError(
             f"MaxUnpool2d: output_size must be the size that was pooled; an input of {size} pools to "
             f"{floor} with kernel {k}, stride {s}, padding {p}, but the values to unpool are {pooled}. "
-            "Pass the shape of the tensor that went into the matching MaxPool2dIndices."
+            "Pass the shape of the tensor that went into the matching MaxPool2dIndices, e.g. "
+            "output_size=x.shape[-2:]."
+        )
+
+
+def _check_indices(
+    indices: torch.Tensor, size: tuple[int, int], k: tuple[int, ...], s: tuple[int, ...], p: tuple[int, ...]
+) -> None:
+    """Every flat index ``h * W + w`` must name a pixel of an ``size`` map inside its own pooling window.
+
+    The indices were computed with the pooled input's width, so read with another width they land in
+    other windows (or outside the map); a few tensor ops over the indices, no loop.
+    """
+    if indices.device.type == "meta":  # shape-only tensors (cnnlab.analysis) hold no indices to read
+        return
+    h, w = size
+    ho, wo = indices.shape[-2], indices.shape[-1]
+    rows = torch.div(indices, w, rounding_mode="floor")  # (..., Ho, Wo)
+    cols = indices - rows * w
+    top = torch.arange(ho, device=indices.device).view(ho, 1) * s[0] - p[0]  # first row of each window
+    left = torch.arange(wo, device=indices.device) * s[1] - p[1]  # first column of each window
+    outside = (indices < 0) | (rows >= h) | (rows < top) | (rows >= top + k[0]) | (cols < left) | (cols >= left + k[1])
+    if bool(outside.any()):
+        flat = int(outside.flatten().nonzero()[0, 0])
+        where = tuple(int(v) for v in torch.unravel_index(torch.tensor(flat), tuple(indices.shape)))
+        raise ValueError(
+            f"MaxUnpool2d: output_size must be the size of the map that was pooled, because the indices are "
+            f"flat positions (row * width + column) in that map; received output_size={size}, but index "
+            f"{int(indices[where])} at {where} then lies outside its {k[0]}x{k[1]} pooling window (or the map), so "
+            "values would land in the wrong places. Pass the pooled input's own shape, e.g. "
+            "output_size=x.shape[-2:]."
         )

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.analysis import analyze
@@ -95,3 +96,131 @@ def test_integer_like_shapes_are_accepted() -> None:
     assert analyze(model, (np.int64(1), torch.tensor(8), 8)).input_shape == (1, 8, 8)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="positive integers"):
         analyze(model, (1.0, 8, 8))  # type: ignore[arg-type]
+
+
+# --- receptive fields against autograd ---------------------------------------------------------
+
+
+def empirical_rf(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
+    """Extent (H, W) of the input pixels that reach the centre output unit (positive weights, fp64)."""
+    torch.manual_seed(0)
+    model = model.double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.rand_like(p) + 0.5)  # positive and unequal: nothing cancels
+    x = (torch.rand(1, *shape, dtype=torch.double) + 0.5).requires_grad_(True)
+    y = model(x)
+    y[(0, slice(None), *(n // 2 for n in y.shape[-2:]))].sum().backward()
+    assert x.grad is not None
+    seen = x.grad[0].abs().sum(0) > 0
+    rows, cols = seen.any(1).nonzero().flatten(), seen.any(0).nonzero().flatten()
+    return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
+class _Permute(nn.Module):
+    def __init__(self, *dims: int) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(*self.dims)
+
+
+class _ConvNeXtBlock(nn.Module):
+    """Depthwise 7x7, then LayerNorm and an MLP over channels in channels-last layout (ConvNeXt)."""
+
+    def __init__(self, c: int = 4) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.norm = nn.LayerNorm(c)
+        self.fc1, self.fc2 = nn.Linear(c, 2 * c), nn.Linear(2 * c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dw(x).permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+        y = self.fc2(F.gelu(self.fc1(self.norm(y))))
+        return x + y.movedim(-1, 1).contiguous()  # (B, H, W, C) -> (B, C, H, W)
+
+
+class _Sliced(nn.Module):
+    def __init__(self, ellipsis: bool) -> None:
+        super().__init__()
+        self.ellipsis = ellipsis
+        self.a, self.b = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        return self.b(y[..., ::2, ::2] if self.ellipsis else y[:, :, ::2, ::2])
+
+
+class _FlatRound(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2).unflatten(2, x.shape[2:])  # (B, C, H, W) -> (B, C, H*W) -> (B, C, H, W)
+
+
+class _TransposeHW(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(-1, -2)
+
+
+RF_CASES = {
+    # A1: channels-last LayerNorm between permutes does not mix pixels
+    "permute-layernorm": (
+        lambda: nn.Sequential(nn.Conv2d(3, 4, 3), _Permute(0, 2, 3, 1), nn.LayerNorm(4), _Permute(0, 3, 1, 2),
+                              nn.Conv2d(4, 4, 1)), (3, 12, 12), (3, 3)),
+    "convnext-block": (lambda: nn.Sequential(nn.Conv2d(3, 4, 1), _ConvNeXtBlock()), (3, 20, 20), (7, 7)),
+    # per-axis RFs follow the axes through a transpose: the (3, 1) kernel then runs along W
+    "transpose-follows-axes": (lambda: nn.Sequential(nn.Conv2d(1, 2, (1, 5)), _TransposeHW(), nn.Conv2d(2, 2, (3, 1))),
+                               (1, 12, 12), (1, 7)),
+    # A2: uneven adaptive windows, then a conv
+    "adaptive-11-4-conv": (lambda: nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Conv2d(1, 1, 3)), (1, 11, 11), (9, 9)),
+    "adaptive-7-5-conv": (lambda: nn.Sequential(nn.AdaptiveAvgPool2d(5), nn.Conv2d(1, 1, 3)), (1, 7, 7), (5, 5)),
+    # A5: a Linear on the last spatial axis mixes that axis
+    "linear-on-width": (lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Linear(6, 5)), (3, 8, 8), (3, 8)),
+    # C1: an ellipsis slice is a crop like the spelled-out one
+    "ellipsis-slice": (lambda: _Sliced(True), (3, 11, 11), (7, 7)),
+    "spelled-out-slice": (lambda: _Sliced(False), (3, 11, 11), (7, 7)),
+    # C2: flatten then unflatten moves nothing
+    "flatten-unflatten": (lambda: nn.Sequential(nn.Conv2d(1, 1, 3), _FlatRound(), nn.Conv2d(1, 1, 3)), (1, 10, 10),
+                          (5, 5)),
+    "flatten-unflatten-modules": (
+        lambda: nn.Sequential(nn.Conv2d(1, 1, 3), nn.Flatten(2), nn.Unflatten(2, (8, 8)), nn.Conv2d(1, 1, 3)),
+        (1, 10, 10), (5, 5)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(RF_CASES))
+def test_rf_equals_the_gradient_support(case: str) -> None:
+    build, shape, expected = RF_CASES[case]
+    assert empirical_rf(build(), shape) == expected  # the reference itself
+    rf = analyze(build(), shape).layers[-1].rf
+    assert rf is not None and rf.size == expected
+
+
+def empirical_sizes(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
+    """Largest extent (H, W) over every output unit's gradient support."""
+    model = model.double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.rand_like(p) + 0.5)
+    x = torch.ones(1, *shape, dtype=torch.double, requires_grad=True)
+    y = model(x)
+    best = [0, 0]
+    for i in range(y.shape[-2]):
+        for j in range(y.shape[-1]):
+            (g,) = torch.autograd.grad(y[0, :, i, j].sum(), x, retain_graph=True)
+            seen = g[0].abs().sum(0) > 0
+            for axis, hit in enumerate((seen.any(1), seen.any(0))):
+                idx = hit.nonzero().flatten()
+                best[axis] = max(best[axis], int(idx[-1] - idx[0] + 1))
+    return best[0], best[1]
+
+
+@pytest.mark.parametrize(
+    ("size", "pooled", "conv"),
+    [(11, 4, {}), (11, (3, 7), {}), (11, 3, {"padding": 1}), (7, 5, {}), (16, 4, {}), (10, 3, {"padding": 1})],
+)
+def test_adaptive_pool_rf_is_the_widest_real_unit(size: int, pooled: object, conv: dict[str, int]) -> None:
+    # uneven windows exist only on the map: no unit may see more than the input has
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(pooled), nn.Conv2d(1, 1, 3, **conv))  # type: ignore[arg-type]
+    rf = analyze(model, (1, size, size)).layers[-1].rf
+    assert rf is not None and rf.size == empirical_sizes(model, (1, size, size))

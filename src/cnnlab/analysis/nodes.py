@@ -8,7 +8,7 @@ bound arguments. The result drives MAC counting, receptive fields and the lint r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -60,6 +60,12 @@ class Geometry:
     bias: bool = False
     in_ch: int = 0
     out_ch: int = 0
+    # how the op moves or mixes tensor axes (receptive fields follow the spatial axes through them)
+    perm: tuple[int, ...] = ()  # permute/transpose/movedim: output axis i is input axis perm[i]
+    reshape: bool = False  # view/reshape/flatten/unflatten/(un)squeeze: same elements, row-major order
+    reduced: tuple[int, ...] | None = None  # reduction over these input axes (None: not a reduction)
+    keepdim: bool = False
+    mixed: tuple[int, ...] = ()  # every output along these input axes depends on all of them (softmax)
 
 
 def _tup(v: Any, nd: int) -> tuple[int, ...]:
@@ -141,8 +147,10 @@ def classify_module(m: nn.Module, nd: int, in_shape: tuple[int, ...], out_shape:
     if isinstance(m, nn.PixelUnshuffle):
         r = (int(m.downscale_factor),) * nd
         return Geometry(POOL, r, r, ((0, 0),) * nd, (1,) * nd)
-    if isinstance(m, nn.Flatten):
-        return _reshape_geometry(nd, in_shape, out_shape)
+    if isinstance(m, (nn.Flatten, nn.Unflatten)):
+        return replace(_reshape_geometry(nd, in_shape, out_shape), reshape=True)
+    if isinstance(m, nn.Softmax | nn.LogSoftmax | nn.Softmin) and m.dim is not None and in_shape:
+        return Geometry(ELEMENTWISE, mixed=(m.dim % len(in_shape),))
     if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)):
         return Geometry(NORM)
     if isinstance(m, nn.modules.dropout._DropoutNd):
@@ -224,7 +232,8 @@ _MERGE = {
     "minimum",
     "addcmul",
 }
-_RESHAPE = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous", "permute", "transpose"}
+_RESHAPE = {"flatten", "unflatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous", "view_as", "reshape_as"}
+_PERMUTE = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "t"}
 _REDUCE = {"mean", "sum", "amax", "amin", "max", "min", "logsumexp", "std", "var"}
 
 
@@ -252,6 +261,7 @@ _SIMPLE_MODULES: tuple[type[nn.Module], ...] = (
 SIMPLE_FUNCTIONS = (
     _MERGE
     | _RESHAPE
+    | _PERMUTE
     | _REDUCE
     | {
         "getitem",
@@ -407,13 +417,72 @@ def classify_function(
         return _getitem_geometry(args, nd, in_shape, out_shape)
     if base in _MERGE and n_tensor_inputs > 1:
         return Geometry(MERGE)
-    if base in _RESHAPE or base in _REDUCE:
-        return _reshape_geometry(nd, in_shape, out_shape)
+    if base in _RESHAPE:
+        return replace(_reshape_geometry(nd, in_shape, out_shape), reshape=True)
+    if base in _PERMUTE:
+        perm = _permutation(base, args, kwargs, len(in_shape))
+        if not perm:
+            return _shape_geometry(nd, in_shape, out_shape)
+        return replace(_reshape_geometry(nd, in_shape, out_shape), perm=perm)
+    if base in _REDUCE:
+        reduced, keepdim = _reduction(args, kwargs, len(in_shape), n_tensor_inputs)
+        return replace(_reshape_geometry(nd, in_shape, out_shape), reduced=reduced, keepdim=keepdim)
+    if base in ("softmax", "log_softmax", "softmin") and in_shape:
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        if isinstance(dim, int):
+            return Geometry(ELEMENTWISE, mixed=(dim % len(in_shape),))
     if base in ("dropout", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"):
         return Geometry(DROPOUT)
     if base in ("batch_norm", "group_norm", "layer_norm", "instance_norm"):
         return Geometry(NORM)
     return _shape_geometry(nd, in_shape, out_shape)
+
+
+def _permutation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], rank: int) -> tuple[int, ...]:
+    """Output axis i = input axis perm[i] for permute/transpose/movedim; () when not understood."""
+    try:
+        rest = list(args[1:])
+        if name == "permute":
+            dims = rest[0] if len(rest) == 1 and isinstance(rest[0], (tuple, list)) else rest
+            dims = kwargs.get("dims", dims)
+            perm = tuple(int(d) % rank for d in dims)
+        elif name == "t":
+            perm = (1, 0) if rank == 2 else tuple(range(rank))
+        elif name in ("movedim", "moveaxis"):
+            src: Any = kwargs.get("source", rest[0] if rest else None)
+            dst: Any = kwargs.get("destination", rest[1] if len(rest) > 1 else None)
+            srcs = [int(v) % rank for v in (src if isinstance(src, (tuple, list)) else [src])]
+            dsts = [int(v) % rank for v in (dst if isinstance(dst, (tuple, list)) else [dst])]
+            order: list[int | None] = [None] * rank
+            for a, b in zip(srcs, dsts):
+                order[b] = a
+            others = iter(d for d in range(rank) if d not in srcs)
+            perm = tuple(v if v is not None else next(others) for v in order)
+        else:  # transpose / swapaxes / swapdims
+            d0 = int(kwargs.get("dim0", rest[0] if rest else 0)) % rank
+            d1 = int(kwargs.get("dim1", rest[1] if len(rest) > 1 else 0)) % rank
+            swapped = list(range(rank))
+            swapped[d0], swapped[d1] = d1, d0
+            perm = tuple(swapped)
+    except (TypeError, ValueError, IndexError, StopIteration):
+        return ()
+    return perm if sorted(perm) == list(range(rank)) else ()
+
+
+def _reduction(
+    args: tuple[Any, ...], kwargs: dict[str, Any], rank: int, n_tensor_inputs: int
+) -> tuple[tuple[int, ...] | None, bool]:
+    """The axes a mean/sum/max... reduces (all when no dim is given) and keepdim."""
+    if n_tensor_inputs > 1 or rank == 0:
+        return None, False  # torch.max(a, b) is elementwise
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    keepdim = bool(kwargs.get("keepdim", args[2] if len(args) > 2 and isinstance(args[2], bool) else False))
+    if dim is None:
+        return tuple(range(rank)), keepdim
+    dims = dim if isinstance(dim, (tuple, list)) else [dim]
+    if not all(isinstance(d, int) for d in dims):
+        return None, False
+    return tuple(sorted({d % rank for d in dims})), keepdim
 
 
 def _getitem_geometry(
@@ -423,6 +492,10 @@ def _getitem_geometry(
     if not (isinstance(args[0], torch.Tensor) and len(in_shape) >= nd + 2):
         return Geometry(ELEMENTWISE)
     index = args[1] if isinstance(args[1], tuple) else (args[1],)
+    if sum(i is Ellipsis for i in index) == 1:  # x[..., ::2, ::2]: the ellipsis stands for the leading axes
+        at = index.index(Ellipsis)
+        fill = len(in_shape) - (len(index) - 1 - sum(i is None for i in index))
+        index = index[:at] + (slice(None),) * max(fill, 0) + index[at + 1 :]
     if any(i is Ellipsis or i is None or not isinstance(i, (slice, int)) for i in index):
         return _shape_geometry(nd, in_shape, out_shape)
     if len(index) <= len(in_shape) - nd or any(isinstance(i, int) for i in index):

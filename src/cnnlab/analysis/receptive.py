@@ -3,8 +3,20 @@
 Each node's state comes from its inputs: conv and pooling apply :func:`cnnlab.arith.rf_conv`,
 transposed conv :func:`~cnnlab.arith.rf_conv_transpose`, upsampling :func:`~cnnlab.arith.rf_upsample`;
 merges (add, cat, mul) take the largest size and the smallest ``size_min`` of their inputs and warn
-when the inputs' grids do not line up (different jump or centre). Global pooling, flatten and reshapes
-that merge the spatial axes make every feature see the whole remaining map (``collapse``).
+when the inputs' grids do not line up (different jump or centre).
+
+Every spatial axis is followed to the tensor axis it occupies (``RFState.places``): permute,
+transpose, movedim, view, flatten and unflatten move it without widening anything, so a
+channels-last LayerNorm/Linear (ConvNeXt) keeps the per-pixel field. An op that combines all values
+along a tensor axis (Linear on the last axis, softmax, mean/sum/max over a dim, global pooling,
+attention) makes every unit see the whole extent of the spatial axes there, and those axes only.
+Normalisation statistics (LayerNorm, GroupNorm) are not counted as context.
+
+Adaptive pooling uses PyTorch's windows ``[floor(i*n/m), ceil((i+1)*n/m))`` exactly; when they are
+uneven the grid exists only on the map, so sizes after it count the real units and input pixels
+only. Elsewhere sizes are the textbook infinite-grid values (they may exceed the input).
+Known limit: a ``cat`` along a spatial axis keeps the inputs' sizes, although a later window that
+straddles the seam sees both ends (the largest size there is understated).
 """
 
 from __future__ import annotations
@@ -17,18 +29,36 @@ from typing import Any
 from cnnlab.analysis import nodes as K
 from cnnlab.analysis.capture import Graph, Node
 from cnnlab.analysis.report import LintWarning
-from cnnlab.arith import RF, rf_conv, rf_conv_transpose, rf_input, rf_upsample
+from cnnlab.arith import RF, _support, rf_conv, rf_conv_transpose, rf_input, rf_upsample
+from cnnlab.arith._support import AxisSupport, Span
 
 _EPS = 1e-6
 
 
+# where one spatial axis lives in a node's output: (tensor axis, stride inside that axis, cells), or
+# None once it is no longer an axis of the tensor (pooled, reduced, mixed away): every value then
+# sees the axis's whole extent, which no later op can widen
+Place = tuple[int, int, int] | None
+
+
 @dataclass(frozen=True)
 class RFState:
-    """``hi``: the largest receptive field into a node; ``lo``: the same grid with the smallest size."""
+    """``hi``: the largest receptive field into a node; ``lo``: the same grid with the smallest size.
+
+    ``places`` follows each spatial axis through permutes and reshapes; ``clip`` is, per axis, the
+    input's extent where sizes are counted over the real map (after an adaptive pool with uneven
+    windows, whose grid exists only on the map), else 0.
+    """
 
     hi: RF
     lo: RF
-    spatial: bool = True  # False once the spatial axes were pooled away / flattened
+    places: tuple[Place, ...]
+    clip: tuple[int, ...]
+
+    @property
+    def spatial(self) -> bool:
+        """False once every spatial axis was pooled away, reduced or mixed."""
+        return any(p is not None for p in self.places)
 
 
 def make_rf(extent: Sequence[float], jump: Sequence[float], start: Sequence[float]) -> RF:
@@ -37,47 +67,100 @@ def make_rf(extent: Sequence[float], jump: Sequence[float], start: Sequence[floa
     return RF(size, tuple(float(j) for j in jump), tuple(float(s) for s in start))
 
 
-def _both(state: RFState, fn: object, *args: object, **kwargs: object) -> RFState:
-    f: Any = fn
-    return RFState(f(state.hi, *args, **kwargs), f(state.lo, *args, **kwargs), state.spatial)
+def _clean(place: Place, shape: tuple[int, ...]) -> bool:
+    """The axis is a whole tensor axis of its own (not merged with others by a flatten)."""
+    return place is not None and place[1] == 1 and place[0] < len(shape) and shape[place[0]] == place[2]
 
 
-def _grow(rf: RF, windows: Sequence[float], strides: Sequence[float], centres: Sequence[float]) -> RF:
-    # size += (window - 1) * jump; jump *= stride; start += centre * jump (all per axis, in input pixels)
-    return make_rf(
-        [e + (w - 1) * j for e, w, j in zip(rf.size, windows, rf.jump)],
-        [j * s for j, s in zip(rf.jump, strides)],
-        [st + c * j for st, c, j in zip(rf.start, centres, rf.jump)],
+def _edit(rf: RF, axes: Sequence[int], fn: Any) -> RF:
+    """Apply ``fn`` (an RF -> RF function) to the spatial ``axes`` of ``rf`` alone, in that order."""
+    sups = list(rf.supports())
+    sub = RF(
+        tuple(rf.size[a] for a in axes),
+        tuple(rf.jump[a] for a in axes),
+        tuple(rf.start[a] for a in axes),
+        tuple(sups[a] for a in axes),
     )
+    out = fn(sub)
+    size, jump, start = list(rf.size), list(rf.jump), list(rf.start)
+    for i, a in enumerate(axes):
+        size[a], jump[a], start[a], sups[a] = out.size[i], out.jump[i], out.start[i], out.supports()[i]
+    return RF(tuple(size), tuple(jump), tuple(start), tuple(sups))
 
 
-def _collapse(state: RFState, spatial_in: Sequence[int]) -> RFState:
-    """Global pooling / flatten over an ``n``-cell map: each feature sees every cell."""
-    if not state.spatial:
-        return state
-    n = list(spatial_in)
-    centres = [(v - 1) / 2 for v in n]
-    return RFState(_grow(state.hi, n, n, centres), _grow(state.lo, n, n, centres), spatial=False)
+def _span_union(sup: AxisSupport, units: range, clip: int) -> Span:
+    """The input pixels units ``units`` see together, cut to ``[0, clip)`` when ``clip`` > 0."""
+    spans = [sp for sp in (sup.unit(u) for u in units) if sp is not None]
+    if clip:
+        spans = [(max(lo, 0), min(hi, clip - 1)) for lo, hi in spans if lo < clip and hi >= 0]
+    if not spans:
+        return None
+    return (min(sp[0] for sp in spans), max(sp[1] for sp in spans))
 
 
-def _adaptive(state: RFState, spatial_in: Sequence[int], spatial_out: Sequence[int]) -> RFState:
-    wins = [K.adaptive_windows(n, m) for n, m in zip(spatial_in, spatial_out)]
-    hi = _grow(state.hi, [w[0] for w in wins], [w[2] for w in wins], [w[3] for w in wins])
-    lo = _grow(state.lo, [w[1] for w in wins], [w[2] for w in wins], [w[3] for w in wins])
-    return RFState(hi, lo, state.spatial)
+def _width(span: Span) -> int:
+    return 0 if span is None else span[1] - span[0] + 1
 
 
-def _shift(state: RFState, offsets: Sequence[float], steps: Sequence[int]) -> RFState:
+def _collapse_rf(rf: RF, a: int, n: int, clip: int) -> RF:
+    """Axis ``a`` of ``rf`` after every one of its ``n`` units is combined (global pooling, fc)."""
+
+    def fn(sub: RF) -> RF:
+        union = _span_union(sub.supports()[0], range(n), clip)
+        support = AxisSupport(1, 1, (union,))
+        # jump_out = n * jump; centre of the one unit left = centre of the map
+        return RF((max(1, _width(union)),), (sub.jump[0] * n,), (sub.start[0] + (n - 1) / 2 * sub.jump[0],), (support,))
+
+    return _edit(rf, [a], fn)
+
+
+def _collapse(state: RFState, axes: Sequence[int] | None = None) -> RFState:
+    """Every unit along ``axes`` (all when None) sees the whole axis; those axes leave the tensor."""
+    chosen = [a for a, p in enumerate(state.places) if p is not None and (axes is None or a in axes)]
+    hi, lo, places = state.hi, state.lo, list(state.places)
+    for a in chosen:
+        n = places[a][2]  # type: ignore[index]
+        hi, lo = _collapse_rf(hi, a, n, state.clip[a]), _collapse_rf(lo, a, n, state.clip[a])
+        places[a] = None
+    return RFState(hi, lo, tuple(places), state.clip)
+
+
+def _axes_in(state: RFState, dims: Sequence[int]) -> list[int]:
+    return [a for a, p in enumerate(state.places) if p is not None and p[0] in dims]
+
+
+def _adaptive_support(sup: AxisSupport, n: int, m: int) -> AxisSupport:
+    """Adaptive pooling of ``n`` units to ``m``: unit ``o`` reads ``[floor(o*n/m), ceil((o+1)*n/m))``."""
+    g = math.gcd(n, m)
+    outs, ins = m // g, n // g  # every ``outs`` outputs the windows move ``ins`` units on
+    t = sup.period // math.gcd(sup.period, ins)  # ... and ``t`` such moves return to the same residue
+    spans = []
+    for o in range(outs * t):
+        first, last = (o * n) // m, -(-((o + 1) * n) // m) - 1
+        spans.append(_span_union(sup, range(first, last + 1), 0))
+    return AxisSupport(outs * t, sup.shift * (t * ins // sup.period), tuple(spans))
+
+
+def _adaptive_rf(sub: RF, sizes_in: Sequence[int], sizes_out: Sequence[int]) -> RF:
+    sups, jump, start = [], [], []
+    for sup, j, st, n, m in zip(sub.supports(), sub.jump, sub.start, sizes_in, sizes_out):
+        _, _, step, centre = K.adaptive_windows(n, m)
+        sups.append(_adaptive_support(sup, n, m))
+        jump.append(j * step)  # mean spacing of the window centres
+        start.append(st + centre * j)
+    return RF(tuple(sp.widest() for sp in sups), tuple(jump), tuple(start), tuple(sups))
+
+
+def _move(sub: RF, offsets: Sequence[float], steps: Sequence[int]) -> RF:
     """Padding (negative offsets) or cropping (positive): moves ``start``; a step multiplies ``jump``."""
-
-    def move(rf: RF) -> RF:
-        return make_rf(
-            rf.size,
-            [j * s for j, s in zip(rf.jump, steps)],
-            [st + o * j for st, o, j in zip(rf.start, offsets, rf.jump)],
-        )
-
-    return RFState(move(state.hi), move(state.lo), state.spatial)
+    # unit o is input unit o*step + offset (a 1-tap window with stride ``step`` and left padding -offset)
+    sups = tuple(_support.conv(sup, 1, int(s), -int(o), 1) for sup, o, s in zip(sub.supports(), offsets, steps))
+    return RF(
+        tuple(sp.widest() for sp in sups),
+        tuple(j * s for j, s in zip(sub.jump, steps)),
+        tuple(st + o * j for st, o, j in zip(sub.start, offsets, sub.jump)),
+        sups,
+    )
 
 
 def _axes(values: Sequence[float]) -> str:
@@ -89,12 +172,7 @@ def _merge(
     states: list[RFState], shapes: list[tuple[int, ...]], node: Node, nd: int
 ) -> tuple[RFState, LintWarning | None]:
     """Largest of the sizes, smallest of the minima; grids taken from the first full-size input."""
-    out_sp = node.output_shape[-nd:] if len(node.output_shape) >= nd + 2 else ()
-    full = [
-        (s, shape)
-        for s, shape in zip(states, shapes)
-        if s.spatial and len(shape) >= nd + 2 and tuple(shape[-nd:]) == tuple(out_sp)
-    ]
+    full = [(s, shape) for s, shape in zip(states, shapes) if s.spatial and tuple(shape) == node.output_shape]
     ref = full[0][0] if full else states[0]
     hi_ext = [max(s.hi.size[a] for s in states) for a in range(nd)]
     lo_ext = [min(s.lo.size[a] for s in states) for a in range(nd)]
@@ -104,7 +182,8 @@ def _merge(
     merged = RFState(
         hi or make_rf(hi_ext, ref.hi.jump, ref.hi.start),
         lo or make_rf(lo_ext, ref.lo.jump, ref.lo.start),
-        ref.spatial,
+        ref.places,
+        tuple(min(s.clip[a] for s in states) for a in range(nd)),
     )
     warning = None
     grids = {(tuple(round(v, 4) for v in s.hi.jump), tuple(round(v, 4) for v in s.hi.start)) for s, _ in full}
@@ -120,37 +199,170 @@ def _merge(
     return merged, warning
 
 
+def _unknown(node: Node, shape_in: tuple[int, ...]) -> tuple[None, LintWarning]:
+    return None, LintWarning(
+        "rf-unknown",
+        "info",
+        node.name,
+        f"cnnlab does not know how {node.type} maps the spatial axes of its {list(shape_in)} input to "
+        f"{list(node.output_shape)}; receptive fields after it are not reported",
+    )
+
+
+def _reshaped(state: RFState, shape_in: tuple[int, ...], shape_out: tuple[int, ...]) -> RFState | None:
+    """Places after a reshape (row-major order): None when an axis is split across output axes."""
+
+    def strides(shape: tuple[int, ...]) -> list[int]:
+        return [math.prod(shape[i + 1 :]) for i in range(len(shape))]
+
+    g_in, g_out = strides(shape_in), strides(shape_out)
+    places: list[Place] = []
+    for place in state.places:
+        if place is None:
+            places.append(None)
+            continue
+        dim, stride, n = place
+        digit = g_in[dim] * stride  # the axis is the digit of this weight in the flat index
+        fits = [
+            u
+            for u in range(len(shape_out))
+            if digit % g_out[u] == 0 and g_out[u] <= digit and digit * n <= g_out[u] * shape_out[u]
+        ]
+        if not fits:
+            return None
+        u = next((v for v in fits if shape_out[v] == n and g_out[v] == digit), fits[-1])
+        places.append((u, digit // g_out[u], n))
+    return RFState(state.hi, state.lo, tuple(places), state.clip)
+
+
+def _renumber(state: RFState, fn: Any) -> RFState:
+    places = tuple(None if p is None else (fn(p[0]), p[1], p[2]) for p in state.places)
+    return RFState(state.hi, state.lo, places, state.clip)
+
+
+_GRID = (K.CONV, K.POOL, K.CONV_T, K.UPSAMPLE, K.ADAPTIVE, K.PAD, K.CROP)
+
+
+def _grid_axes(g: K.Geometry, nd: int) -> int:
+    """How many trailing tensor axes a grid op works on."""
+    if g.kind in (K.CONV, K.POOL, K.CONV_T):
+        return len(g.k)
+    if g.kind == K.UPSAMPLE:
+        return len(g.scale)
+    if g.kind == K.PAD:
+        return len(g.p)
+    if g.kind == K.CROP:
+        return len(g.s)
+    return nd
+
+
+def _grid(
+    node: Node, state: RFState, shape_in: tuple[int, ...], extent: Sequence[int], nd: int
+) -> tuple[RFState | None, LintWarning | None]:
+    """Conv, pooling, upsampling, padding, cropping: each spatial axis among the op's trailing axes
+    gets the op's window along that axis; an axis in the channel position is mixed by a conv."""
+    g, out = node.geometry, node.output_shape
+    k = _grid_axes(g, nd)
+    first, first_out = len(shape_in) - k, len(out) - k
+    axes: list[int] = []  # spatial axes the op slides over, in op-axis order
+    ops: list[int] = []
+    for a, place in enumerate(state.places):
+        if place is not None and place[0] >= first:
+            if not _clean(place, shape_in):
+                return _unknown(node, shape_in)  # a window over a flattened mix of axes
+            axes.append(a)
+            ops.append(place[0] - first)
+    mixes = g.kind in (K.CONV, K.CONV_T) and not (g.groups == g.in_ch == g.out_ch)
+    if mixes and first > 1:
+        state = _collapse(state, _axes_in(state, [1]))  # the conv sums over every channel
+    if not axes:
+        return state, None
+    if g.kind in (K.CONV, K.POOL):
+        ks, ss, ds = (tuple(v[i] for i in ops) for v in (g.k, g.s, g.d))
+        ps = tuple(g.p[i] for i in ops)
+        fn: Any = lambda r: rf_conv(r, ks, ss, ps, ds)  # noqa: E731
+    elif g.kind == K.CONV_T:
+        ks, ss, ds = (tuple(v[i] for i in ops) for v in (g.k, g.s, g.d))
+        fn = lambda r: rf_conv_transpose(r, ks, ss, tuple(g.p[i][0] for i in ops), ds)  # noqa: E731
+    elif g.kind == K.UPSAMPLE:
+        mode: Any = g.mode
+        fn = lambda r: rf_upsample(r, tuple(g.scale[i] for i in ops), mode)  # noqa: E731
+    elif g.kind == K.PAD:
+        fn = lambda r: _move(r, [-g.p[i][0] for i in ops], [1] * len(ops))  # noqa: E731
+    elif g.kind == K.CROP:
+        fn = lambda r: _move(r, [g.offset[i] for i in ops], [g.s[i] for i in ops])  # noqa: E731
+    else:  # adaptive pooling: exact windows; uneven ones exist only on the map, so clip to it
+        n_in = [shape_in[first + i] for i in ops]
+        n_out = [out[first_out + i] for i in ops]
+        fn = lambda r: _adaptive_rf(r, n_in, n_out)  # noqa: E731
+    clip = list(state.clip)
+    if g.kind == K.ADAPTIVE:
+        for a, i in zip(axes, ops):
+            if shape_in[first + i] % out[first_out + i]:
+                clip[a] = extent[a]
+    places = list(state.places)
+    for a, i in zip(axes, ops):
+        places[a] = (first_out + i, 1, out[first_out + i])  # the op's axes stay last (a P4 lift adds one before)
+    return RFState(_edit(state.hi, axes, fn), _edit(state.lo, axes, fn), tuple(places), tuple(clip)), None
+
+
+def _on_map(state: RFState) -> RFState:
+    """Sizes along clipped axes: the widest real unit, counting only input pixels that exist."""
+    if not any(state.clip):
+        return state
+
+    def fix(rf: RF) -> RF:
+        size = list(rf.size)
+        for a, (place, clip) in enumerate(zip(state.places, state.clip)):
+            if clip and place is not None:
+                sup = rf.supports()[a]
+                size[a] = max(1, max(_width(_span_union(sup, range(u, u + 1), clip)) for u in range(place[2])))
+        return RF(tuple(size), rf.jump, rf.start, rf.supports())
+
+    return RFState(fix(state.hi), fix(state.lo), state.places, state.clip)
+
+
 def _step(
-    node: Node, states: list[RFState], shapes: list[tuple[int, ...]], nd: int
+    node: Node, states: list[RFState], shapes: list[tuple[int, ...]], extent: Sequence[int], nd: int
 ) -> tuple[RFState | None, LintWarning | None]:
     g = node.geometry
-    first = states[0]
-    sp_in = node.input_shapes[0][-nd:] if node.input_shapes and len(node.input_shapes[0]) >= nd + 2 else ()
-    sp_out = node.output_shape[-nd:] if len(node.output_shape) >= nd + 2 else ()
-    spatial_ok = first.spatial and len(sp_in) == nd
-    if g.kind in (K.CONV, K.POOL) and spatial_ok and len(g.k) == nd:
-        return _both(first, rf_conv, g.k, g.s, g.p, g.d), None
-    if g.kind == K.CONV_T and spatial_ok and len(g.k) == nd:
-        return _both(first, rf_conv_transpose, g.k, g.s, tuple(p[0] for p in g.p), g.d), None
-    if g.kind == K.UPSAMPLE and spatial_ok:
-        return _both(first, rf_upsample, g.scale, g.mode), None
-    if g.kind == K.ADAPTIVE and spatial_ok and len(sp_out) == nd:
-        return _adaptive(first, sp_in, sp_out), None
-    if g.kind == K.PAD and spatial_ok:
-        return _shift(first, [-p[0] for p in g.p], [1] * nd), None
-    if g.kind == K.CROP and spatial_ok:
-        return _shift(first, g.offset, g.s), None
-    if g.kind == K.COLLAPSE:
-        return (_collapse(first, sp_in) if spatial_ok else first), None
-    if g.kind == K.UNKNOWN and spatial_ok:
-        return None, LintWarning(
-            "rf-unknown",
-            "info",
-            node.name,
-            f"cnnlab does not know how {node.type} maps its {list(sp_in)} grid to {list(sp_out)}; "
-            "receptive fields after it are not reported",
-        )
-    return _merge(states, shapes, node, nd)
+    state, shape_in, out = states[0], tuple(shapes[0]), node.output_shape
+    if len(states) > 1 and g.kind in _GRID:
+        # MaxUnpool: the values and the indices of one pooling; the op slides over the merged view
+        state = _merge(states, shapes, node, nd)[0]
+        return _grid(node, state, shape_in, extent, nd) if state.spatial else (state, None)
+    if len(states) > 1 or g.kind == K.MERGE:
+        return _merge(states, shapes, node, nd)
+    if not state.spatial:
+        return state, None
+    if g.perm:
+        return _renumber(state, g.perm.index), None
+    if g.reshape:
+        moved = _reshaped(state, shape_in, out)
+        return (moved, None) if moved is not None else _unknown(node, shape_in)
+    if g.reduced is not None:
+        kept = [d for d in range(len(shape_in)) if g.keepdim or d not in g.reduced]
+        reduced = _collapse(state, _axes_in(state, g.reduced))
+        return _renumber(reduced, kept.index), None
+    if g.mixed:
+        return _collapse(state, _axes_in(state, g.mixed)), None
+    if g.kind == K.LINEAR or (g.kind == K.MATMUL and shape_in[:-1] == out[:-1]):
+        return _collapse(state, _axes_in(state, [len(shape_in) - 1])), None  # mixes the last axis
+    if g.kind in (K.ATTENTION, K.MATMUL, K.COLLAPSE):
+        return _collapse(state), None  # conservative: every value may see every position
+    if g.kind in _GRID:
+        return _grid(node, state, shape_in, extent, nd)
+    if g.kind == K.UNKNOWN:
+        return _unknown(node, shape_in)
+    if out == shape_in:
+        return state, None
+    # an op on the same trailing grid that adds or drops leading axes (a P4 rotation pool drops the
+    # orientation axis): the spatial axes keep their place counted from the end
+    shift = len(out) - len(shape_in)
+    if all(p is None or (0 <= p[0] + shift < len(out) and out[p[0] + shift] == shape_in[p[0]]) for p in state.places):
+        return _renumber(state, lambda d: d + shift), None
+    return _collapse(state), None  # an op that changed the axes in a way we do not follow
+    return state, None
 
 
 def _flattened(produced: tuple[int, ...], node: Node, nd: int) -> bool:
@@ -172,10 +384,13 @@ def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
     states: list[RFState | None] = []
     warnings: list[LintWarning] = []
     variable = input_dependent(graph)
+    shape0 = graph.nodes[0].output_shape
+    extent = tuple(shape0[-nd:])
     for i, node in enumerate(graph.nodes):
         if i == 0:
             start = rf_input(nd)
-            states.append(RFState(start, start))
+            places = tuple((len(shape0) - nd + a, 1, n) for a, n in enumerate(extent))
+            states.append(RFState(start, start, places, (0,) * nd))
             continue
         # operands computed from parameters or constants alone (``w.view(1, C, 1, 1)``, a scalar
         # buffer) see no pixel: ``x * w`` keeps the receptive field of ``x``
@@ -191,9 +406,9 @@ def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
         shapes = [graph.nodes[j].output_shape for j in sources]
         if len(known) == 1 and known[0].spatial and _flattened(shapes[0], node, nd):
             # the hooks path cannot see a flatten between modules: collapse here
-            known = [_collapse(known[0], shapes[0][-nd:])]
-        state, warning = _step(node, known, shapes, nd)
-        states.append(state)
+            known = [_collapse(known[0])]
+        state, warning = _step(node, known, shapes, extent, nd)
+        states.append(_on_map(state) if state is not None else None)
         if warning is not None:
             warnings.append(warning)
     return states, warnings

@@ -367,3 +367,10 @@ def test_a_binary_spec_file_is_named_with_the_fix(tmp_path: Path, suffix: str) -
     spec.write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(SpecError, match=rf"spec file .*net\{suffix}: is not UTF-8 text \(byte 0xff at offset 0\)"):
         load_spec(spec)
+
+
+def test_a_residual_with_an_empty_body_is_refused() -> None:
+    # It built and computed x + x (an identity body added to an identity shortcut), where an empty
+    # concat was already refused.
+    with pytest.raises(SpecError, match=r"\(residual 'residual1'\): a residual needs at least one layer in its body"):
+        from_spec({"input": [1, 8, 8], "layers": [{"residual": []}]})

@@ -339,6 +339,9 @@ def _sequential(b: _Builder, a: _Args, shape: Shape) -> tuple[nn.Module, Shape]:
 
 
 def _residual(b: _Builder, a: _Args, shape: Shape) -> tuple[nn.Module, Shape]:
+    if not a.layers("body"):  # an empty body would compute x + shortcut(x): 2x for the identity
+        raise a.error("a residual needs at least one layer in its body; received an empty list. Write "
+                      "residual: [conv: 16, ...] (the layers whose output is added to the input).")  # fmt: skip
     body, out = b.build_list(a.layers("body"), shape, f"{a.path}.residual.body")
     if a.values.get("shortcut") is not None and a.flag("projection"):
         raise a.error("give either `shortcut` (layers) or `projection: true`, not both.")

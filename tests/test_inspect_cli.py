@@ -284,6 +284,8 @@ def test_a_broken_factory_file_is_one_paragraph(capsys: pytest.CaptureFixture[st
         text = " ".join(err.split())
         assert code == 2 and out == "" and "Traceback" not in err, err
         assert expected in text and "CNNLAB_DEBUG=1" in text
+        # only a factory that wants arguments is told about arguments (one that raised was told too)
+        assert ("give every parameter a default" in text) == (name == "needs.py")
 
 
 def test_a_file_that_is_not_a_spec_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -76,10 +76,14 @@ def _from_python(spec: str) -> Target:
     try:
         model = factory()
     except Exception as err:  # the user's factory: missing arguments, or an error while it builds
+        needs_arguments = isinstance(err, TypeError) and "argument" in str(err)
+        fix = (
+            "cnnlab calls the factory with no arguments: give every parameter a default, or wrap it in a "
+            "function that takes none" if needs_arguments else f"fix {factory_name}() (run it in Python to see where)"
+        )
         raise SpecError(
-            f"TARGET {spec!r}: calling {factory_name}() failed with {_describe(err)}. cnnlab calls the "
-            "factory with no arguments: give every parameter a default, or wrap it in a function that "
-            "takes none; CNNLAB_DEBUG=1 shows the full traceback."
+            f"TARGET {spec!r}: calling {factory_name}() failed with {_describe(err)}. {fix}; CNNLAB_DEBUG=1 "
+            "shows the full traceback."
         ) from err
     if not isinstance(model, nn.Module):
         raise SpecError(f"TARGET {spec!r}: {factory_name}() returned {type(model).__name__}, not an nn.Module.")

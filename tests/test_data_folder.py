@@ -173,3 +173,15 @@ def test_a_split_left_empty_by_the_per_class_fractions_says_why(tmp_path: Path) 
     with pytest.raises(DataError, match=r"--set data_opts='\{\"test_fraction\": 0\.3\}'"):
         load_dataset(f"folder:{two}", "test")
     assert len(load_dataset(f"folder:{two}", "test", test_fraction=0.3)) == 2  # the suggestion works
+
+
+def test_the_test_split_takes_the_training_split_size_and_colour(tmp_path: Path) -> None:
+    # Each split picked its own size and mode: train 3x33x70, test 3x29x61 (or RGB train, gray test),
+    # so a model trained on one was evaluated on the other, or failed with an internal normalize error.
+    make_folder(tmp_path / "ds" / "train", per_class=3, size=(16, 12), mode="RGB")
+    make_folder(tmp_path / "ds" / "test", per_class=2, size=(20, 9), mode="L")
+    train = load_dataset(f"folder:{tmp_path / 'ds'}", "train")
+    test = load_dataset(f"folder:{tmp_path / 'ds'}", "test")
+    assert train.images.shape[1:] == test.images.shape[1:] == (3, 12, 16)
+    explicit = load_dataset(f"folder:{tmp_path / 'ds'}", "test", size=8, grayscale=True)  # options still win
+    assert explicit.images.shape[1:] == (1, 8, 8)

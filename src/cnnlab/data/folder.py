@@ -188,14 +188,21 @@ def load_folder(
 ) -> ImageDataset:
     """Load one split of an image folder as an :class:`ImageDataset`.
 
-    ``size`` is the output ``H = W`` (int) or ``(H, W)``; ``None`` keeps the size of the first image.
-    ``grayscale`` ``None`` picks grayscale when every image is grayscale, else RGB.
+    ``size`` is the output ``H = W`` (int) or ``(H, W)``; ``None`` keeps the size of the first training
+    image. ``grayscale`` ``None`` picks grayscale when every training image is grayscale, else RGB. The
+    test split follows the training split in both, so a model trained on one can be evaluated on the other.
 
     >>> ds = load_folder("my_images", size=28, grayscale=True)  # doctest: +SKIP
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {list(ON_ERROR)}; received on_error={on_error!r}.")
     scan = scan_folder(path, split, test_fraction=test_fraction, seed=seed)
+    if split != "train" and (size is None or grayscale is None):
+        # The test split takes the training split's size and colour mode: a model trained on one is
+        # evaluated on the other (each split picking its own gave 33x70 RGB train, 29x61 gray test).
+        train_size, train_gray = _train_layout(path, test_fraction, seed)
+        size = train_size if size is None else size
+        grayscale = train_gray if grayscale is None else grayscale
     images, labels, bad = [], [], []
     for file, label in zip(scan.files, scan.labels):
         img, reason = _open_image(file)
@@ -222,6 +229,22 @@ def load_folder(
         torch.from_numpy(array), torch.tensor(labels, dtype=torch.int64), scan.classes,
         f"folder:{Path(path).expanduser()}",
     )
+
+
+def _train_layout(path: str | Path, test_fraction: float, seed: int) -> tuple[tuple[int, int] | None, bool | None]:
+    """(H, W) of the first readable training image and whether all training images are gray (headers only)."""
+    from PIL import Image, UnidentifiedImageError
+
+    size: tuple[int, int] | None = None
+    modes = []
+    for file in scan_folder(path, "train", test_fraction=test_fraction, seed=seed).files:
+        try:
+            with Image.open(file) as img:  # reads the header, not the pixels
+                size = size or (img.height, img.width)
+                modes.append(img.mode)
+        except (OSError, UnidentifiedImageError, ValueError):
+            continue  # unreadable: the training split skips it too
+    return size, (all(m in GRAY_MODES for m in modes) if modes else None)
 
 
 def _to_array(images: list[object], size: int | tuple[int, int] | None, grayscale: bool | None) -> np.ndarray:

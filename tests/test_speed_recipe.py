@@ -143,3 +143,14 @@ def test_fastnet_logit_scale_multiplies_the_logits() -> None:
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="logit_scale must be a finite number > 0"):
             FastNet(logit_scale=bad)
+
+
+def test_compile_on_cpu_without_a_cxx_compiler_is_one_paragraph(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    # It failed in the first step with Inductor's raw InvalidCxxCompiler traceback, after loading the data.
+    from cnnlab.cli.main import main
+
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-g++"))
+    assert main(["train", "--compile", "--recipe", "quick", "--out", str(tmp_path / "run")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--compile on a CPU needs a C++ compiler" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -20,6 +20,7 @@ The selection is a pure function of ``cuda_available``, so it is tested on any m
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -97,6 +98,24 @@ def compiled_step(step_fn: Callable[..., Any] | None = None) -> Callable[..., An
     return step
 
 
+def check_cpu_compiler() -> None:
+    """Raise unless torch.compile's Inductor can build CPU kernels: it needs a C++ compiler ($CXX or g++).
+
+    Without one the first training step failed with Inductor's raw InvalidCxxCompiler traceback.
+    """
+    import shutil
+
+    from cnnlab.errors import CnnlabError
+
+    wanted = os.environ.get("CXX") or "g++"
+    if shutil.which(wanted) is None:
+        raise CnnlabError(
+            f"--compile on a CPU needs a C++ compiler: torch.compile's Inductor backend builds its kernels with "
+            f"{wanted!r} (set by $CXX, else g++), which is not on PATH. Install one (apt-get install g++), point "
+            "CXX at another, or train without --compile (the default CPU recipe runs eagerly)."
+        )
+
+
 def fit_resident(
     cfg: TrainConfig, out_dir: str | Path | None = None, *, compile: bool = False, **kwargs: Any
 ) -> FitResult:
@@ -109,6 +128,8 @@ def fit_resident(
     if out_dir:  # before the data is loaded (fit() checks again)
         check_run_dir(out_dir, resume=bool(kwargs.get("resume")), overwrite=bool(kwargs.get("overwrite")))
     device = resolve_device(cfg.device)
+    if compile and device.type == "cpu":
+        check_cpu_compiler()
     data = resident(load_data(cfg), device) if device.type == "cuda" else load_data(cfg)
     if compile:
         kwargs["step_fn"] = compiled_step(kwargs.get("step_fn"))

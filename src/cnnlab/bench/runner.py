@@ -119,8 +119,9 @@ def load_target(spec: str, input_size: tuple[int, ...] | None = None) -> BenchTa
         if metrics.is_file():
             try:
                 saved = json.loads(metrics.read_text(encoding="utf-8"))
-                recorded = {k: saved[k] for k in ("test_accuracy", "recipe", "epochs") if k in saved}
-                recorded["limit_test"] = (saved.get("config") or {}).get("limit_test")
+                recorded = {k: saved[k] for k in ("test_accuracy", "recipe", "epochs", "precision") if k in saved}
+                config = saved.get("config") or {}
+                recorded["limit_test"], recorded["tta_flip"] = config.get("limit_test"), config.get("tta_flip")
             except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
                 recorded = {}  # informative only: the benchmark measures accuracy itself
         return BenchTarget(run.model, name, str(run.weights_path), meta, sha256=str(meta["sha256"]), recorded=recorded)

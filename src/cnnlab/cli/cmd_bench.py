@@ -165,7 +165,12 @@ def _text(report: Any) -> str:
     if rec.get("test_accuracy") is not None:
         limit = rec.get("limit_test")  # a limit at or above the split's size took the whole split
         subset = f"its first {limit:,} test images" if limit and limit < report.test_images else "the test split"
-        lines.append(f"cnnlab train recorded test accuracy {rec['test_accuracy']:.4f} on {subset} for this run")
+        how = [part for part, on in (("averaging each image with its mirror (flip TTA)", rec.get("tta_flip")),
+                                     (f"in {rec.get('precision')}", rec.get("precision") not in (None, "fp32")))
+               if on]  # fmt: skip
+        why = f", {' and '.join(how)}; bench's eager row scores each image once in fp32, so the two can differ"
+        why = why if how else ""
+        lines.append(f"cnnlab train recorded test accuracy {rec['test_accuracy']:.4f} on {subset} for this run{why}")
     return "\n".join(lines)
 
 

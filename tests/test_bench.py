@@ -346,3 +346,22 @@ def test_bench_says_why_the_training_accuracy_can_differ(run_dir, tmp_path, caps
     out = " ".join(capsys.readouterr().out.split())
     assert ("for this run, averaging each image with its mirror (flip TTA) and in bf16; bench's eager row scores "
             "each image once in fp32, so the two can differ") in out  # fmt: skip
+
+
+def test_reconstruction_run_shows_its_mse_in_the_table(tmp_path, capsys):
+    # An autoencoder's table showed '-' for accuracy on every backend and no score at all (MSE was in JSON only).
+    model = create_model("conv_autoencoder", widths=(4, 8, 8), code_channels=2).eval()
+    meta = {
+        "model": "conv_autoencoder", "model_kwargs": {"widths": [4, 8, 8], "code_channels": 2}, "num_classes": 1,
+        "in_chans": 1, "input_size": [1, 28, 28], "normalization": NORM, "dataset": "fashion-mnist",
+        "task": "reconstruction",
+    }  # fmt: skip
+    save_model(model, meta, tmp_path / "ae")
+    assert main(["bench", str(tmp_path / "ae"), "--backend", "eager", "--format", "json", *QUICK]) == 0
+    mse = json.loads(capsys.readouterr().out)["results"][0]["metrics"]["mse"]
+    assert main(["bench", str(tmp_path / "ae"), "--backend", "eager", *QUICK]) == 0
+    table = capsys.readouterr().out.splitlines()
+    header = next(line.split() for line in table if line.startswith("backend"))
+    row = next(line.split() for line in table if line.startswith("eager"))
+    assert header[:3] == ["backend", "accuracy", "MSE"] and row[1] == "-"
+    assert float(row[2]) == pytest.approx(mse, abs=1e-6)

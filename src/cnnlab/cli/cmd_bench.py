@@ -134,9 +134,10 @@ def _text(report: Any) -> str:
     base = next((r for r in ok if r.backend == "eager"), ok[0] if ok else None)
     header = ["backend", "accuracy", "vs " + (base.backend if base else "-"), "median ms", "p90 ms", "n", "img/s",
               "peak MiB", "speedup"]  # fmt: skip
-    segmentation = any("mean_iou" in r.metrics for r in ok)
-    if segmentation:
-        header.insert(2, "mean IoU")
+    # the task's own score beside accuracy: mean IoU for segmentation, MSE for reconstruction (no accuracy)
+    extra = next((key for key in ("mean_iou", "mse") if any(key in r.metrics for r in ok)), None)
+    if extra is not None:
+        header.insert(2, {"mean_iou": "mean IoU", "mse": "MSE"}[extra])
     table = [header]
     for r in ok:
         delta = None if r.accuracy is None or base is None or base.accuracy is None else r.accuracy - base.accuracy
@@ -147,8 +148,8 @@ def _text(report: Any) -> str:
             _fmt(r.latency.p90_ms, ".3f"), str(r.latency.n), _fmt(r.throughput, ",.0f"), _fmt(mem, ".1f"),
             _fmt(speed, ".2f") + ("x" if speed is not None else ""),
         ])  # fmt: skip
-        if segmentation:
-            table[-1].insert(2, _fmt(r.metrics.get("mean_iou"), ".4f"))
+        if extra is not None:
+            table[-1].insert(2, _fmt(r.metrics.get(extra), ".4f" if extra == "mean_iou" else ".6f"))
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))

@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="registered model name (default: fastnet)")
     parser.add_argument("--data", help="fashion-mnist | mnist | cifar10 | cifar100 | folder:PATH | shapes | rot-NAME")
     parser.add_argument("--epochs", type=int, help="number of passes over the training data")
-    parser.add_argument("--recipe", help="named set of settings: default, long, quick, pytorch-mnist, segmentation")
+    parser.add_argument(
+        "--recipe", help="named set of settings: default, long, quick, pytorch-mnist, segmentation, gpu"
+    )
     parser.add_argument("--out", help="run directory (default: runs/<timestamp>-<model>)")
     parser.add_argument(
         "--resume", action="store_true",

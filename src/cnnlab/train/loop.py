@@ -350,10 +350,12 @@ def fit(
                         run.save_interrupted(state, config)
                         progress.close()
                         if env.dist.is_main:  # said whatever the progress mode: the user must see it
+                            launch = (f"torchrun --nproc_per_node {env.dist.world_size} -m cnnlab train"
+                                      if env.dist.enabled else "cnnlab train")  # fmt: skip
                             print(
                                 f"interrupted at step {state.step} (epoch {epoch + 1}, batch {state.batch}); "
                                 f"the training state is saved in {run.state_path}. Continue with: "
-                                f"cnnlab train --resume --out {run.dir}",
+                                f"{launch} --resume --out {run.dir}",
                                 file=sys.stderr, flush=True,
                             )  # fmt: skip
                         raise TrainingInterrupted(interrupt["signum"])

@@ -128,7 +128,7 @@ def check_resume_settings(path: str | Path, config: dict[str, Any]) -> None:
     info = read_train_state_info(path)
     check_same_settings(info, config)
     done, wanted = int(info.get("epoch", 0)), int(config.get("epochs", 0))
-    if done >= wanted and int(info.get("batch", 0)) == 0:
+    if done >= wanted:  # a part-done epoch (batch > 0) is epoch done + 1, beyond --epochs too
         raise CheckpointError(
             f"--resume: the run in {Path(path).parent} has already completed {done} epoch"
             f"{'' if done == 1 else 's'}, and --epochs is {wanted}: there is nothing left to train, and the run "

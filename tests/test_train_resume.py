@@ -162,3 +162,16 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_train(workdir: Path, 
     text = " ".join(done.stderr.split())
     assert f"has already completed {EPOCHS} epochs, and --epochs is {EPOCHS}: there is nothing left to train" in text
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # the run is unchanged
+
+
+def test_resume_finishes_a_run_killed_after_its_last_checkpoint(workdir: Path, reference: dict[str, object]) -> None:
+    # Killed between the last epoch's checkpoint and metrics.json, a run has all its epochs but no result:
+    # --resume must run the final test pass, not call it finished.
+    import shutil
+
+    out = workdir / "no-metrics"
+    shutil.copytree(workdir / "uninterrupted", out)
+    (out / "metrics.json").unlink()
+    done = _run(workdir, out, "--resume")
+    assert "done:" in done.stderr and (out / "metrics.json").is_file()
+    assert _comparable(out)["test"] == reference["test"]

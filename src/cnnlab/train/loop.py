@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from cnnlab.train.optim import build_optimizer, peak_lr
 from cnnlab.train.progress import Progress
 from cnnlab.train.runfiles import RunFiles, check_run_dir, default_run_dir
 from cnnlab.train.schedule import lr_factor
-from cnnlab.train.setup import RunData, build_model, load_data
+from cnnlab.train.setup import RunData, build_model, check_model_matches_source, load_data, source_model
 from cnnlab.train.state import TrainState, check_resume_settings, restore_state
 from cnnlab.train.tricks import (
     autocast,
@@ -255,6 +255,12 @@ def fit(
     started = time.perf_counter()
     hooks = hooks or Hooks()
     cfg = with_absolute_paths(cfg)  # the saved config then works from any directory
+    if cfg.init_from and (source := source_model(cfg.init_from)) is not None and source != cfg.model:
+        # The checkpoint's weights fix the architecture. TrainConfig's default model means "not chosen"
+        # (fit(TrainConfig(init_from=...))): record the real one; any other model is a conflict.
+        if cfg.model != TrainConfig().model:
+            check_model_matches_source(cfg.model, cfg.init_from, source)
+        cfg = replace(cfg, model=source)
     run_dir = Path(out_dir) if out_dir else default_run_dir(cfg.model)
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if resume:  # before loading data: a changed --data is reported as such, not as a failure to build the model

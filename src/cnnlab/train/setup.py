@@ -230,7 +230,6 @@ def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, A
 
         source = load_run(cfg.init_from)
         model, src = source.model, source.meta
-        check_model_matches_source(cfg.model, cfg.init_from, None if src.get("model") is None else str(src["model"]))
         name, kwargs = str(src.get("model")), dict(src.get("model_kwargs") or {})
         if int(src.get("in_chans", in_chans)) != in_chans:
             raise ValueError(

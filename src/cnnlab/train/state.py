@@ -111,7 +111,11 @@ def check_same_settings(info: dict[str, Any], config: dict[str, Any]) -> None:
     cnnlab.errors.CheckpointError: --resume: the settings differ from the interrupted run's (--data: 'mnist' -> ...
     """
     saved = absolute_paths(info.get("config") or {})  # a run saved before paths were made absolute
-    changed = sorted(k for k in config if k not in RESUME_MAY_CHANGE and saved.get(k) != config[k])
+    # With init_from (compared itself), the checkpoint decides the model: runs saved before the model was
+    # recorded from it say "fastnet" whatever they fine-tuned.
+    same_source = config.get("init_from") and saved.get("init_from") == config.get("init_from")
+    ignored = (*RESUME_MAY_CHANGE, "model") if same_source else RESUME_MAY_CHANGE
+    changed = sorted(k for k in config if k not in ignored and saved.get(k) != config[k])
     if not changed:
         return
     diffs = ", ".join(f"{SETTING_FLAGS.get(k, k)}: {saved.get(k)!r} -> {config[k]!r}" for k in changed[:5])
@@ -128,7 +132,8 @@ def check_resume_settings(path: str | Path, config: dict[str, Any]) -> None:
     info = read_train_state_info(path)
     check_same_settings(info, config)
     done, wanted = int(info.get("epoch", 0)), int(config.get("epochs", 0))
-    if done >= wanted:  # a part-done epoch (batch > 0) is epoch done + 1, beyond --epochs too
+    finished = (Path(path).parent / "metrics.json").is_file()  # else: killed before its final test pass
+    if done >= wanted and finished:  # a part-done epoch (batch > 0) is epoch done + 1, beyond --epochs too
         raise CheckpointError(
             f"--resume: the run in {Path(path).parent} has already completed {done} epoch"
             f"{'' if done == 1 else 's'}, and --epochs is {wanted}: there is nothing left to train, and the run "

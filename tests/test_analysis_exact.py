@@ -224,3 +224,25 @@ def test_adaptive_pool_rf_is_the_widest_real_unit(size: int, pooled: object, con
     model = nn.Sequential(nn.AdaptiveAvgPool2d(pooled), nn.Conv2d(1, 1, 3, **conv))  # type: ignore[arg-type]
     rf = analyze(model, (1, size, size)).layers[-1].rf
     assert rf is not None and rf.size == empirical_sizes(model, (1, size, size))
+
+
+class _TwoGrids(nn.Module):
+    """Two branches on shifted grids (a 3x3 'same' conv and a padded 2x2 conv), joined by cat or add."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__()
+        self.op = op
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 2)
+        self.c = nn.Conv2d(8 if op == "cat" else 4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.a(x), F.pad(self.b(x), (0, 1, 0, 1))
+        return self.c(torch.cat([a, b], 1) if self.op == "cat" else a + b)
+
+
+@pytest.mark.parametrize("op", ["cat", "add"])
+def test_misaligned_grids_are_flagged_for_channel_concat_too(op: str) -> None:
+    # The merge compared whole shapes, so a channel concat's inputs (4 + 4 -> 8 channels) never matched
+    # the output and U-Net/DenseNet-style skips lost the rf-misaligned warning.
+    report = analyze(_TwoGrids(op), (3, 16, 16))
+    assert any(w.rule == "rf-misaligned" and w.layer == op for w in report.warnings)

@@ -172,7 +172,13 @@ def _merge(
     states: list[RFState], shapes: list[tuple[int, ...]], node: Node, nd: int
 ) -> tuple[RFState, LintWarning | None]:
     """Largest of the sizes, smallest of the minima; grids taken from the first full-size input."""
-    full = [(s, shape) for s, shape in zip(states, shapes) if s.spatial and tuple(shape) == node.output_shape]
+    out = tuple(node.output_shape)
+    # inputs whose spatial axes have the output's sizes (a channel concat's inputs differ in channels only)
+    full = [
+        (s, shape)
+        for s, shape in zip(states, shapes)
+        if s.spatial and len(shape) == len(out) and all(p is None or shape[p[0]] == out[p[0]] for p in s.places)
+    ]
     ref = full[0][0] if full else states[0]
     hi_ext = [max(s.hi.size[a] for s in states) for a in range(nd)]
     lo_ext = [min(s.lo.size[a] for s in states) for a in range(nd)]

@@ -284,3 +284,12 @@ def test_registry_docstring_examples() -> None:
     from cnnlab.models import _registry
 
     assert doctest.testmod(_registry, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_int_like_sizes_are_accepted() -> None:
+    # numpy integers and 0-d tensors worked before the size check and must keep working
+    import numpy as np
+    import torch
+
+    model = create_model("lenet5", num_classes=np.int64(7), in_chans=torch.tensor(1))
+    assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 7)

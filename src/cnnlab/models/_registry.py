@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import operator
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,6 +128,20 @@ def model_info(name: str) -> ModelInfo:
         ) from None
 
 
+def _whole_size(name: str, key: str, value: Any, meaning: str, example: int) -> int:
+    """``value`` as an int >= 1 (int-like values such as numpy integers too), else ValueError naming ``key``."""
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else 0
+    except TypeError:
+        number = 0
+    if number < 1:
+        raise ValueError(
+            f"create_model({name!r}): {key} must be a whole number >= 1 (the {meaning}); received "
+            f"{key}={value!r}. Use e.g. {key}={example}."
+        )
+    return number
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model as a CPU float32 ``nn.Module``.
 
@@ -142,10 +157,6 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     sizes = (("num_classes", "outputs of the classifier", info.num_classes),
              ("in_chans", "channels of the input images", info.input_size[0]))  # fmt: skip
     for key, meaning, example in sizes:
-        value = kwargs.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(
-                f"create_model({name!r}): {key} must be a whole number >= 1 (the {meaning}); received "
-                f"{key}={value!r}. Use e.g. {key}={example}."
-            )
+        if kwargs.get(key) is not None:
+            kwargs[key] = _whole_size(name, key, kwargs[key], meaning, example)
     return info.factory(**kwargs)

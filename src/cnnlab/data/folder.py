@@ -242,7 +242,7 @@ def _train_layout(path: str | Path, test_fraction: float, seed: int) -> tuple[tu
             with Image.open(file) as img:  # reads the header, not the pixels
                 size = size or (img.height, img.width)
                 modes.append(img.mode)
-        except (OSError, UnidentifiedImageError, ValueError):
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
             continue  # unreadable: the training split skips it too
     return size, (all(m in GRAY_MODES for m in modes) if modes else None)
 

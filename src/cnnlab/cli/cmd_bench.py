@@ -169,8 +169,8 @@ def _text(report: Any) -> str:
         how = [part for part, on in (("averaging each image with its mirror (flip TTA)", rec.get("tta_flip")),
                                      (f"in {rec.get('precision')}", rec.get("precision") not in (None, "fp32")))
                if on]  # fmt: skip
-        why = f", {' and '.join(how)}; bench's eager row scores each image once in fp32, so the two can differ"
-        why = why if how else ""
+        why = (f", {' and '.join(how)}; bench's eager row scores each image once in fp32, so the two can differ"
+               if how else "")  # fmt: skip
         lines.append(f"cnnlab train recorded test accuracy {rec['test_accuracy']:.4f} on {subset} for this run{why}")
     return "\n".join(lines)
 

@@ -62,3 +62,31 @@ def test_big_maps_are_averaged_down(tmp_path: Path) -> None:
     assert picture.shape[1] == 2 * (MAX_MAP_SIDE + 2) + 2
     assert picture.shape[0] <= 2 * (MAX_MAP_SIDE + 4 + 14) + 10
     assert Image.open(tmp_path / "big.png").size == (picture.shape[1], picture.shape[0])
+
+
+class _Block(nn.Module):
+    """A residual block: its output is relu(conv(x) + x), made by its own code, not by a child."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x) + x)
+
+
+def test_a_block_name_shows_the_block_output_as_rf_and_gradcam_accept_it() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Sequential(_Block(), nn.MaxPool2d(2)), nn.Flatten()).eval()
+    x = torch.rand(1, 1, 8, 8)
+    block, stage = feature_stages(net, x, ["1.0", "1"])
+    with torch.no_grad():
+        inner = net[1][0](net[0](x))[0]
+    assert (block.name, block.type, block.pre_is_output, block.post) == ("1.0", "_Block", True, None)
+    torch.testing.assert_close(block.pre, inner)  # the block's own relu(conv + x), which no leaf outputs
+    assert stage.type == "Sequential" and stage.pre.shape == (2, 4, 4)
+    torch.testing.assert_close(stage.pre, nn.functional.max_pool2d(inner[None], 2)[0])
+    with pytest.raises(ValueError, match=r"--layers '2' outputs shape \(1, 32\), not a feature map"):
+        feature_stages(net, x, ["2"])
+    with pytest.raises(ValueError, match=r"--layers 'nope' is not a module called in the forward pass"):
+        feature_stages(net, x, ["nope"])

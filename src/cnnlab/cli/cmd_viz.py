@@ -43,7 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("features", help="feature maps of one image, before and after each activation")
     p.add_argument("run", metavar="RUN", help="run directory of `cnnlab train`")
     _image_options(p)
-    p.add_argument("--layers", nargs="+", metavar="NAME", help="module names (default: every spatial activation)")
+    p.add_argument(
+        "--layers", nargs="+", metavar="NAME",
+        help="module names, layers or blocks such as layer1.0 (default: every spatial activation)",
+    )
     p.add_argument("--max-maps", type=int, default=32, help="maps drawn per layer (default 32)")
     p.add_argument("--out", help="PNG file (default: RUN/viz/features.png)")
 

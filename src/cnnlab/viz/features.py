@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from cnnlab.viz.grid import label_image, save_png, stack_vertical, tile_grid
-from cnnlab.viz.hooks import LeafOutput, record_leaves
+from cnnlab.viz.hooks import LeafOutput, record_leaves, record_outputs
 
 __all__ = ["MAX_MAP_SIDE", "FeatureStage", "feature_figure", "feature_stages"]
 
@@ -82,26 +82,46 @@ def _stage_after(calls: list[LeafOutput], idx: int) -> FeatureStage:
     return FeatureStage(c.name, type(c.module).__name__, c.output[0], None, True)
 
 
+def _container_outputs(
+    model: nn.Module, x: torch.Tensor, names: list[str]
+) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+    """``name -> (module, output)`` for the named modules that have children and were called."""
+    wanted = {n for n in names if n in dict(model.named_modules())}
+    if not wanted:
+        return {}
+    return {n: (m, out) for n, m, out in record_outputs(model, x) if n in wanted}
+
+
 def feature_stages(model: nn.Module, x: torch.Tensor, layers: list[str] | None = None) -> list[FeatureStage]:
     """Pre/post-activation maps of image ``x`` ((1, C, H, W) or (C, H, W), preprocessed).
 
     Without ``layers``: one stage per spatial activation module (or per conv layer when the model has
     none). With ``layers``: one stage per named module (an activation shows its input and output, any
-    other module its output and the activation that consumes it). Unknown names raise ValueError.
+    other module its output and the activation that consumes it, a block (a module with children) its
+    output). Unknown names raise ValueError.
     """
     x = x.unsqueeze(0) if x.ndim == 3 else x
     calls, _ = record_leaves(model, x[:1])
     if layers:
         by_name = {c.name: i for i, c in enumerate(calls)}
-        missing = [n for n in layers if n not in by_name]
+        containers = _container_outputs(model, x[:1], [n for n in layers if n not in by_name])
+        missing = [n for n in layers if n not in by_name and n not in containers]
         if missing:
             names = [c.name for c in calls if _spatial(c.output)]
             raise ValueError(
-                f"--layers {missing[0]!r} is not a leaf module called in the forward pass; spatial layers: "
-                f"{', '.join(names[:30])}."
+                f"--layers {missing[0]!r} is not a module called in the forward pass; spatial layers: "
+                f"{', '.join(names[:30])}. The name of a block (a module with children) shows that block's output."
             )
         stages = []
         for n in layers:
+            if n in containers:  # a block: its output is what it hands on (after its own activation, if any)
+                module, out = containers[n]
+                if not _spatial(out):
+                    raise ValueError(
+                        f"--layers {n!r} outputs shape {tuple(out.shape)}, not a feature map (N, C, h, w)."
+                    )
+                stages.append(FeatureStage(n, type(module).__name__, out[0].clone(), None, True))
+                continue
             c = calls[by_name[n]]
             if not _spatial(c.output):
                 raise ValueError(

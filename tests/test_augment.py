@@ -48,6 +48,16 @@ def test_translate_matches_per_sample_slicing_with_zero_fill() -> None:
         assert torch.equal(out[i], ref), (dy, dx)
 
 
+def test_translate_takes_whole_float_shifts_and_refuses_fractions() -> None:
+    x = asymmetric_batch(b=2, c=1, h=5, w=5)
+    whole = torch.tensor([[1, -2], [0, 3]])
+    assert torch.equal(A.translate(x, whole.float()), A.translate(x, whole))
+    cases = (([[0.5, 0.0], [0.0, 0.0]], "0.5"), ([[0, 0], [-1.7, 0]], "-1.7"), ([[float("inf"), 0], [0, 0]], "inf"))
+    for bad, shown in cases:
+        with pytest.raises(ValueError, match=rf"shifts must be whole pixels; received a shift of {shown}\."):
+            A.translate(x, bad)  # it shifted by int(shift) (0 for 0.5, -1 for -1.7) without a word
+
+
 def test_random_crop_is_a_crop_of_the_zero_padded_image() -> None:
     x = asymmetric_batch(b=12, c=1, h=10, w=10).to(torch.uint8)
     pad = 3

@@ -120,7 +120,15 @@ def translate(x: torch.Tensor, shifts: torch.Tensor | Sequence[Sequence[int]], f
     """
     _check_batch(x, "translate")
     b, c, h, w = x.shape
-    shifts = _per_sample(shifts, "shifts", "translate", b, (2,), x.device).to(torch.int64)  # (B, 2): (dy, dx)
+    shifts = _per_sample(shifts, "shifts", "translate", b, (2,), x.device)  # (B, 2): (dy, dx)
+    fractional = shifts != shifts.round() if shifts.is_floating_point() else None  # inf and nan count too
+    if fractional is not None and bool((fractional | ~torch.isfinite(shifts)).any()):
+        bad = shifts[fractional | ~torch.isfinite(shifts)][0].item()
+        raise ValueError(
+            f"translate: shifts must be whole pixels; received a shift of {bad:g}. Round the shifts first "
+            f"(e.g. shifts.round()), or use draw_shifts, which draws integers."
+        )
+    shifts = shifts.to(torch.int64)
     pad = int(shifts.abs().max()) if shifts.numel() else 0
     if pad == 0:
         return x.clone()

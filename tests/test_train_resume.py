@@ -54,10 +54,10 @@ def _run(root: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]
     return done
 
 
-def _start_and_signal(root: Path, out: Path, sig: signal.Signals) -> subprocess.Popen[str]:
+def _start_and_signal(root: Path, out: Path, sig: signal.Signals, *extra: str) -> subprocess.Popen[str]:
     """Start a run and send ``sig`` as soon as its first epoch is recorded in metrics.jsonl."""
     proc = subprocess.Popen(
-        _command(root, out), env=_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        _command(root, out, *extra), env=_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     history = out / "metrics.jsonl"
     deadline = time.monotonic() + 90
@@ -175,3 +175,36 @@ def test_resume_finishes_a_run_killed_after_its_last_checkpoint(workdir: Path, r
     done = _run(workdir, out, "--resume")
     assert "done:" in done.stderr and (out / "metrics.json").is_file()
     assert _comparable(out)["test"] == reference["test"]
+
+
+def test_resume_of_a_fine_tuning_run_does_not_need_its_source_any_more(
+    workdir: Path, reference: dict[str, object]
+) -> None:
+    # The architecture is in the run's own model.json and the weights in its training state; --resume
+    # used to reload the --init-from source and failed with "checkpoint not found" once it was gone.
+    import shutil
+
+    source = workdir / "source"
+    shutil.copytree(workdir / "uninterrupted", source)
+    whole = workdir / "finetune-whole"
+    _run(workdir, whole, "--init-from", str(source))
+    out = workdir / "finetune-stopped"
+    proc = _start_and_signal(workdir, out, signal.SIGINT, "--init-from", str(source))
+    assert proc.returncode == 130, proc.stderr.read() if proc.stderr else ""
+    _, info = load_train_state(out / STATE_NAME)
+    assert info["epoch"] < EPOCHS
+    early = workdir / "finetune-stopped-in-epoch-1"  # no model.json of its own: the source is still needed
+    shutil.copytree(out, early)
+    (early / "model.json").unlink()
+    source.rename(workdir / "source-moved")
+    resumed = _run(workdir, out, "--resume")
+    assert f"resuming {out} after epoch {info['epoch']}" in resumed.stderr
+    assert _comparable(out) == _comparable(whole)  # bit-identical to the fine-tuning run never stopped
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["model"] == "fastnet" and meta["init_from"] == str(source)
+    done = subprocess.run(_command(workdir, early, "--resume"), env=_env(workdir), capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    text = " ".join(done.stderr.split())
+    assert f"--resume: this run was started with --init-from {source}, and it was stopped before its first" in text
+    assert "Put the source run back, or start this run again with --overwrite." in text

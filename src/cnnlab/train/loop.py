@@ -30,7 +30,7 @@ import torch.nn as nn
 from cnnlab.data import augment
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.loader import TensorLoader, normalize
-from cnnlab.errors import CnnlabError, TrainingInterrupted
+from cnnlab.errors import CheckpointError, CnnlabError, TrainingInterrupted
 from cnnlab.train import tasks
 from cnnlab.train.checkpoint import STATE_NAME
 from cnnlab.train.config import TrainConfig, with_absolute_paths
@@ -237,6 +237,27 @@ def _summary(prefix: str, metrics: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}_{k}": metrics[k] for k in keys if k in metrics}
 
 
+def _resumed_meta(out_dir: str | Path | None) -> dict[str, Any] | None:
+    """The ``model.json`` of the run to resume (None before its first epoch ended, when it has none)."""
+    from cnnlab.train.checkpoint import META_NAME, read_meta
+
+    return read_meta(out_dir) if out_dir is not None and (Path(out_dir) / META_NAME).is_file() else None
+
+
+def _source_model(init_from: str, resume: bool) -> str | None:
+    try:
+        return source_model(init_from)
+    except CheckpointError as err:
+        if not resume:
+            raise
+        raise CheckpointError(
+            f"--resume: this run was started with --init-from {init_from}, and it was stopped before its first "
+            f"epoch ended, so it has no model.json of its own; its architecture and starting weights are in that "
+            f"source, which cannot be read now ({err}). Put the source run back, or start this run again "
+            "with --overwrite."
+        ) from None
+
+
 def fit(
     cfg: TrainConfig,
     out_dir: str | Path | None = None,
@@ -255,7 +276,13 @@ def fit(
     started = time.perf_counter()
     hooks = hooks or Hooks()
     cfg = with_absolute_paths(cfg)  # the saved config then works from any directory
-    if cfg.init_from and (source := source_model(cfg.init_from)) is not None and source != cfg.model:
+    resumed_meta = _resumed_meta(out_dir) if resume and cfg.init_from else None
+    source = None
+    if resumed_meta is not None:  # the run's own model.json has its architecture: the source may be gone
+        source = str(resumed_meta["model"]) if resumed_meta.get("model") is not None else None
+    elif cfg.init_from:
+        source = _source_model(cfg.init_from, resume)
+    if cfg.init_from and source is not None and source != cfg.model:
         # The checkpoint's weights fix the architecture. TrainConfig's default model means "not chosen"
         # (fit(TrainConfig(init_from=...))): record the real one; any other model is a conflict.
         if cfg.model != TrainConfig().model:
@@ -267,7 +294,7 @@ def fit(
         check_resume_settings(run_dir / STATE_NAME, cfg.to_dict())
     env = configure(cfg)
     data = data or load_data(cfg)
-    model, meta = build_model(cfg, data)
+    model, meta = build_model(cfg, data, resumed_meta)
     model = model.to(env.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -210,12 +210,16 @@ def _check_output_fits_task(
     )
 
 
-def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, Any]]:
+def build_model(
+    cfg: TrainConfig, data: RunData, resumed_meta: dict[str, Any] | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """A fresh (or ``init_from``) model for ``data`` and the meta recorded in ``model.json``.
 
     With ``init_from`` the weights come from an earlier run; a different class count gets a new head
     (``reset_classifier``), and ``freeze="features"`` leaves only the head trainable. The source
     run's normalisation is kept, so the features see images as they did in pre-training.
+    ``resumed_meta`` (the ``model.json`` of the run being resumed) replaces the ``init_from`` source:
+    the architecture comes from it and the weights from the training state, so the source may be gone.
     """
     in_chans = data.input_size[0]
     # Reconstruction predicts the image itself: one output channel per input channel, whatever the labels.
@@ -226,10 +230,15 @@ def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, A
     check_freeze(cfg.freeze, cfg.init_from)
     source_classes = None
     if cfg.init_from:
-        from cnnlab.train.checkpoint import load_run
+        from cnnlab.train.checkpoint import build_model_from_meta, load_run
 
-        source = load_run(cfg.init_from)
-        model, src = source.model, source.meta
+        if resumed_meta is not None:  # this run's own architecture; restore_state loads its weights
+            model, src = build_model_from_meta(resumed_meta), resumed_meta
+            source_classes = int(resumed_meta.get("init_from_num_classes", resumed_meta["num_classes"]))
+        else:
+            source = load_run(cfg.init_from)
+            model, src = source.model, source.meta
+            source_classes = int(src["num_classes"])
         name, kwargs = str(src.get("model")), dict(src.get("model_kwargs") or {})
         if int(src.get("in_chans", in_chans)) != in_chans:
             raise ValueError(
@@ -238,8 +247,7 @@ def build_model(cfg: TrainConfig, data: RunData) -> tuple[nn.Module, dict[str, A
                 f"{'grayscale' if src.get('in_chans') == 1 else 'RGB'} (--set data_opts='{{\"grayscale\": "
                 f"{str(src.get('in_chans') == 1).lower()}}}')."
             )
-        source_classes = int(src["num_classes"])
-        if source_classes != num_classes:
+        if resumed_meta is None and source_classes != num_classes:
             model.reset_classifier(num_classes)  # type: ignore[operator]
         norm = src.get("normalization") or {}
         mean, std = list(norm.get("mean", mean)), list(norm.get("std", std))

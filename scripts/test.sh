@@ -11,6 +11,6 @@ if ! command -v chromium >/dev/null 2>&1; then
     { $SUDO apt-get update -qq >/dev/null 2>&1 && $SUDO apt-get install -y -qq chromium >/dev/null 2>&1; }) ||
     echo "test: could not install chromium; the report browser test will be skipped"
 fi
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks examples
 .venv/bin/mypy
 exec .venv/bin/python -m pytest -n 2 -q "$@"

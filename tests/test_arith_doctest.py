@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["_norm", "_spec", "_support", "explain", "params", "receptive", "sizes"]
+MODULES = ["_norm", "_spec", "_support", "explain", "notes", "params", "receptive", "sizes"]
 
 
 @pytest.mark.parametrize("name", ["cnnlab.arith", *(f"cnnlab.arith.{m}" for m in MODULES)])

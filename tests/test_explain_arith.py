@@ -40,7 +40,9 @@ def test_seed001_table_as_printed_is_caught() -> None:
     assert d["output"] == 53154 == 608 + 3216 + 48120 + 1210
     text = "\n".join(d["lines"])
     assert "total parameters: 53,154" in text
-    assert "the claimed total 52,794 is wrong: these layers have 53,154 parameters (claimed -360)" in text
+    # the table's total is 360 too low; "(claimed -360)" left the reader to work out which way
+    assert "the claimed total 52,794 is 360 less than the layers' real total 53,154." in text
+    assert "correct total" not in text
     assert "FC4 (fc 10 params=850): the table says 850 but the layer has 120*10 + 10 = 1,210" in text
     assert "850 = 84*10 + 10 is what an fc layer fed by 84 units has" in text
     assert "leaves out a layer of 84 units before FC4 (120*84 + 84 = 10,164 parameters)" in text
@@ -60,7 +62,7 @@ def test_seed001_with_the_84_unit_layer() -> None:
     assert d["output"] == 62958
     assert [s["params"] for s in d["steps"]][-2:] == [10164, 850]
     problems = " ".join(d["problems"])
-    assert "claimed total 52,794 is wrong: these layers have 62,958" in problems
+    assert "claimed total 52,794 is 10,164 less than the layers' real total 62,958" in problems
     assert "the table leaves out layers" in problems
     assert "F84 (10,164)" in problems
     # a table that lists every row correctly passes

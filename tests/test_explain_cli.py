@@ -165,7 +165,7 @@ def test_params_seed001_as_printed(capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("CONV1", "POOL1", "CONV2", "POOL2", "FC3", "FC4"):
         assert f"\n{name} " in out
     assert "total parameters: 53,154" in out
-    assert "WRONG: the claimed total 52,794 is wrong" in out
+    assert "WRONG: the claimed total 52,794 is 360 less than the layers' real total 53,154." in out
     assert "The table leaves out a layer of 84 units before FC4" in out
     with_84 = spec.replace("FC4:", "F6: fc 84; FC4:")
     d = _json(capsys, "params", with_84, "--input", "32,32,3", "--claimed-total", "52794")

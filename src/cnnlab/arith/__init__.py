@@ -30,6 +30,7 @@ from cnnlab.arith.sizes import (
     pool_out,
     resolve_padding,
     same_padding,
+    unread_border,
 )
 
 __all__ = [
@@ -53,4 +54,5 @@ __all__ = [
     "rf_input",
     "rf_upsample",
     "same_padding",
+    "unread_border",
 ]

@@ -18,6 +18,7 @@ from cnnlab.arith._spec import (
     shape_list,
     volume,
 )
+from cnnlab.arith.notes import dilation_note, floor_notes, same_notes
 from cnnlab.arith.params import (
     batchnorm_params,
     conv_macs,
@@ -53,6 +54,10 @@ class LayerStep:
     macs: int = 0
     size_formulas: list[str] = field(default_factory=list)
     rf_formulas: list[str] = field(default_factory=list)
+    # why the size differs from the textbook (W + 2P - F)/S + 1: a floor, the 'same' rule
+    size_notes: list[str] = field(default_factory=list)
+    # "dilation 2: a 3x3 kernel covers 5x5 ...", or "" without dilation
+    dilation_note: str = ""
 
     @property
     def name(self) -> str:
@@ -93,6 +98,8 @@ class LayerStep:
             "size_formulas": self.size_formulas,
             "rf": self.rf.to_dict(),
             "rf_formulas": self.rf_formulas,
+            "size_notes": self.size_notes,
+            "dilation_note": self.dilation_note or None,
         }
 
 
@@ -128,6 +135,19 @@ def _size_lines(
     return _merge(
         [(names[i], _size_body(n[i], k[i], s[i], pairs[i], d[i], out[i], ceil_mode)) for i in range(len(n))]
     )
+
+
+def _windowed_notes(
+    step: LayerStep, p: object, k: tuple[int, ...], s: tuple[int, ...], pairs: tuple[Pair, ...],
+    d: tuple[int, ...], ceil_mode: bool,
+) -> None:
+    """Fill ``step``'s size notes (floor, 'same') and dilation note for a conv or pooling layer."""
+    n = step.in_spatial or ()
+    names = axis_names(len(n))
+    step.size_notes = [] if ceil_mode else floor_notes(names, n, k, s, pairs, d)
+    if p == "same":
+        step.size_notes += same_notes(names, n, k, s, d)
+    step.dilation_note = dilation_note(k, d)
 
 
 def _rf_bodies(
@@ -176,6 +196,7 @@ def _conv(layer: Layer, state: State, layout: str) -> LayerStep:
     step = LayerStep(layer, "conv", layout, n, cin, out, cout, rf_out, params, formula, bias, g, math.prod(k))
     step.macs = conv_macs(cin, cout, k, out, g)
     step.size_formulas = _size_lines(n, k, s, pairs, d, out, False)
+    _windowed_notes(step, p, k, s, pairs, d, False)
     step.rf_formulas = _rf_bodies(rf, rf_out, effective_kernel(k, d), s, tuple(pr[0] for pr in pairs))
     return step
 
@@ -192,6 +213,7 @@ def _pool(layer: Layer, state: State, layout: str) -> LayerStep:
     rf_out = rf_conv(rf, k, s, pairs, d)
     step = LayerStep(layer, layer.kind, layout, n, c, out, c, rf_out)
     step.size_formulas = _size_lines(n, k, s, pairs, d, out, ceil_mode)
+    _windowed_notes(step, p, k, s, pairs, d, ceil_mode)
     step.rf_formulas = _rf_bodies(rf, rf_out, effective_kernel(k, d), s, tuple(pr[0] for pr in pairs))
     return step
 
@@ -213,6 +235,7 @@ def _conv_t(layer: Layer, state: State, layout: str) -> LayerStep:
         layer, "convT", layout, n, cin, out, cout, rf_out, params, formula, bias, g, math.prod(k)
     )
     step.macs = conv_transpose_macs(cin, cout, k, n, g)
+    step.dilation_note = dilation_note(k, d)
     step.size_formulas = _merge(
         [
             (a, f"({ni}-1)*{si} - 2*{pi} + {di}*({ki}-1) + {oi} + 1 = {o}")

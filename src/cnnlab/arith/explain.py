@@ -67,6 +67,7 @@ def explain_shape(spec: str, input_shape: str, *, layout: str = "hwc") -> dict[s
     for st in walk.steps:
         lines.append(f"{st.name}: {st.layer.text}  ->  {st.shape_text}  ({st.activations:,} activations)")
         lines += [f"    {f}" for f in st.size_formulas]
+        lines += [f"    note: {note}" for note in (*st.size_notes, st.dilation_note) if note]
     last = walk.steps[-1]
     lines.append(f"output: {last.shape_text}")
     return {"output": last.shape, "steps": [s.to_dict() for s in walk.steps], "lines": lines}
@@ -117,10 +118,11 @@ def _claim_lines(walk: _Walk, total: int, claimed_total: int | None) -> tuple[li
                 if claimed_rows and row_sum == claimed_total
                 else ""
             )
+            direction = "more" if claimed_total > total else "less"
             problems.insert(
                 0,
-                f"the claimed total {claimed_total:,} is wrong: these layers have {total:,} parameters "
-                f"(claimed {claimed_total - total:+,}).{rows_note}",
+                f"the claimed total {claimed_total:,} is {abs(claimed_total - total):,} {direction} than the "
+                f"layers' real total {total:,}.{rows_note}",
             )
     if claimed_rows and not problems:
         lines.append("every claimed row is correct")
@@ -153,7 +155,7 @@ def explain_params(
     show_claims = any(st.layer.claimed_params is not None for st in walk.steps)
     header = ["layer", "spec", "shape", "activations", "parameters", *(["claimed"] if show_claims else [])]
     lines = [_in_text(walk), *_table(header, [r if show_claims else r[:-1] for r in rows])]
-    lines.append(f"total parameters: {total:,} (correct total for the layers above)")
+    lines.append(f"total parameters: {total:,}")
     problems, ok_lines = _claim_lines(walk, total, claimed_total)
     lines += ok_lines + [f"WRONG: {p}" for p in problems]
     return {
@@ -192,6 +194,7 @@ def explain_rf(spec: str, input_shape: str, *, layout: str = "hwc") -> dict[str,
     ]
     for st in walk.steps:
         lines += [f"{st.name}: {f}" for f in st.rf_formulas]
+        lines += [f"{st.name}: {st.dilation_note}"] if st.dilation_note else []
     return {"output": walk.steps[-1].rf.to_dict(), "steps": [s.to_dict() for s in walk.steps], "lines": lines}
 
 
@@ -233,7 +236,33 @@ def _weights_verdict(a: int, b: int) -> str:
         return "neither A nor B has weights"
     if b == 0:
         return f"B has no weights (A has {a:,})"
+    if a == b:
+        return f"both use {a:,} weights"
     return f"A uses {a / b:.2f}x the weights of B"
+
+
+def _rf_verdict(a: list[int], b: list[int]) -> tuple[str, str]:
+    """Which stack sees more ("A", "B", "same", or "neither" when each is larger along some axis)."""
+    ta, tb = "x".join(map(str, a)), "x".join(map(str, b))
+    if a == b:
+        return "same", "A and B have the same receptive field"
+    if all(x >= y for x, y in zip(a, b)):
+        return "A", f"A's receptive field is larger ({ta} against {tb})"
+    if all(x <= y for x, y in zip(a, b)):
+        return "B", f"B's receptive field is larger ({tb} against {ta})"
+    return "neither", f"A's receptive field ({ta}) and B's ({tb}) differ, each larger along some axis"
+
+
+def _pooling_note(label: str, walk: _Walk) -> str:
+    # seed 002 says pooling decreases the receptive field; the recurrence says otherwise
+    pools = [s.name for s in walk.steps if s.kind in ("maxpool", "avgpool")]
+    if not pools:
+        return ""
+    return (
+        f" Pooling enlarges the receptive field, it never shrinks it: {label}'s {', '.join(pools)} "
+        f"add{'s' if len(pools) == 1 else ''} (k-1)*j to it and multipl{'ies' if len(pools) == 1 else 'y'} "
+        "the jump j by the stride, so every later kernel reaches further."
+    )
 
 
 def compare_rf(
@@ -252,8 +281,9 @@ def compare_rf(
     shape, layout, c = _compare_input(channels, input_shape, layout)
     outputs: list[dict[str, Any]] = []
     lines: list[str] = []
+    walks: dict[str, _Walk] = {}
     for label, spec in (("A", spec_a), ("B", spec_b)):
-        walk = _walk(spec, shape, layout)
+        walk = walks[label] = _walk(spec, shape, layout)
         if not lines:
             default = " (the default size; give --input for another)" if input_shape is None else ""
             lines.append(f"both stacks run on {_in_text(walk)}{default}")
@@ -272,17 +302,27 @@ def compare_rf(
             f"{label}: {spec}: receptive field {'x'.join(map(str, rf.size))}, weights {weights:,}{sym} "
             f"(C={c}), parameters with biases {params:,}"
         )
-        lines += [f"    {st.name}: {f}" for st in walk.steps for f in st.rf_formulas]
+        for st in walk.steps:
+            lines += [f"    {st.name}: {f}" for f in st.rf_formulas]
+            lines += [f"    {st.name}: {st.dilation_note}"] if st.dilation_note else []
         input_list = walk.input_shape
     a, b = outputs
-    same = a["rf"]["size"] == b["rf"]["size"]
-    verdict = "the same receptive field" if same else "different receptive fields"
+    larger, verdict = _rf_verdict(a["rf"]["size"], b["rf"]["size"])
+    same = larger == "same"
     lines.append(
-        f"A and B have {verdict}; {_weights_verdict(a['weights'], b['weights'])}"
+        f"{verdict}; {_weights_verdict(a['weights'], b['weights'])}"
         + (
             " and adds a non-linearity between its layers when each conv is followed by a ReLU."
-            if same and b["weights"]
+            if same and b["weights"] and a["weights"] != b["weights"]
             else "."
         )
+        + (_pooling_note(larger, walks[larger]) if larger in walks else "")
     )
-    return {"output": outputs, "input": input_list, "layout": layout, "steps": [], "lines": lines}
+    return {
+        "output": outputs,
+        "input": input_list,
+        "layout": layout,
+        "larger_rf": larger,
+        "steps": [],
+        "lines": lines,
+    }

@@ -27,6 +27,7 @@ __all__ = [
     "pool_out",
     "resolve_padding",
     "same_padding",
+    "unread_border",
 ]
 
 
@@ -229,6 +230,34 @@ def pool_out(
             # with ceil_mode PyTorch lets the last window hang over the edge, so only an empty output fails
             _check_window_fits("pool", axis, ni, ki, pair, si, di, kei)
         out.append(size)
+    return tuple(out)
+
+
+def unread_border(
+    n: IntOrTuple, k: IntOrTuple, s: IntOrTuple = 1, p: Padding = 0, d: IntOrTuple = 1
+) -> tuple[Pair, ...]:
+    """Rows/columns at the end of the padded input that no window reads (floor rule), per axis, as
+    ``(unread, of them input)``: the stride does not divide the padded span, so the output is floored.
+
+    The rest of ``unread`` is right/bottom padding. ``cnnlab inspect``'s lint ``unread-border`` counts
+    the same way.
+
+    >>> unread_border(224, 5, 2, 2)
+    ((1, 0),)
+    >>> unread_border((5, 6), 2, 2)
+    ((1, 1), (0, 0))
+    """
+    ndim = infer_ndim(n, k, s, d, p)
+    ns = to_tuple(n, ndim, "input size", minimum=1)
+    ks = to_tuple(k, ndim, "kernel", minimum=1)
+    ss = to_tuple(s, ndim, "stride", minimum=1)
+    ds = to_tuple(d, ndim, "dilation", minimum=1)
+    pairs = resolve_padding(p, ns, ks, ss, ds)
+    out = []
+    for ni, kei, si, (left, right) in zip(ns, effective_kernel(ks, ds), ss, pairs):
+        # unread = (n + left + right - k_eff) mod s; the input part is what the right padding does not cover
+        unread = max(ni + left + right - kei, 0) % si
+        out.append((unread, max(0, unread - right)))
     return tuple(out)
 
 

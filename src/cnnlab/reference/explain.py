@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.arith import conv_out, conv_params, conv_transpose_out, pool_out
+from cnnlab.arith.notes import dilation_note, floor_notes, same_notes
 from cnnlab.reference._common import Pads, pad2d, pads, positive_pair
 from cnnlab.reference._text import matrix_lines, num, parse_matrix, to_list
 from cnnlab.reference._trace import (
@@ -109,6 +110,10 @@ def explain_conv(
         axis_formula("W", xc.shape[2], kw, s[1], p[1], d[1], wo),
     ]
     formula = "; ".join(formulas)
+    notes = floor_notes(("H", "W"), xc.shape[1:], (kh, kw), s, p, d)
+    if padding == "same":
+        notes += same_notes(("H", "W"), xc.shape[1:], (kh, kw), s, d)
+    notes += [note] if (note := dilation_note((kh, kw), d)) else []
     kind = "textbook convolution (kernel flipped)" if flip else "cross-correlation, as PyTorch computes it"
     lines = [
         f"Convolution ({kind})",
@@ -122,6 +127,7 @@ def explain_conv(
         ),
         "Output size:",
         *("  " + part for part in formulas),
+        *(f"  note: {note}" for note in notes),
         *block_lines(f"Padded input ({shape_text(xp[0])}):", xp),
     ]
     for fi in range(f):
@@ -138,6 +144,7 @@ def explain_conv(
         "padded_input": channel_view(xp, squeeze),
         "kernel": to_list(kernels if f > 1 else (kernels[0, 0] if squeeze else kernels[0])),
         "formula": formula,
+        "notes": notes,
         "settings": {
             "stride": list(s),
             "padding": [list(p[0]), list(p[1])],
@@ -289,6 +296,8 @@ def explain_pool(
         for a, n, pp, kk, ss in (("H", h, ph, k[0], s[0]), ("W", w, pw, k[1], s[1]))
     ]
     formula = "; ".join(formulas)
+    # ceil mode keeps a last partial window instead, and says so in its formula
+    notes = [] if ceil_mode else floor_notes(("H", "W"), (h, w), k, s, ((ph, ph), (pw, pw)))
     pad_text = (
         "max pooling ignores the padding ('.'; PyTorch pads with -inf)"
         if mode == "max"
@@ -301,6 +310,7 @@ def explain_pool(
         f"padding {(ph, pw)}, ceil_mode {ceil_mode}; {pad_text}",
         "Output size:",
         *("  " + part for part in formulas),
+        *(f"  note: {note}" for note in notes),
         *block_lines(f"Padded input ({shape_text(grid[0])}):", grid),
         *step_lines,
         *block_lines(f"Output ({shape_text(out[0] if squeeze else out)}):", out),
@@ -313,6 +323,7 @@ def explain_pool(
         "steps": steps,
         "padded_input": channel_view(grid, squeeze),
         "formula": formula,
+        "notes": notes,
         "settings": {"kernel": list(k), "stride": list(s), "padding": [ph, pw], "ceil_mode": ceil_mode},
         "lines": lines,
     }

@@ -272,3 +272,10 @@ def test_random_stacks_match_torch_shapes_and_params() -> None:
         assert [s["output"] for s in d["steps"]] == shapes, _spec_text(spec)
         assert [s["params"] for s in d["steps"]] == params, _spec_text(spec)
         checked += 1
+
+
+def test_unnamed_layers_are_named_after_the_word_typed() -> None:
+    from cnnlab.arith._spec import parse_spec
+
+    names = [layer.name for layer in parse_spec("conv f=1; relu; dropout; relu; pool f=2; softmax")]
+    assert names == ["conv1", "relu1", "dropout1", "relu2", "maxpool1", "softmax1"]  # relu was "noop1"

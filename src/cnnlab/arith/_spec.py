@@ -126,9 +126,10 @@ def _parse_layer(text: str, counts: dict[str, int]) -> Layer:
                 "See `cnnlab explain shape --help` for the layer language."
             )
         opts[key] = value
-    counts[kind] = counts.get(kind, 0) + 1
+    label_kind = words[0].lower() if kind == "noop" else kind.lower()  # relu1, dropout1: not "noop1"
+    counts[label_kind] = counts.get(label_kind, 0) + 1
     if not name:
-        name = f"{kind.lower()}{counts[kind]}"
+        name = f"{label_kind}{counts[label_kind]}"
     return Layer(name=name, kind=kind, text=text.strip(), opts=opts, claimed_params=claimed)
 
 

@@ -308,10 +308,10 @@ def test_help_says_what_the_commands_do(capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.parametrize(
     ("argv", "first"),
     [
-        (["rf", "conv f=3", "--input", "100,3"], "input 100x3 (L,C); one value when all axes agree, else L"),
-        (["shape", "conv f=3", "--input", "16,32,30,3"], "input 16x32x30x3 (D,H,W,C);"),
+        (["rf", "conv f=3", "--input", "100,3"], "input 100x3 (L,C) = 300 values; one value when all axes agree"),
+        (["shape", "conv f=3", "--input", "16,32,30,3"], "input 16x32x30x3 (D,H,W,C) = 46,080 values;"),
         (["params", "conv f=3", "--input", "3,16,32,30", "--chw"], "input 3x16x32x30 (C,D,H,W)"),
-        (["shape", "conv f=3", "--input", "32,32,3"], "input 32x32x3 (H,W,C);"),
+        (["shape", "conv f=3", "--input", "32,32,3"], "input 32x32x3 (H,W,C) = 3,072 values;"),
     ],
 )
 def test_input_label_names_the_axes_given(capsys: pytest.CaptureFixture[str], argv: list[str], first: str) -> None:

@@ -13,6 +13,7 @@ PyTorch's ``C,H,W``. Each ``explain_*`` function returns ``{"output": ..., "step
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,10 +51,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt.format(*header).rstrip(), *(fmt.format(*r).rstrip() for r in rows)]
 
 
-def _in_text(walk: _Walk) -> str:
+def _in_text(walk: _Walk, *, count: bool = True) -> str:
     axes = ",".join(axis_names(len(walk.input_shape) - 1))  # L, H,W or D,H,W
     order = f"C,{axes}" if walk.layout == "chw" else f"{axes},C"
-    return f"input {'x'.join(str(v) for v in walk.input_shape)} ({order})"
+    values = math.prod(walk.input_shape)
+    shape = f"input {'x'.join(str(v) for v in walk.input_shape)} ({order})"
+    return f"{shape} = {values:,} values" if count else shape
 
 
 def explain_shape(spec: str, input_shape: str, *, layout: str = "hwc") -> dict[str, Any]:
@@ -286,7 +289,7 @@ def compare_rf(
         walk = walks[label] = _walk(spec, shape, layout)
         if not lines:
             default = " (the default size; give --input for another)" if input_shape is None else ""
-            lines.append(f"both stacks run on {_in_text(walk)}{default}")
+            lines.append(f"both stacks run on {_in_text(walk, count=False)}{default}")
         params = sum(s.params for s in walk.steps)
         weights = sum(s.weights for s in walk.steps)
         coef = _c2_coefficient(walk, c)

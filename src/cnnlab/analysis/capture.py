@@ -448,6 +448,14 @@ def _initialise_lazy(twin: nn.Module, input_shape: tuple[int, ...]) -> None:
         raise AnalysisError(f"the model fails on input shape {shape}: {torch_reason(err)}") from err
 
 
+def input_dependent(graph: Graph) -> list[bool]:
+    """Per node: does its output depend on the model input (False for parameter/constant-only ops)?"""
+    variable: list[bool] = []
+    for i, node in enumerate(graph.nodes):
+        variable.append(i == 0 or any(variable[j] for j in node.inputs))
+    return variable
+
+
 def iter_calls(graph: Graph) -> Iterator[tuple[int, Node]]:
     """Nodes after the input, with their index."""
     yield from ((i, n) for i, n in enumerate(graph.nodes) if i > 0)

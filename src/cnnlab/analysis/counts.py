@@ -1,11 +1,13 @@
 """Parameters, MACs and LeCun's 'connections' per node.
 
-Parameters are attributed to the first node that uses them, so a shared parameter is counted once
-and the column sums to ``sum(p.numel())``. MACs of convolution, transposed convolution and linear
-layers come from :mod:`cnnlab.arith`; ``nn.MultiheadAttention`` counts its q/k/v/output projections
-plus ``QK^T`` and ``AV`` (:func:`attention_macs`: softmax, scaling and masks are not counted, as
-PyTorch's FlopCounterMode does not count them either); any other op (a functional ``matmul``, an unknown leaf module)
-gets the conv/matmul multiply-adds that ``torch.utils.flop_counter.FlopCounterMode`` saw while it ran.
+Parameters are attributed to the first node that applies them to the data (a ``w.view(1, C, 1, 1)``
+computed from the parameter alone hands it to the ``mul`` that uses the view), so a shared parameter
+is counted once and the column sums to ``sum(p.numel())``. MACs of convolution, transposed
+convolution and linear layers come from :mod:`cnnlab.arith`; ``nn.MultiheadAttention`` counts its
+q/k/v/output projections plus ``QK^T`` and ``AV`` (:func:`attention_macs`: softmax, scaling and masks
+are not counted, as PyTorch's FlopCounterMode does not count them either); any other op (a functional
+``matmul``, an unknown leaf module) gets the conv/matmul multiply-adds that
+``torch.utils.flop_counter.FlopCounterMode`` saw while it ran.
 """
 
 from __future__ import annotations
@@ -15,23 +17,44 @@ import math
 import torch
 
 from cnnlab.analysis import nodes as K
-from cnnlab.analysis.capture import Graph, Node
+from cnnlab.analysis.capture import Graph, Node, input_dependent
 from cnnlab.arith import conv_macs, conv_transpose_macs, linear_macs
 
 
-def node_params(graph: Graph) -> list[tuple[int, int]]:
-    """(params, trainable params) per node; a parameter used by several nodes counts at its first use."""
-    seen: set[int] = set()
-    out = []
+def applied_params(graph: Graph) -> list[list[torch.Tensor]]:
+    """Per node, the parameters it applies to the data: its own, plus those that reach it through
+    nodes computed from parameters alone.
+
+    LeNet-5's subsampling computes ``x * self.weight.view(1, -1, 1, 1)``: the ``view`` sees no pixel
+    (receptive field ``-``), the ``mul`` is where the coefficients act on the map.
+    """
+    variable = input_dependent(graph)
+    carried: list[list[torch.Tensor]] = []
     for node in graph.nodes:
-        total = trainable = 0
+        # an operand computed from parameters alone passes its parameters on
+        passed = [p for j in node.inputs if not variable[j] for p in carried[j]]
+        carried.append([*node.params, *passed])
+    return [ps if variable[i] else [] for i, ps in enumerate(carried)]
+
+
+def node_params(graph: Graph) -> list[tuple[int, int]]:
+    """(params, trainable params) per node; a parameter used by several nodes counts at its first use.
+
+    The use is the first node that applies it to the data (:func:`applied_params`); a parameter that
+    never meets the data stays on the first node that reads it.
+    """
+    applied = applied_params(graph)
+    owner: dict[int, tuple[int, torch.Tensor]] = {}
+    for i, params in enumerate(applied):
+        for p in params:
+            owner.setdefault(id(p), (i, p))
+    for i, node in enumerate(graph.nodes):
         for p in node.params:
-            if id(p) in seen:
-                continue
-            seen.add(id(p))
-            total += p.numel()
-            trainable += p.numel() if p.requires_grad else 0
-        out.append((total, trainable))
+            owner.setdefault(id(p), (i, p))
+    out = [(0, 0)] * len(graph.nodes)
+    for i, p in owner.values():
+        total, trainable = out[i]
+        out[i] = (total + p.numel(), trainable + (p.numel() if p.requires_grad else 0))
     return out
 
 

@@ -518,6 +518,7 @@ def adaptive_windows(n: int, m: int) -> tuple[int, int, float, float]:
     ends = [math.ceil((i + 1) * n / m) for i in range(m)]
     sizes = [e - s for s, e in zip(starts, ends)]
     centres = [(s + e - 1) / 2 for s, e in zip(starts, ends)]
-    # mean spacing of the window centres: n/m when m divides n, 0 when every window is the same cell
-    step = (centres[-1] - centres[0]) / (m - 1) if m > 1 else float(n)
+    # mean spacing of the window centres: n/m when m divides n, 0 when every window is the same cell;
+    # one window over the whole map (global pooling) slides by one cell, as fc and explain rf's gap do
+    step = (centres[-1] - centres[0]) / (m - 1) if m > 1 else 1.0
     return max(sizes), min(sizes), step, centres[0]

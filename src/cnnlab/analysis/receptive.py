@@ -12,9 +12,18 @@ along a tensor axis (Linear on the last axis, softmax, mean/sum/max over a dim, 
 attention) makes every unit see the whole extent of the spatial axes there, and those axes only.
 Normalisation statistics (LayerNorm, GroupNorm) are not counted as context.
 
-Adaptive pooling uses PyTorch's windows ``[floor(i*n/m), ceil((i+1)*n/m))`` exactly; when they are
-uneven the grid exists only on the map, so sizes after it count the real units and input pixels
-only. Elsewhere sizes are the textbook infinite-grid values (they may exceed the input).
+Sizes are the textbook infinite-grid values: padding positions count as grid positions, so a field
+may exceed the input (VGG-16 on 32x32 ends at 212) and is never cut to the image.
+Adaptive pooling uses PyTorch's windows ``[floor(i*n/m), ceil((i+1)*n/m))`` exactly. When they are
+uneven (``m`` does not divide ``n``, which includes every upsampling ``n < m`` such as 1 -> 7) the
+windows have no period to extend past the map, so from there on each real unit's exact span is
+followed on the finite map (:mod:`cnnlab.analysis.onmap`): a padding position beyond the pooled map
+adds nothing, and each unit that went into the pool keeps its whole textbook field. After 1 -> 7
+every unit sees the one input unit's whole field (212 for VGG-16 on 32x32).
+A layer that combines a whole axis (fc after flatten, global pooling) sees ``size + (n-1)*jump`` and
+keeps the jump it reads (``j_out = j_in``): it is a window as wide as the map sliding by one unit, as
+the seeds' VGG table and ``cnnlab explain rf`` have it; on the one unit left the jump only says how far
+apart its copies would sit on a larger input.
 Known limit: a ``cat`` along a spatial axis keeps the inputs' sizes, although a later window that
 straddles the seam sees both ends (the largest size there is understated).
 """
@@ -27,13 +36,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.analysis import nodes as K
-from cnnlab.analysis.capture import Graph, Node
+from cnnlab.analysis import onmap
+from cnnlab.analysis.capture import Graph, Node, input_dependent
+from cnnlab.analysis.onmap import Spans
 from cnnlab.analysis.report import LintWarning
 from cnnlab.arith import RF, _support, rf_conv, rf_conv_transpose, rf_input, rf_upsample
 from cnnlab.arith._support import AxisSupport, Span
 
 _EPS = 1e-6
 
+
+# after an uneven adaptive pool: the span each real unit along one axis sees, for ``hi`` and ``lo``
+# (one span once the axis was combined away); None on the textbook infinite grid
+OnMap = tuple[Spans, Spans] | None
 
 # where one spatial axis lives in a node's output: (tensor axis, stride inside that axis, cells), or
 # None once it is no longer an axis of the tensor (pooled, reduced, mixed away): every value then
@@ -45,15 +60,15 @@ Place = tuple[int, int, int] | None
 class RFState:
     """``hi``: the largest receptive field into a node; ``lo``: the same grid with the smallest size.
 
-    ``places`` follows each spatial axis through permutes and reshapes; ``clip`` is, per axis, the
-    input's extent where sizes are counted over the real map (after an adaptive pool with uneven
-    windows, whose grid exists only on the map), else 0.
+    ``places`` follows each spatial axis through permutes and reshapes; ``on_map`` holds, per axis, the
+    exact spans of the real units once an uneven adaptive pool made the grid finite (:data:`OnMap`);
+    the sizes along such an axis are the widest of them.
     """
 
     hi: RF
     lo: RF
     places: tuple[Place, ...]
-    clip: tuple[int, ...]
+    on_map: tuple[OnMap, ...]
 
     @property
     def spatial(self) -> bool:
@@ -88,28 +103,25 @@ def _edit(rf: RF, axes: Sequence[int], fn: Any) -> RF:
     return RF(tuple(size), tuple(jump), tuple(start), tuple(sups))
 
 
-def _span_union(sup: AxisSupport, units: range, clip: int) -> Span:
-    """The input pixels units ``units`` see together, cut to ``[0, clip)`` when ``clip`` > 0."""
-    spans = [sp for sp in (sup.unit(u) for u in units) if sp is not None]
-    if clip:
-        spans = [(max(lo, 0), min(hi, clip - 1)) for lo, hi in spans if lo < clip and hi >= 0]
-    if not spans:
-        return None
-    return (min(sp[0] for sp in spans), max(sp[1] for sp in spans))
+def _span_union(sup: AxisSupport, units: range) -> Span:
+    """The input pixels units ``units`` of an infinite-grid pattern see together."""
+    return onmap.union(sup.unit(u) for u in units)
 
 
 def _width(span: Span) -> int:
     return 0 if span is None else span[1] - span[0] + 1
 
 
-def _collapse_rf(rf: RF, a: int, n: int, clip: int) -> RF:
-    """Axis ``a`` of ``rf`` after every one of its ``n`` units is combined (global pooling, fc)."""
+def _collapse_rf(rf: RF, a: int, n: int, spans: Spans | None) -> RF:
+    """Axis ``a`` of ``rf`` after every one of its ``n`` units (``spans`` on a finite map) is combined."""
 
     def fn(sub: RF) -> RF:
-        union = _span_union(sub.supports()[0], range(n), clip)
-        support = AxisSupport(1, 1, (union,))
-        # jump_out = n * jump; centre of the one unit left = centre of the map
-        return RF((max(1, _width(union)),), (sub.jump[0] * n,), (sub.start[0] + (n - 1) / 2 * sub.jump[0],), (support,))
+        # a window of all n units sliding by one unit: j_out = j_in (as explain rf and the seeds' VGG
+        # table), centre of the one unit left = centre of the map
+        slid = _support.conv(sub.supports()[0], n, 1, 0, 1)
+        union = onmap.union(spans) if spans is not None else slid.unit(0)
+        support = slid if spans is None else AxisSupport(1, 1, (union,))
+        return RF((max(1, _width(union)),), (sub.jump[0],), (sub.start[0] + (n - 1) / 2 * sub.jump[0],), (support,))
 
     return _edit(rf, [a], fn)
 
@@ -117,12 +129,15 @@ def _collapse_rf(rf: RF, a: int, n: int, clip: int) -> RF:
 def _collapse(state: RFState, axes: Sequence[int] | None = None) -> RFState:
     """Every unit along ``axes`` (all when None) sees the whole axis; those axes leave the tensor."""
     chosen = [a for a, p in enumerate(state.places) if p is not None and (axes is None or a in axes)]
-    hi, lo, places = state.hi, state.lo, list(state.places)
+    hi, lo, places, maps = state.hi, state.lo, list(state.places), list(state.on_map)
     for a in chosen:
-        n = places[a][2]  # type: ignore[index]
-        hi, lo = _collapse_rf(hi, a, n, state.clip[a]), _collapse_rf(lo, a, n, state.clip[a])
+        n, both = places[a][2], maps[a]  # type: ignore[index]
+        hi_spans, lo_spans = both if both is not None else (None, None)
+        hi, lo = _collapse_rf(hi, a, n, hi_spans), _collapse_rf(lo, a, n, lo_spans)
+        if both is not None:  # the one unit left sees what all of them saw
+            maps[a] = ((onmap.union(both[0]),), (onmap.union(both[1]),))
         places[a] = None
-    return RFState(hi, lo, tuple(places), state.clip)
+    return RFState(hi, lo, tuple(places), tuple(maps))
 
 
 def _axes_in(state: RFState, dims: Sequence[int]) -> list[int]:
@@ -137,7 +152,7 @@ def _adaptive_support(sup: AxisSupport, n: int, m: int) -> AxisSupport:
     spans = []
     for o in range(outs * t):
         first, last = (o * n) // m, -(-((o + 1) * n) // m) - 1
-        spans.append(_span_union(sup, range(first, last + 1), 0))
+        spans.append(_span_union(sup, range(first, last + 1)))
     return AxisSupport(outs * t, sup.shift * (t * ins // sup.period), tuple(spans))
 
 
@@ -145,7 +160,8 @@ def _adaptive_rf(sub: RF, sizes_in: Sequence[int], sizes_out: Sequence[int]) -> 
     sups, jump, start = [], [], []
     for sup, j, st, n, m in zip(sub.supports(), sub.jump, sub.start, sizes_in, sizes_out):
         _, _, step, centre = K.adaptive_windows(n, m)
-        sups.append(_adaptive_support(sup, n, m))
+        # global pooling (m = 1) is one window over the whole map sliding by one unit, as fc
+        sups.append(_support.conv(sup, n, 1, 0, 1) if m == 1 else _adaptive_support(sup, n, m))
         jump.append(j * step)  # mean spacing of the window centres
         start.append(st + centre * j)
     return RF(tuple(sp.widest() for sp in sups), tuple(jump), tuple(start), tuple(sups))
@@ -189,7 +205,7 @@ def _merge(
         hi or make_rf(hi_ext, ref.hi.jump, ref.hi.start),
         lo or make_rf(lo_ext, ref.lo.jump, ref.lo.start),
         ref.places,
-        tuple(min(s.clip[a] for s in states) for a in range(nd)),
+        tuple(_merge_on_map(states, ref.places[a], a) for a in range(nd)),
     )
     warning = None
     grids = {(tuple(round(v, 4) for v in s.hi.jump), tuple(round(v, 4) for v in s.hi.start)) for s, _ in full}
@@ -203,6 +219,30 @@ def _merge(
             "features centred on different input pixels; align padding/strides or crop before merging",
         )
     return merged, warning
+
+
+def _unit_spans(state: RFState, a: int, n: int) -> tuple[Spans, Spans]:
+    """The spans of units ``0 .. n-1`` along axis ``a``, for hi and lo (one span everywhere once combined)."""
+    both = state.on_map[a]
+    if both is not None:
+        return tuple(sp * n if len(sp) == 1 and n > 1 else sp for sp in both)  # type: ignore[return-value]
+    sups = state.hi.supports()[a], state.lo.supports()[a]
+    if state.places[a] is None:  # combined: the one pattern unit 0 holds what every unit sees
+        return (sups[0].unit(0),) * n, (sups[1].unit(0),) * n
+    return onmap.from_support(sups[0], n), onmap.from_support(sups[1], n)
+
+
+def _merge_on_map(states: list[RFState], place: Place, a: int) -> OnMap:
+    """A merge on a finite map: ``hi``, each real unit sees what it sees in any input; ``lo``, the
+    narrowest input alone (inputs with the output's units, or broadcast from one)."""
+    if all(s.on_map[a] is None for s in states):
+        return None
+    n = place[2] if place is not None else 1
+    ins = [_unit_spans(s, a, n) for s in states if s.places[a] is None or s.places[a][2] == n]  # type: ignore[index]
+    if not ins:  # no input has the output's units along this axis: keep the infinite-grid sizes
+        return None
+    hi = tuple(onmap.union(spans[0][u] for spans in ins) for u in range(n))
+    return hi, min((spans[1] for spans in ins), key=onmap.widest)
 
 
 def _unknown(node: Node, shape_in: tuple[int, ...]) -> tuple[None, LintWarning]:
@@ -238,12 +278,12 @@ def _reshaped(state: RFState, shape_in: tuple[int, ...], shape_out: tuple[int, .
             return None
         u = next((v for v in fits if shape_out[v] == n and g_out[v] == digit), fits[-1])
         places.append((u, digit // g_out[u], n))
-    return RFState(state.hi, state.lo, tuple(places), state.clip)
+    return RFState(state.hi, state.lo, tuple(places), state.on_map)
 
 
 def _renumber(state: RFState, fn: Any) -> RFState:
     places = tuple(None if p is None else (fn(p[0]), p[1], p[2]) for p in state.places)
-    return RFState(state.hi, state.lo, places, state.clip)
+    return RFState(state.hi, state.lo, places, state.on_map)
 
 
 _GRID = (K.CONV, K.POOL, K.CONV_T, K.UPSAMPLE, K.ADAPTIVE, K.PAD, K.CROP)
@@ -262,9 +302,7 @@ def _grid_axes(g: K.Geometry, nd: int) -> int:
     return nd
 
 
-def _grid(
-    node: Node, state: RFState, shape_in: tuple[int, ...], extent: Sequence[int], nd: int
-) -> tuple[RFState | None, LintWarning | None]:
+def _grid(node: Node, state: RFState, shape_in: tuple[int, ...], nd: int) -> tuple[RFState | None, LintWarning | None]:
     """Conv, pooling, upsampling, padding, cropping: each spatial axis among the op's trailing axes
     gets the op's window along that axis; an axis in the channel position is mixed by a conv."""
     g, out = node.geometry, node.output_shape
@@ -297,46 +335,56 @@ def _grid(
         fn = lambda r: _move(r, [-g.p[i][0] for i in ops], [1] * len(ops))  # noqa: E731
     elif g.kind == K.CROP:
         fn = lambda r: _move(r, [g.offset[i] for i in ops], [g.s[i] for i in ops])  # noqa: E731
-    else:  # adaptive pooling: exact windows; uneven ones exist only on the map, so clip to it
+    else:  # adaptive pooling: exact windows; uneven ones make the grid finite (onmap)
         n_in = [shape_in[first + i] for i in ops]
         n_out = [out[first_out + i] for i in ops]
         fn = lambda r: _adaptive_rf(r, n_in, n_out)  # noqa: E731
-    clip = list(state.clip)
-    if g.kind == K.ADAPTIVE:
-        for a, i in zip(axes, ops):
-            if shape_in[first + i] % out[first_out + i]:
-                clip[a] = extent[a]
-    places = list(state.places)
+    maps, places = list(state.on_map), list(state.places)
     for a, i in zip(axes, ops):
-        places[a] = (first_out + i, 1, out[first_out + i])  # the op's axes stay last (a P4 lift adds one before)
-    return RFState(_edit(state.hi, axes, fn), _edit(state.lo, axes, fn), tuple(places), tuple(clip)), None
+        n, m = shape_in[first + i], out[first_out + i]
+        if maps[a] is not None or (g.kind == K.ADAPTIVE and n % m):
+            spans = _unit_spans(state, a, n)
+            maps[a] = (_spans_through(g, i, spans[0], m), _spans_through(g, i, spans[1], m))
+        places[a] = (first_out + i, 1, m)  # the op's axes stay last (a P4 lift adds one before)
+    return RFState(_edit(state.hi, axes, fn), _edit(state.lo, axes, fn), tuple(places), tuple(maps)), None
+
+
+def _spans_through(g: K.Geometry, i: int, spans: Spans, m: int) -> Spans:
+    """The real units' spans after grid op ``g`` along its axis ``i`` (``m`` units out)."""
+    if g.kind in (K.CONV, K.POOL):
+        return onmap.window(spans, g.k[i], g.s[i], g.p[i][0], g.d[i], m)
+    if g.kind == K.CONV_T:
+        return onmap.transposed(spans, g.k[i], g.s[i], g.p[i][0], g.d[i], m)
+    if g.kind == K.UPSAMPLE:
+        return onmap.upsample(spans, g.scale[i], g.mode != "nearest", m)
+    if g.kind == K.PAD:
+        return onmap.move(spans, -g.p[i][0], 1, m)
+    if g.kind == K.CROP:
+        return onmap.move(spans, g.offset[i], g.s[i], m)
+    return onmap.adaptive(spans, m)
 
 
 def _on_map(state: RFState) -> RFState:
-    """Sizes along clipped axes: the widest real unit, counting only input pixels that exist."""
-    if not any(state.clip):
+    """Sizes along finite-map axes: the widest real unit (the infinite-grid pattern does not apply there)."""
+    if all(both is None for both in state.on_map):
         return state
 
-    def fix(rf: RF) -> RF:
-        size = list(rf.size)
-        for a, (place, clip) in enumerate(zip(state.places, state.clip)):
-            if clip and place is not None:
-                sup = rf.supports()[a]
-                size[a] = max(1, max(_width(_span_union(sup, range(u, u + 1), clip)) for u in range(place[2])))
+    def fix(rf: RF, which: int) -> RF:
+        size = [s if both is None else max(1, onmap.widest(both[which])) for s, both in zip(rf.size, state.on_map)]
         return RF(tuple(size), rf.jump, rf.start, rf.supports())
 
-    return RFState(fix(state.hi), fix(state.lo), state.places, state.clip)
+    return RFState(fix(state.hi, 0), fix(state.lo, 1), state.places, state.on_map)
 
 
 def _step(
-    node: Node, states: list[RFState], shapes: list[tuple[int, ...]], extent: Sequence[int], nd: int
+    node: Node, states: list[RFState], shapes: list[tuple[int, ...]], nd: int
 ) -> tuple[RFState | None, LintWarning | None]:
     g = node.geometry
     state, shape_in, out = states[0], tuple(shapes[0]), node.output_shape
     if len(states) > 1 and g.kind in _GRID:
         # MaxUnpool: the values and the indices of one pooling; the op slides over the merged view
         state = _merge(states, shapes, node, nd)[0]
-        return _grid(node, state, shape_in, extent, nd) if state.spatial else (state, None)
+        return _grid(node, state, shape_in, nd) if state.spatial else (state, None)
     if len(states) > 1 or g.kind == K.MERGE:
         return _merge(states, shapes, node, nd)
     if not state.spatial:
@@ -357,7 +405,7 @@ def _step(
     if g.kind in (K.ATTENTION, K.MATMUL, K.COLLAPSE):
         return _collapse(state), None  # conservative: every value may see every position
     if g.kind in _GRID:
-        return _grid(node, state, shape_in, extent, nd)
+        return _grid(node, state, shape_in, nd)
     if g.kind == K.UNKNOWN:
         return _unknown(node, shape_in)
     if out == shape_in:
@@ -376,14 +424,6 @@ def _flattened(produced: tuple[int, ...], node: Node, nd: int) -> bool:
     return len(produced) >= nd + 2 and len(received) < nd + 2
 
 
-def input_dependent(graph: Graph) -> list[bool]:
-    """Per node: does its output depend on the model input (False for parameter/constant-only ops)?"""
-    variable: list[bool] = []
-    for i, node in enumerate(graph.nodes):
-        variable.append(i == 0 or any(variable[j] for j in node.inputs))
-    return variable
-
-
 def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
     """Receptive-field state of every node in ``graph`` (None where unknown) and alignment warnings."""
     nd = graph.ndim
@@ -391,12 +431,12 @@ def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
     warnings: list[LintWarning] = []
     variable = input_dependent(graph)
     shape0 = graph.nodes[0].output_shape
-    extent = tuple(shape0[-nd:])
+    extent = tuple(shape0[-nd:])  # spatial sizes of the input
     for i, node in enumerate(graph.nodes):
         if i == 0:
             start = rf_input(nd)
             places = tuple((len(shape0) - nd + a, 1, n) for a, n in enumerate(extent))
-            states.append(RFState(start, start, places, (0,) * nd))
+            states.append(RFState(start, start, places, (None,) * nd))
             continue
         # operands computed from parameters or constants alone (``w.view(1, C, 1, 1)``, a scalar
         # buffer) see no pixel: ``x * w`` keeps the receptive field of ``x``
@@ -413,7 +453,7 @@ def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
         if len(known) == 1 and known[0].spatial and _flattened(shapes[0], node, nd):
             # the hooks path cannot see a flatten between modules: collapse here
             known = [_collapse(known[0])]
-        state, warning = _step(node, known, shapes, extent, nd)
+        state, warning = _step(node, known, shapes, nd)
         states.append(_on_map(state) if state is not None else None)
         if warning is not None:
             warnings.append(warning)

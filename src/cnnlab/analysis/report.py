@@ -23,7 +23,9 @@ CONVENTION = (
     "know how the op maps its grid. After an upsample by s the jump is divided by s (below 1 means "
     "neighbouring output units step by a fraction of an input pixel): a nearest-upsampled unit sees "
     "exactly the region of the unit it copies, a (bi)linear one the union of the (up to) two units it mixes; "
-    "upsampling adds no new context."
+    "upsampling adds no new context. A layer that combines the whole map (fc, global pooling) keeps the "
+    "jump it reads, as explain rf does (a window as wide as the map that would slide by one unit); "
+    "sizes are never cut to the input."
 )
 
 COUNTED_OPS = ("conv", "conv_transpose", "linear", "matmul")

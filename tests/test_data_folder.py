@@ -185,3 +185,21 @@ def test_the_test_split_takes_the_training_split_size_and_colour(tmp_path: Path)
     assert train.images.shape[1:] == test.images.shape[1:] == (3, 12, 16)
     explicit = load_dataset(f"folder:{tmp_path / 'ds'}", "test", size=8, grayscale=True)  # options still win
     assert explicit.images.shape[1:] == (1, 8, 8)
+
+
+def test_a_decompression_bomb_in_the_training_split_is_skipped_by_both_splits(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    make_folder(tmp_path / "ds" / "train", per_class=3, size=(16, 12))
+    make_folder(tmp_path / "ds" / "test", per_class=2, size=(20, 9))
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)  # 400 Mpx claimed: past Pillow's bomb guard
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
+    (tmp_path / "ds" / "train" / "cat" / "0-first.png").write_bytes(bomb)  # read first when sorted
+    with pytest.warns(SkippedImagesWarning, match="0-first.png"):
+        train = load_dataset(f"folder:{tmp_path / 'ds'}", "train")
+    test = load_dataset(f"folder:{tmp_path / 'ds'}", "test")  # it escaped here as a raw DecompressionBombError
+    assert len(train) == 6 and train.images.shape[1:] == test.images.shape[1:] == (1, 12, 16)

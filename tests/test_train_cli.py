@@ -196,3 +196,17 @@ def test_translate_as_large_as_the_image(capsys: pytest.CaptureFixture[str], iso
     assert "TrainConfig.translate must be smaller than the image side" in text and "received translate=28" in text
     assert main(["train", "--set", "progress=none", "--data", "mnist", "--data-dir", str(folder), "--out", "ok",
                  "--no-report", "--epochs", "1", "--set", "translate=27"]) == 0  # fmt: skip
+
+
+def test_recipe_help_names_every_recipe() -> None:
+    # The help is a fixed string (cnnlab --help imports no torch, which the recipes module does): keep it whole.
+    import argparse
+
+    from cnnlab.cli.cmd_train import add_arguments
+    from cnnlab.train.recipes import RECIPES
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    (action,) = [a for a in parser._actions if "--recipe" in a.option_strings]
+    listed = action.help.split(":", 1)[1].replace(",", " ").split() if action.help else []
+    assert sorted(listed) == sorted(RECIPES)

@@ -237,6 +237,18 @@ def _summary(prefix: str, metrics: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}_{k}": metrics[k] for k in keys if k in metrics}
 
 
+def resume_command(world_size: int, run_dir: str | Path) -> str:
+    """The command that continues a stopped run: with torchrun and as many processes for a DDP run.
+
+    >>> resume_command(1, "runs/a")
+    'cnnlab train --resume --out runs/a'
+    >>> resume_command(2, "runs/a")
+    'torchrun --nproc_per_node 2 -m cnnlab train --resume --out runs/a'
+    """
+    launch = f"torchrun --nproc_per_node {world_size} -m cnnlab train" if world_size > 1 else "cnnlab train"
+    return f"{launch} --resume --out {run_dir}"
+
+
 def _resumed_meta(out_dir: str | Path | None) -> dict[str, Any] | None:
     """The ``model.json`` of the run to resume (None before its first epoch ended, when it has none)."""
     from cnnlab.train.checkpoint import META_NAME, read_meta
@@ -383,12 +395,10 @@ def fit(
                         run.save_interrupted(state, config)
                         progress.close()
                         if env.dist.is_main:  # said whatever the progress mode: the user must see it
-                            launch = (f"torchrun --nproc_per_node {env.dist.world_size} -m cnnlab train"
-                                      if env.dist.enabled else "cnnlab train")  # fmt: skip
                             print(
                                 f"interrupted at step {state.step} (epoch {epoch + 1}, batch {state.batch}); "
                                 f"the training state is saved in {run.state_path}. Continue with: "
-                                f"{launch} --resume --out {run.dir}",
+                                f"{resume_command(env.dist.world_size, run.dir)}",
                                 file=sys.stderr, flush=True,
                             )  # fmt: skip
                         raise TrainingInterrupted(interrupt["signum"])

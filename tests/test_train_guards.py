@@ -212,3 +212,32 @@ def test_runs_started_in_the_same_second_get_their_own_default_folders(tmp_path:
     assert first.dir == name and second.dir == name.with_name(name.name + "-2")
     assert first.dir.is_dir() and second.dir.is_dir()
     assert RunFiles(tmp_path / "chosen", claim=False).dir == tmp_path / "chosen"  # an --out is used as given
+
+
+def test_a_spec_built_checkpoint_loads_fine_tunes_and_resumes(
+    capsys: pytest.CaptureFixture[str], data_dir: Path, isolated: Path
+) -> None:
+    """load_run of a spec-built checkpoint called a builder that did not exist ("written by another cnnlab
+    version"); fine-tuning from it recorded the model as the string 'None' without its spec."""
+    import torch
+
+    from cnnlab.models import from_spec
+    from cnnlab.train.checkpoint import save_model
+
+    spec = {"name": "tiny", "input": [1, 28, 28],
+            "layers": [{"conv": 4, "kernel": 3}, "relu", {"maxpool": 2}, "flatten", {"linear": 5}]}  # fmt: skip
+    net = from_spec(spec)
+    save_model(net, {"model": None, "spec": net.spec, "num_classes": 5, "in_chans": 1,
+                     "normalization": {"mean": [0.5], "std": [0.25]}}, isolated / "src")  # fmt: skip
+    loaded = load_run(isolated / "src")
+    x = torch.rand(2, 1, 28, 28)
+    torch.testing.assert_close(loaded.model(x), net.eval()(x))
+    _train(capsys, data_dir, "--out", "tuned", "--init-from", "src")  # 10 classes: a new head
+    meta = json.loads((isolated / "tuned" / "model.json").read_text())
+    assert meta["model"] is None and meta["spec"]["name"] == "tiny" and meta["init_from_num_classes"] == 5
+    tuned = load_run(isolated / "tuned")
+    assert tuned.model(x).shape == (2, 10)
+    assert json.loads((isolated / "tuned" / "metrics.json").read_text())["model"] == "tiny"
+    text = _train(capsys, data_dir, "--out", "tuned", "--resume", "--epochs", "2")
+    assert "resuming" in text and load_run(isolated / "tuned").model(x).shape == (2, 10)
+    assert "training tiny on" in text and "randomly initialised" not in text  # the head is restored, not new

@@ -107,13 +107,13 @@ def load_target(spec: str, input_size: tuple[int, ...] | None = None) -> BenchTa
     """
     path = Path(spec).expanduser()
     if names_checkpoint(spec):
-        from cnnlab.train.checkpoint import load_run
+        from cnnlab.train.checkpoint import load_run, model_label
 
         run = load_run(path)  # checks size, sha256 and shapes; raises CheckpointError
         meta = dict(run.meta)
         if input_size is not None:
             meta["input_size"] = list(input_size)
-        name = str(meta.get("model") or meta.get("spec", {}).get("name", "spec"))
+        name = model_label(meta)
         metrics = run.weights_path.parent / "metrics.json"
         recorded: dict[str, Any] = {}
         if metrics.is_file():

@@ -67,7 +67,7 @@ def _fresh_settings(args: argparse.Namespace) -> dict[str, object]:
         source = source_model(args.init_from)
         if args.model:
             check_model_matches_source(args.model, args.init_from, source)
-        elif source is not None:
+        else:
             explicit["model"] = source  # recorded in config.json and the run's default name
     return explicit
 

@@ -53,6 +53,7 @@ __all__ = [
     "build_model_from_meta",
     "load_run",
     "load_train_state",
+    "model_label",
     "preprocess",
     "read_meta",
     "read_train_state_info",
@@ -264,6 +265,18 @@ def _check_integrity(weights: Path, meta: Mapping[str, Any]) -> None:
         )
 
 
+def model_label(meta: Mapping[str, Any]) -> str:
+    """The model's name for people: the registered name, else the spec's name (spec-built models).
+
+    >>> model_label({"model": "fastnet"}), model_label({"model": None, "spec": {"name": "tiny"}})
+    ('fastnet', 'tiny')
+    """
+    if meta.get("model"):
+        return str(meta["model"])
+    spec = meta.get("spec")
+    return str(spec.get("name") or "spec") if isinstance(spec, Mapping) else "spec"
+
+
 def build_model_from_meta(meta: Mapping[str, Any]) -> nn.Module:
     """A freshly initialised model of the architecture that ``meta`` describes (CPU, float32)."""
     kwargs = dict(meta.get("model_kwargs") or {})
@@ -272,9 +285,13 @@ def build_model_from_meta(meta: Mapping[str, Any]) -> nn.Module:
         kwargs.setdefault("in_chans", int(meta["in_chans"]))
     try:
         if meta.get("spec") is not None:
-            # The declarative spec builder (engineer LAYERS/models) is looked up only when needed.
+            # The declarative spec builder (cnnlab.models.spec) is looked up only when needed. The spec fixes
+            # the architecture; a recorded class count that differs from its head means a replaced head.
             spec_module = importlib.import_module("cnnlab.models.spec")
-            model: nn.Module = spec_module.build_model(meta["spec"], **kwargs)
+            net = spec_module.from_spec(meta["spec"])
+            if net.has_classifier and tuple(net.output_shape) != (kwargs["num_classes"],):
+                net.reset_classifier(kwargs["num_classes"])
+            model: nn.Module = net
             return model
         from cnnlab.models import create_model
 

@@ -32,7 +32,7 @@ from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.loader import TensorLoader, normalize
 from cnnlab.errors import CheckpointError, CnnlabError, TrainingInterrupted
 from cnnlab.train import tasks
-from cnnlab.train.checkpoint import STATE_NAME
+from cnnlab.train.checkpoint import STATE_NAME, model_label
 from cnnlab.train.config import TrainConfig, with_absolute_paths
 from cnnlab.train.distributed import (
     DistInfo,
@@ -256,7 +256,7 @@ def _resumed_meta(out_dir: str | Path | None) -> dict[str, Any] | None:
     return read_meta(out_dir) if out_dir is not None and (Path(out_dir) / META_NAME).is_file() else None
 
 
-def _source_model(init_from: str, resume: bool) -> str | None:
+def _source_model(init_from: str, resume: bool) -> str:
     try:
         return source_model(init_from)
     except CheckpointError as err:
@@ -289,12 +289,10 @@ def fit(
     hooks = hooks or Hooks()
     cfg = with_absolute_paths(cfg)  # the saved config then works from any directory
     resumed_meta = _resumed_meta(out_dir) if resume and cfg.init_from else None
-    source = None
-    if resumed_meta is not None:  # the run's own model.json has its architecture: the source may be gone
-        source = str(resumed_meta["model"]) if resumed_meta.get("model") is not None else None
-    elif cfg.init_from:
-        source = _source_model(cfg.init_from, resume)
-    if cfg.init_from and source is not None and source != cfg.model:
+    if cfg.init_from:
+        # the run's own model.json has its architecture when resuming, so the source may be gone by then
+        source = model_label(resumed_meta) if resumed_meta is not None else _source_model(cfg.init_from, resume)
+    if cfg.init_from and source != cfg.model:
         # The checkpoint's weights fix the architecture. TrainConfig's default model means "not chosen"
         # (fit(TrainConfig(init_from=...))): record the real one; any other model is a conflict.
         if cfg.model != TrainConfig().model:
@@ -345,10 +343,10 @@ def fit(
     if run.replaced:
         progress.message(f"--overwrite: deleted the earlier run's {', '.join(run.replaced)} in {run.dir}")
     progress.message(
-        f"training {meta['model']} on {cfg.data} ({len(data.train)} train / {len(data.val)} val / "
+        f"training {model_label(meta)} on {cfg.data} ({len(data.train)} train / {len(data.val)} val / "
         f"{len(data.test)} test, task {data.task}) on {env.device} in {env.precision}; writing {run.dir}"
     )
-    if (note := _new_head_note(cfg, meta, model)) is not None:
+    if not resume and (note := _new_head_note(cfg, meta, model)) is not None:  # a resumed head is restored
         progress.message(note)
     try:
         with _signals_request_stop() as interrupt:
@@ -469,7 +467,7 @@ def _final_metrics(
         "wall_seconds": wall,
         "epochs": state.epoch,
         "steps": state.step,
-        "model": meta["model"],
+        "model": model_label(meta),
         "dataset": cfg.data,
         "task": data.task,
         "params": sum(p.numel() for p in state.model.parameters()),

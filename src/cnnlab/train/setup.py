@@ -228,7 +228,7 @@ def build_model(
     mean, std = list(data.mean), list(data.std)
     torch.manual_seed(cfg.seed)  # the weights of a fresh model depend on the seed only
     check_freeze(cfg.freeze, cfg.init_from)
-    source_classes = None
+    source_classes, spec = None, None
     if cfg.init_from:
         from cnnlab.train.checkpoint import build_model_from_meta, load_run
 
@@ -239,7 +239,8 @@ def build_model(
             source = load_run(cfg.init_from)
             model, src = source.model, source.meta
             source_classes = int(src["num_classes"])
-        name, kwargs = str(src.get("model")), dict(src.get("model_kwargs") or {})
+        name, kwargs = str(src.get("model") or "spec"), dict(src.get("model_kwargs") or {})
+        spec = src.get("spec")  # a spec-built source: the spec, not a registered name, fixes the architecture
         if int(src.get("in_chans", in_chans)) != in_chans:
             raise ValueError(
                 f"--init-from {cfg.init_from}: that model takes {src.get('in_chans')}-channel images but "
@@ -267,7 +268,7 @@ def build_model(
     if cfg.freeze == "features":
         freeze_features(model, data.input_size)
     meta = {
-        "model": name,
+        "model": None if spec is not None else name,
         "model_kwargs": kwargs,
         "num_classes": num_classes,
         "in_chans": in_chans,
@@ -278,6 +279,8 @@ def build_model(
         "normalization": {"mean": mean, "std": std},
         "init_from": cfg.init_from,
     }
+    if spec is not None:
+        meta["spec"] = spec
     if source_classes is not None:
         meta["init_from_num_classes"] = source_classes  # != num_classes: the head was replaced
     return model, meta
@@ -298,15 +301,14 @@ def check_freeze(freeze: str, init_from: str | None) -> None:
         )
 
 
-def source_model(init_from: str) -> str | None:
-    """The registered model name that the ``init_from`` checkpoint records (``None`` for a spec-built one)."""
-    from cnnlab.train.checkpoint import read_meta
+def source_model(init_from: str) -> str:
+    """The model the ``init_from`` checkpoint records: its registered name, or a spec-built model's spec name."""
+    from cnnlab.train.checkpoint import model_label, read_meta
 
-    name = read_meta(init_from).get("model")
-    return str(name) if name is not None else None
+    return model_label(read_meta(init_from))
 
 
-def check_model_matches_source(model: str, init_from: str, source: str | None) -> None:
+def check_model_matches_source(model: str, init_from: str, source: str) -> None:
     """The ``init_from`` checkpoint (of model ``source``) decides the architecture: another ``model`` is refused.
 
     >>> check_model_matches_source("fastnet", "runs/a", "fastnet")
@@ -314,7 +316,7 @@ def check_model_matches_source(model: str, init_from: str, source: str | None) -
     Traceback (most recent call last):
     ValueError: --model resnet20 conflicts with --init-from runs/a, a fastnet checkpoint: its weights fix ...
     """
-    if source is not None and source != model:
+    if source != model:
         raise ValueError(
             f"--model {model} conflicts with --init-from {init_from}, a {source} checkpoint: its weights fix the "
             f"architecture, so {model} cannot be built from them. Drop --model (or pass --model {source}) to "

@@ -60,7 +60,7 @@ class ModelSource:
 
 def load_model_source(target: str | os.PathLike[str], *, allow_untrained: bool = False) -> ModelSource:
     """A run directory (or its ``.safetensors``), or with ``allow_untrained`` any TARGET of ``cnnlab inspect``."""
-    from cnnlab.train.checkpoint import load_run
+    from cnnlab.train.checkpoint import load_run, model_label
 
     p = Path(target).expanduser()
     if p.is_dir() or p.suffix == ".safetensors" or not allow_untrained:
@@ -71,7 +71,7 @@ def load_model_source(target: str | os.PathLike[str], *, allow_untrained: bool =
             )
         loaded = load_run(p)
         size = loaded.meta.get("input_size")
-        name = str(loaded.meta.get("model") or p.name)
+        name = model_label(loaded.meta) if loaded.meta.get("model") or loaded.meta.get("spec") else p.name
         run = p if p.is_dir() else p.parent
         return ModelSource(loaded.model, name, dict(loaded.meta), tuple(size) if size else None, run)
     from cnnlab.analysis.target import load_target

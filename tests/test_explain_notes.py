@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from cnnlab.arith import conv_out, unread_border
 from cnnlab.arith.explain import compare_rf, explain_params, explain_rf, explain_shape
+from cnnlab.arith.sizes import skipped_inputs
 from cnnlab.cli.main import main
 from cnnlab.reference.explain import explain_conv, explain_pool
 
@@ -132,7 +133,7 @@ def test_same_notes_split_an_odd_total_and_skip_ceil_when_it_equals_floor() -> N
     ]
     notes = explain_shape("conv f=4 p=same", "7,9,1")["steps"][0]["size_notes"]
     assert notes == [
-        "p=same at stride 1 keeps the size (TensorFlow/Keras 'same', PyTorch's padding='same'): padding = "
+        "p=same at stride 1 keeps the size (TensorFlow/Keras 'same'; PyTorch's padding='same'): padding = "
         "k_eff - 1 = 3 in all: 1 top/left and 2 bottom/right (the extra one on the bottom/right, as "
         "TensorFlow and PyTorch do)"
     ]
@@ -149,8 +150,9 @@ def test_conv_trace_with_same_states_the_rule() -> None:
 
 
 DILATION = (
-    "dilation 2: a 3x3 kernel covers 5x5 (k_eff = k + (k-1)(d-1), 3 + (3-1)*(2-1) = 5), with 1 gap between "
-    "taps. PyTorch's dilation=1 means no gaps; texts that count the gaps call this dilation 1"
+    "dilation 2: a 3x3 kernel covers 5x5 (k_eff = k + (k-1)(d-1), 3 + (3-1)*(2-1) = 5), with taps 2 apart "
+    "(1 position skipped between neighbours). PyTorch's dilation=1 means no gaps; texts that count the gaps call "
+    "this dilation 1"
 )
 
 
@@ -172,7 +174,8 @@ def test_dilation_note_in_shape_rf_compare_and_conv(capsys: pytest.CaptureFixtur
 def test_dilation_note_per_axis_and_1d() -> None:
     d = explain_shape("conv f=1x7 d=1x2", "20,20,1")
     assert d["steps"][0]["dilation_note"].startswith(
-        "dilation 1x2: a 1x7 kernel covers 1x13 (k_eff = k + (k-1)(d-1), per axis), with gaps of 0x1"
+        "dilation 1x2: a 1x7 kernel covers 1x13 (k_eff = k + (k-1)(d-1), per axis), with taps 1x2 apart (0x1 "
+        "positions skipped between neighbours)"
     )
     d = explain_shape("conv f=3 d=3", "20,1")
     assert d["steps"][0]["dilation_note"].startswith("dilation 3: a 3-tap kernel spans 7 positions")
@@ -227,3 +230,50 @@ def test_layer_language_help_states_the_same_and_dilation_rules(capsys: pytest.C
     text = " ".join(capsys.readouterr().out.split())
     assert "p=same: output ceil(n/s) at any stride (TensorFlow's rule)" in text
     assert "d: PyTorch's dilation (d=1 no gaps, d=2: 3x3 covers 5x5)" in text
+
+
+def test_dilation_note_counts_one_gap_of_d_minus_1_positions() -> None:
+    # "with 2 gaps between taps" for d=3 read as two gaps; it is one gap of 2 positions
+    note = explain_shape("conv f=3 d=3", "20,20,1")["steps"][0]["dilation_note"]
+    assert "with taps 3 apart (2 positions skipped between neighbours)" in note
+
+
+# --- gaps inside the map ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "size", "k", "s", "d", "pad"),
+    [("conv f=1 s=2 p=1", 4, 1, 2, 1, 1), ("pool f=2 s=4 p=1", 5, 2, 4, 1, 1), ("conv f=1 s=2", 5, 1, 2, 1, 0),
+     ("conv f=3 d=3 s=2", 12, 3, 2, 3, 0), ("conv f=2 s=3", 9, 2, 3, 1, 0)],
+)  # fmt: skip
+def test_rows_no_tap_reads_are_counted_like_torch_and_never_called_lost_free(
+    spec: str, size: int, k: int, s: int, d: int, pad: int
+) -> None:
+    # A 1x1 conv at stride 2 with padding 1 said "it is padding, so no input value is lost" while it
+    # skipped input rows 0 and 2. The never-read rows are the ones with no gradient under an all-ones kernel.
+    x = torch.ones(1, 1, size, size, requires_grad=True)
+    if spec.startswith("pool"):
+        F.avg_pool2d(x, k, s, pad, count_include_pad=True).sum().backward()
+    else:
+        F.conv2d(x, torch.ones(1, 1, k, k), stride=s, padding=pad, dilation=d).sum().backward()
+    assert x.grad is not None
+    unread = int((x.grad[0, 0].sum(dim=1) == 0).sum())  # rows with no gradient anywhere
+    notes = " ".join(explain_shape(spec, f"{size},{size},1")["steps"][0]["size_notes"])
+    assert unread > 0 and "no input value is lost" not in notes
+    tail = unread_border(size, k, s, pad, d)[0][1]
+    assert skipped_inputs(size, k, s, (pad, pad), d) == unread
+    if unread - tail:
+        assert f"{unread - tail} input row" in notes and "inside the map" in notes
+
+
+def test_compare_credits_the_deeper_stack_and_notes_pooling_only_where_it_differs() -> None:
+    # "A uses 1.39x the weights of B and adds a non-linearity between its layers" was said of A always,
+    # here a single conv; the pooling note was added when both stacks had the same pool.
+    last = compare_rf("conv f=5", "conv f=3; conv f=3", channels=8)["lines"][-1]
+    assert last.endswith("B stacks 2 convolutions against 1, so with a ReLU after each it has more non-linearities.")
+    last = compare_rf("conv f=3; pool f=2; conv f=3", "conv f=3; pool f=2", channels=8)["lines"][-1]
+    assert last.startswith("A's receptive field is larger") and "Pooling" not in last
+    last = compare_rf("conv f=3; conv f=3", "conv f=3; pool f=2", channels=8)["lines"][-1]
+    assert "Pooling" not in last  # A is larger, and A has no pool
+    last = compare_rf("conv f=3", "conv f=3; pool f=2", channels=8)["lines"][-1]
+    assert last.endswith("multiplies the jump j by the stride.")  # nothing after the pool to reach further

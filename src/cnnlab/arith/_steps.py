@@ -146,7 +146,7 @@ def _windowed_notes(
     names = axis_names(len(n))
     step.size_notes = [] if ceil_mode else floor_notes(names, n, k, s, pairs, d)
     if p == "same":
-        step.size_notes += same_notes(names, n, k, s, d)
+        step.size_notes += same_notes(names, n, k, s, d, pooling=step.kind in ("maxpool", "avgpool"))
     step.dilation_note = dilation_note(k, d)
 
 

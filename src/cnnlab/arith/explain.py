@@ -56,7 +56,7 @@ def _in_text(walk: _Walk, *, count: bool = True) -> str:
     order = f"C,{axes}" if walk.layout == "chw" else f"{axes},C"
     values = math.prod(walk.input_shape)
     shape = f"input {'x'.join(str(v) for v in walk.input_shape)} ({order})"
-    return f"{shape} = {values:,} values" if count else shape
+    return f"{shape} = {values:,} value{'s' if values != 1 else ''}" if count else shape
 
 
 def explain_shape(spec: str, input_shape: str, *, layout: str = "hwc") -> dict[str, Any]:
@@ -68,7 +68,8 @@ def explain_shape(spec: str, input_shape: str, *, layout: str = "hwc") -> dict[s
     walk = _walk(spec, input_shape, layout)
     lines = [f"{_in_text(walk)}; output size per axis: floor((n + 2p - d(k-1) - 1)/s) + 1"]
     for st in walk.steps:
-        lines.append(f"{st.name}: {st.layer.text}  ->  {st.shape_text}  ({st.activations:,} activations)")
+        count = f"{st.activations:,} activation{'s' if st.activations != 1 else ''}"
+        lines.append(f"{st.name}: {st.layer.text}  ->  {st.shape_text}  ({count})")
         lines += [f"    {f}" for f in st.size_formulas]
         lines += [f"    note: {note}" for note in (*st.size_notes, st.dilation_note) if note]
     last = walk.steps[-1]
@@ -256,15 +257,35 @@ def _rf_verdict(a: list[int], b: list[int]) -> tuple[str, str]:
     return "neither", f"A's receptive field ({ta}) and B's ({tb}) differ, each larger along some axis"
 
 
-def _pooling_note(label: str, walk: _Walk) -> str:
-    # seed 002 says pooling decreases the receptive field; the recurrence says otherwise
-    pools = [s.name for s in walk.steps if s.kind in ("maxpool", "avgpool")]
-    if not pools:
+def _pools(walk: _Walk) -> list[str]:
+    return [s.name for s in walk.steps if s.kind in ("maxpool", "avgpool")]
+
+
+def _pooling_note(label: str, walks: dict[str, _Walk]) -> str:
+    # seed 002 says pooling decreases the receptive field; the recurrence says otherwise. Said only where
+    # the larger stack has more pooling than the other (an equal pool in both explains no difference).
+    other = "B" if label == "A" else "A"
+    pools = _pools(walks[label])
+    if len(pools) <= len(_pools(walks[other])):
         return ""
+    one = len(pools) == 1
+    later = walks[label].steps[-1].name not in pools  # a layer after the last pool, whose reach grows
     return (
         f" Pooling enlarges the receptive field, it never shrinks it: {label}'s {', '.join(pools)} "
-        f"add{'s' if len(pools) == 1 else ''} (k-1)*j to it and multipl{'ies' if len(pools) == 1 else 'y'} "
-        "the jump j by the stride, so every later kernel reaches further."
+        f"add{'s' if one else ''} (k-1)*j to it and multipl{'ies' if one else 'y'} the jump j by the stride"
+        + (", so every later kernel reaches further." if later else ".")
+    )
+
+
+def _depth_note(walks: dict[str, _Walk]) -> str:
+    # same field, different weights: the deeper stack (more convolutions) has more non-linearities
+    convs = {label: sum(st.kind == "conv" for st in walk.steps) for label, walk in walks.items()}
+    if convs["A"] == convs["B"] or not min(convs.values()):
+        return ""
+    deeper, shallower = ("A", "B") if convs["A"] > convs["B"] else ("B", "A")
+    return (
+        f" {deeper} stacks {convs[deeper]} convolutions against {convs[shallower]}, so with a ReLU after each "
+        "it has more non-linearities."
     )
 
 
@@ -313,13 +334,9 @@ def compare_rf(
     larger, verdict = _rf_verdict(a["rf"]["size"], b["rf"]["size"])
     same = larger == "same"
     lines.append(
-        f"{verdict}; {_weights_verdict(a['weights'], b['weights'])}"
-        + (
-            " and adds a non-linearity between its layers when each conv is followed by a ReLU."
-            if same and b["weights"] and a["weights"] != b["weights"]
-            else "."
-        )
-        + (_pooling_note(larger, walks[larger]) if larger in walks else "")
+        f"{verdict}; {_weights_verdict(a['weights'], b['weights'])}."
+        + (_depth_note(walks) if same else "")
+        + (_pooling_note(larger, walks) if larger in walks else "")
     )
     return {
         "output": outputs,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cnnlab.arith._norm import Pair, ceil_div
-from cnnlab.arith.sizes import effective_kernel, same_padding, unread_border
+from cnnlab.arith.sizes import effective_kernel, same_padding, skipped_inputs, unread_border
 
 __all__ = ["dilation_note", "floor_notes", "same_notes"]
 
@@ -75,21 +75,34 @@ def floor_notes(
     keys: list[tuple[int, ...] | None] = []
     for ni, ki, si, pair, di in zip(n, k, s, pairs, ds):
         span = ni + pair[0] + pair[1] - effective_kernel(ki, di)[0]  # n + 2p - k_eff
+        if span < 0:
+            keys.append(None)
+            continue
         unread, real = unread_border(ni, ki, si, (pair,), di)[0]
-        keys.append(None if span < 0 or span % si == 0 else (span, si, unread, real, int(any(pair))))
+        inside = skipped_inputs(ni, ki, si, pair, di) - real  # input positions between the taps, never read
+        floored = span % si != 0
+        keys.append((span, si, unread, real, int(any(pair)), inside, ki, di, ni) if floored or inside else None)
     notes = []
-    for names, (span, si, unread, real, padded) in _grouped(axes, keys):
+    for names, (span, si, unread, real, padded, inside, ki, di, ni) in _grouped(axes, keys):
+        gaps = f"{inside} input {_unit(names, inside)} inside the map {'is' if inside == 1 else 'are'} never read"
+        taps = f"{ki} taps {di} apart" if ki > 1 and di > 1 else f"{ki} wide"
+        why = f"the windows, {si} apart and each {taps}, leave gaps"
+        if span % si == 0:  # whole: only the gaps to explain
+            notes.append(f"{_prefix(names, axes)}{gaps} (of {ni}): {why}, so those values never reach the output")
+            continue
         what = f"the last {unread} {_unit(names, unread)} of the {'padded ' if padded else ''}input"
         verb = "is" if unread == 1 else "are"
         if real == 0:
-            detail = f"{'it is' if unread == 1 else 'they are'} padding, so no input value is lost"
-        elif real == unread:
-            detail = f"{'it holds' if unread == 1 else 'they hold'} input values that never reach the output"
+            detail = f"{'it is' if unread == 1 else 'they are'} padding"
+            detail += f"; but {gaps} either: {why}" if inside else ", so no input value is lost"
         else:
             detail = (
-                f"{unread - real} of padding and {real} input {_unit(names, real)} whose values never reach "
+                f"{'it holds' if unread == 1 else 'they hold'} input values that never reach the output"
+                if real == unread
+                else f"{unread - real} of padding and {real} input {_unit(names, real)} whose values never reach "
                 "the output"
             )
+            detail += f"; and {gaps} either: {why}" if inside else ""
         notes.append(
             f"{_prefix(names, axes)}{span}/{si} = {_ratio(span, si)} is not whole, so the size is floored "
             f"({span // si + 1}, not {_ratio(span + si, si)}); {what} {verb} never read by any window: {detail}"
@@ -98,7 +111,8 @@ def floor_notes(
 
 
 def same_notes(
-    axes: Sequence[str], n: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int]
+    axes: Sequence[str], n: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int],
+    *, pooling: bool = False,
 ) -> list[str]:
     """The rule behind ``p=same``: the output is ``ceil(n/s)`` and the padding follows from it.
 
@@ -119,18 +133,23 @@ def same_notes(
         before, after = _sides(names)
         split = f"{left} {before} and {right} {after}"
         if left != right:
-            split += f" (the extra one on the {after}, as TensorFlow and PyTorch do)"
+            who = "TensorFlow does" if pooling else "TensorFlow and PyTorch do"
+            split += f" (the extra one on the {after}, as {who})"
         if si == 1:
+            torch_same = "PyTorch's pooling has no padding='same'" if pooling else "PyTorch's padding='same'"
             notes.append(
-                f"{_prefix(names, axes)}p=same at stride 1 keeps the size (TensorFlow/Keras 'same', PyTorch's "
-                f"padding='same'): padding = k_eff - 1 = {kei - 1} in all: {split}"
+                f"{_prefix(names, axes)}p=same at stride 1 keeps the size (TensorFlow/Keras 'same'; {torch_same}): "
+                f"padding = k_eff - 1 = {kei - 1} in all: {split}"
             )
             continue
         out = ceil_div(ni, si)
         ceil_text = "" if ni % si == 0 else f"; this is ceil, not the floor({ni}/{si}) = {ni // si} some texts give"
+        torch_same = (
+            "PyTorch's pooling has no padding='same'" if pooling else "PyTorch's padding='same' allows stride 1 only"
+        )
         notes.append(
             f"{_prefix(names, axes)}p=same: out = ceil(n/s) = ceil({ni}/{si}) = {out} (TensorFlow/Keras "
-            f"'same'; PyTorch's padding='same' allows stride 1 only){ceil_text}. Padding = max((out-1)*s + "
+            f"'same'; {torch_same}){ceil_text}. Padding = max((out-1)*s + "
             f"k_eff - n, 0) = max(({out}-1)*{si} + {kei} - {ni}, 0) = {left + right} in all: {split}"
         )
     return notes
@@ -155,13 +174,14 @@ def dilation_note(k: Sequence[int], d: Sequence[int]) -> str:
     same = len(set(zip(k, d))) == 1
     formula = f"{k[0]} + ({k[0]}-1)*({d[0]}-1) = {ke[0]}" if same else "per axis"
     gaps = text([di - 1 for di in d])
-    gap_text = f"{gaps} gap{'' if gaps == '1' else 's'}" if "x" not in gaps else f"gaps of {gaps}"
+    skipped = f"{gaps} position{'' if gaps == '1' else 's'}" if "x" not in gaps else f"{gaps} positions"
+    gap_text = f"taps {text(list(d))} apart ({skipped} skipped between neighbours)"
     if len(k) == 1:
         covers = f"a {k[0]}-tap kernel spans {ke[0]} positions"
     else:
         covers = f"a {'x'.join(map(str, k))} kernel covers {'x'.join(map(str, ke))}"
     return (
         f"dilation {text(d)}: {covers} (k_eff = k + (k-1)(d-1), {formula}), with "
-        f"{gap_text} between taps. PyTorch's dilation=1 means no gaps; texts that count the gaps call "
+        f"{gap_text}. PyTorch's dilation=1 means no gaps; texts that count the gaps call "
         f"this dilation {gaps}"
     )

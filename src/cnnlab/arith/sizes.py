@@ -261,6 +261,48 @@ def unread_border(
     return tuple(out)
 
 
+def skipped_inputs(n: int, k: int, s: int, pair: Pair, d: int = 1) -> int:
+    """How many of the ``n`` input positions along one axis no window tap reads (floor rule).
+
+    Tap ``j`` of window ``o`` reads position ``o*s + j*d - left``. Besides the tail that
+    :func:`unread_border` counts, a kernel narrower than the stride, or dilation gaps wider than the
+    stride can fill, leave positions inside the map unread. Each tap reads an arithmetic progression
+    of step ``s``; progressions of one residue merge where they meet, so this is exact for any size.
+
+    >>> skipped_inputs(4, 1, 2, (1, 1))  # a 1x1 kernel at stride 2 on 1+4+1 positions reads 1 and 3
+    2
+    >>> skipped_inputs(224, 5, 2, (2, 2))
+    0
+    """
+    left, right = pair
+    kei = (k - 1) * d + 1
+    if n + left + right < kei:
+        return n
+    out = (n + left + right - kei) // s + 1
+    runs: dict[int, list[tuple[int, int]]] = {}  # residue mod s -> [first, last] of each tap's progression
+    for j in range(k):
+        first = j * d - left
+        last = first + (out - 1) * s
+        if first < 0:  # step up to the first position >= 0 of this progression
+            first -= first // s * s
+        if last > n - 1:  # and down to the last position < n
+            last -= -(-(last - (n - 1)) // s) * s
+        if first <= last:
+            runs.setdefault(first % s, []).append((first, last))
+    read = 0
+    for spans in runs.values():
+        spans.sort()
+        lo, hi = spans[0]
+        for a, b in spans[1:]:
+            if a <= hi + s:  # same residue: contiguous with the run so far
+                hi = max(hi, b)
+            else:
+                read += (hi - lo) // s + 1
+                lo, hi = a, b
+        read += (hi - lo) // s + 1
+    return n - read
+
+
 def _check_output_padding(ops: tuple[int, ...], ss: tuple[int, ...], ds: tuple[int, ...]) -> None:
     # PyTorch: output_padding < stride or output_padding < dilation
     for axis, op, si, di in zip(axis_names(len(ops)), ops, ss, ds):

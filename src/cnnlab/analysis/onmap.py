@@ -16,7 +16,7 @@ dilation) or lands on padding adds nothing. The pool's input units keep their wh
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 from cnnlab.arith._support import AxisSupport, Span
@@ -89,3 +89,79 @@ def upsample(spans: Spans, scale: float, linear: bool, n_out: int) -> Spans:
 def move(spans: Spans, offset: int, step: int, n_out: int) -> Spans:
     """Padding (negative ``offset``) or cropping: unit ``o`` is unit ``o*step + offset``."""
     return tuple(_read(spans, (o * step + offset,)) for o in range(n_out))
+
+
+# --- maps joined from pieces (a cat along a spatial axis) ------------------------------------------------
+
+Parts = tuple[Spans, ...]  # one axis of a joined map: per part (piece), its units' spans, None off the part
+
+
+def _alive(axes: Sequence[Parts], k: int) -> bool:
+    """Part ``k`` still covers a unit: it reaches one along every axis (its units are that product)."""
+    return all(any(sp is not None for sp in parts[k]) for parts in axes)
+
+
+def widest_seen(axes: Sequence[Parts]) -> tuple[int, ...]:
+    """Per axis, most pixels any real unit sees when the units come from several parts.
+
+    ``axes[a][k]`` holds part ``k``'s spans along axis ``a``. A unit sees the parts that reach each of its
+    coordinates, and along each axis the union of their spans there: a window that straddles a seam sees
+    both pieces, a unit on one side only its own.
+    """
+    count = len(axes[0])
+    reach = [
+        {frozenset(k for k in range(count) if parts[k][u] is not None) for u in range(len(parts[0]))} for parts in axes
+    ]
+    sizes = []
+    for a, parts in enumerate(axes):
+        seen = {frozenset(range(count))}  # the sets of parts some unit sees, given its other coordinates
+        for b, sets in enumerate(reach):
+            if b != a:
+                seen = {s & t for s in seen for t in sets}
+        widest_sets = [s for s in seen if not any(s < t for t in seen)]  # a subset sees no more
+        sizes.append(
+            max(widest(tuple(union(parts[k][u] for k in s) for u in range(len(parts[0])))) for s in widest_sets)
+        )
+    return tuple(sizes)
+
+
+def narrowest(axes: Sequence[Parts]) -> tuple[int, ...]:
+    """Per axis, the widest unit of the narrowest part that still covers a unit (the path through one piece)."""
+    count = len(axes[0])
+    alive = [k for k in range(count) if _alive(axes, k)] or list(range(count))
+    return tuple(min(widest(parts[k]) for k in alive) for parts in axes)
+
+
+def _within(inner: Spans, outer: Spans) -> bool:
+    """Every unit ``inner`` reaches, ``outer`` reaches too, with a span that holds ``inner``'s."""
+    return all(i is None or (o is not None and o[0] <= i[0] and i[1] <= o[1]) for i, o in zip(inner, outer))
+
+
+def merge(axes: Sequence[Parts]) -> tuple[Parts, ...]:
+    """The parts of a merge (add, mul) of joined maps, exactly and few.
+
+    Parts that cover the same units become one (a unit sees all of them or none: the union per unit); a
+    part inside another along every axis (a residual block's shortcut inside its body) adds nothing to any
+    unit, now or after any later op, and is dropped.
+    """
+    groups: dict[tuple[tuple[bool, ...], ...], list[int]] = {}
+    for k in [k for k in range(len(axes[0])) if _alive(axes, k)] or [0]:
+        groups.setdefault(tuple(tuple(sp is not None for sp in parts[k]) for parts in axes), []).append(k)
+    merged = [
+        tuple(tuple(union(parts[k][u] for k in ks) for u in range(len(parts[0]))) for parts in axes)
+        for ks in groups.values()
+    ]  # per part: its spans along every axis
+    kept = [
+        part
+        for i, part in enumerate(merged)
+        if not any(j != i and all(_within(p, q) for p, q in zip(part, other)) for j, other in enumerate(merged))
+    ]
+    return tuple(tuple(part[a] for part in kept) for a in range(len(axes)))
+
+
+def keep_narrowest(axes: Sequence[Parts]) -> tuple[Parts, ...]:
+    """The parts that are the narrowest along some axis: a merge follows its narrowest input, per axis."""
+    count = len(axes[0])
+    alive = [k for k in range(count) if _alive(axes, k)] or list(range(count))
+    kept = sorted({min(alive, key=lambda k: widest(parts[k])) for parts in axes})
+    return tuple(tuple(parts[k] for k in kept) for parts in axes)

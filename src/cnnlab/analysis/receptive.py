@@ -24,8 +24,15 @@ A layer that combines a whole axis (fc after flatten, global pooling) sees ``siz
 keeps the jump it reads (``j_out = j_in``): it is a window as wide as the map sliding by one unit, as
 the seeds' VGG table and ``cnnlab explain rf`` have it; on the one unit left the jump only says how far
 apart its copies would sit on a larger input.
-Known limit: a ``cat`` along a spatial axis keeps the inputs' sizes, although a later window that
-straddles the seam sees both ends (the largest size there is understated).
+A ``cat`` along a spatial axis (dim 2 or 3 of NCHW, or negative; ``torch.concat``/``concatenate`` too)
+joins maps that no longer share one grid, so from there on every axis is followed on the finite map with
+each piece as a part of its own (:mod:`cnnlab.analysis.seams`): a later window that straddles a seam sees
+both pieces, a unit on one side only its own, and the smallest size is the path through one piece. The
+joined axis's jump is the mean spacing of its unit centres and its start the centre of unit 0, as after
+an uneven adaptive pool. A cat along channels is a merge.
+Known limits: after an uneven adaptive pool or a spatial cat, start and jump go on by the grid formulas
+from those mean values, so a later window places its start as on an evenly spaced grid (the sizes
+stay exact); the hooks path (models torch.fx cannot trace) sees no functional cat at all.
 """
 
 from __future__ import annotations
@@ -36,9 +43,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.analysis import nodes as K
-from cnnlab.analysis import onmap
+from cnnlab.analysis import onmap, seams
 from cnnlab.analysis.capture import Graph, Node, input_dependent
-from cnnlab.analysis.onmap import Spans
+from cnnlab.analysis.onmap import Parts, Spans
 from cnnlab.analysis.report import LintWarning
 from cnnlab.arith import RF, _support, rf_conv, rf_conv_transpose, rf_input, rf_upsample
 from cnnlab.arith._support import AxisSupport, Span
@@ -46,9 +53,10 @@ from cnnlab.arith._support import AxisSupport, Span
 _EPS = 1e-6
 
 
-# after an uneven adaptive pool: the span each real unit along one axis sees, for ``hi`` and ``lo``
-# (one span once the axis was combined away); None on the textbook infinite grid
-OnMap = tuple[Spans, Spans] | None
+# on a finite map (after an uneven adaptive pool or a spatial cat): the span each real unit along one axis
+# sees, per part, for ``hi`` and ``lo`` (one span once the axis was combined away); None on the textbook
+# infinite grid. One part until a spatial cat joins pieces; part k is the same on every axis
+OnMap = tuple[Parts, Parts] | None
 
 # where one spatial axis lives in a node's output: (tensor axis, stride inside that axis, cells), or
 # None once it is no longer an axis of the tensor (pooled, reduced, mixed away): every value then
@@ -61,8 +69,8 @@ class RFState:
     """``hi``: the largest receptive field into a node; ``lo``: the same grid with the smallest size.
 
     ``places`` follows each spatial axis through permutes and reshapes; ``on_map`` holds, per axis, the
-    exact spans of the real units once an uneven adaptive pool made the grid finite (:data:`OnMap`);
-    the sizes along such an axis are the widest of them.
+    exact spans of the real units once an uneven adaptive pool or a spatial cat made the grid finite
+    (:data:`OnMap`); the sizes along such an axis are the widest of them.
     """
 
     hi: RF
@@ -77,9 +85,23 @@ class RFState:
 
 
 def make_rf(extent: Sequence[float], jump: Sequence[float], start: Sequence[float]) -> RF:
-    """An RF from (possibly fractional) extents; ``size`` rounds up to whole pixels."""
+    """An RF from (possibly fractional) extents; ``size`` rounds up to whole pixels.
+
+    A jump of 0 or less (the copies of one unit after a 1 -> 7 pool, a cat whose pieces run backwards)
+    has no infinite-grid pattern: every unit gets the one span (such an axis takes its sizes from the map).
+    """
     size = tuple(max(1, math.ceil(e - _EPS)) for e in extent)
-    return RF(size, tuple(float(j) for j in jump), tuple(float(s) for s in start))
+    sups = tuple(
+        _support.from_recurrence(n, j, st) if j > 0 else AxisSupport(1, 0, (_centred(n, st),))
+        for n, j, st in zip(size, jump, start)
+    )
+    return RF(size, tuple(float(j) for j in jump), tuple(float(s) for s in start), sups)
+
+
+def _centred(size: int, centre: float) -> Span:
+    """``size`` pixels centred at ``centre``."""
+    first = math.floor(centre - (size - 1) / 2)
+    return first, first + size - 1
 
 
 def _clean(place: Place, shape: tuple[int, ...]) -> bool:
@@ -132,10 +154,10 @@ def _collapse(state: RFState, axes: Sequence[int] | None = None) -> RFState:
     hi, lo, places, maps = state.hi, state.lo, list(state.places), list(state.on_map)
     for a in chosen:
         n, both = places[a][2], maps[a]  # type: ignore[index]
-        hi_spans, lo_spans = both if both is not None else (None, None)
+        hi_spans, lo_spans = (tuple(sp for part in parts for sp in part) for parts in both) if both else (None, None)
         hi, lo = _collapse_rf(hi, a, n, hi_spans), _collapse_rf(lo, a, n, lo_spans)
-        if both is not None:  # the one unit left sees what all of them saw
-            maps[a] = ((onmap.union(both[0]),), (onmap.union(both[1]),))
+        if both is not None:  # the one unit left sees what all of them saw, part by part
+            maps[a] = tuple(tuple((onmap.union(part),) for part in parts) for parts in both)  # type: ignore[assignment]
         places[a] = None
     return RFState(hi, lo, tuple(places), tuple(maps))
 
@@ -205,7 +227,7 @@ def _merge(
         hi or make_rf(hi_ext, ref.hi.jump, ref.hi.start),
         lo or make_rf(lo_ext, ref.lo.jump, ref.lo.start),
         ref.places,
-        tuple(_merge_on_map(states, ref.places[a], a) for a in range(nd)),
+        _merge_maps(states, ref.places, nd),
     )
     warning = None
     grids = {(tuple(round(v, 4) for v in s.hi.jump), tuple(round(v, 4) for v in s.hi.start)) for s, _ in full}
@@ -221,28 +243,42 @@ def _merge(
     return merged, warning
 
 
-def _unit_spans(state: RFState, a: int, n: int) -> tuple[Spans, Spans]:
-    """The spans of units ``0 .. n-1`` along axis ``a``, for hi and lo (one span everywhere once combined)."""
+def _unit_spans(state: RFState, a: int, n: int) -> tuple[Parts, Parts]:
+    """The spans of units ``0 .. n-1`` along axis ``a`` per part, for hi and lo (one span everywhere once combined)."""
     both = state.on_map[a]
     if both is not None:
-        return tuple(sp * n if len(sp) == 1 and n > 1 else sp for sp in both)  # type: ignore[return-value]
+        return tuple(tuple(sp * n if len(sp) == 1 and n > 1 else sp for sp in parts) for parts in both)  # type: ignore[return-value]
     sups = state.hi.supports()[a], state.lo.supports()[a]
     if state.places[a] is None:  # combined: the one pattern unit 0 holds what every unit sees
-        return (sups[0].unit(0),) * n, (sups[1].unit(0),) * n
-    return onmap.from_support(sups[0], n), onmap.from_support(sups[1], n)
+        return ((sups[0].unit(0),) * n,), ((sups[1].unit(0),) * n,)
+    return (onmap.from_support(sups[0], n),), (onmap.from_support(sups[1], n),)
 
 
-def _merge_on_map(states: list[RFState], place: Place, a: int) -> OnMap:
-    """A merge on a finite map: ``hi``, each real unit sees what it sees in any input; ``lo``, the
-    narrowest input alone (inputs with the output's units, or broadcast from one)."""
+def _merge_maps(states: list[RFState], places: tuple[Place, ...], nd: int) -> tuple[OnMap, ...]:
+    """A merge on a finite map: ``hi``, each real unit sees what it sees in any input; ``lo``, the narrowest
+    input alone, per axis (inputs with the output's units, or broadcast from one)."""
+    sizes = [1 if p is None else p[2] for p in places]
+    ins = [s for s in states if all(p is None or p[2] == n for p, n in zip(s.places, sizes))]
+    joined = any(len(parts) > 1 for s in states for both in s.on_map if both is not None for parts in both)
+    if not joined or not ins:
+        return tuple(_merge_on_map(states, sizes[a], a) for a in range(nd))
+    # after a spatial cat: every input's parts, those covering the same units as one (hi); the parts that
+    # are the narrowest along some axis (lo)
+    spans = [[_unit_spans(s, a, n) for a, n in enumerate(sizes)] for s in ins]
+    hi = onmap.merge([tuple(part for axes in spans for part in axes[a][0]) for a in range(nd)])
+    lo = onmap.keep_narrowest([tuple(part for axes in spans for part in axes[a][1]) for a in range(nd)])
+    return tuple((hi[a], lo[a]) for a in range(nd))
+
+
+def _merge_on_map(states: list[RFState], n: int, a: int) -> OnMap:
+    """One axis of a merge of one-part maps (``n`` units out)."""
     if all(s.on_map[a] is None for s in states):
         return None
-    n = place[2] if place is not None else 1
     ins = [_unit_spans(s, a, n) for s in states if s.places[a] is None or s.places[a][2] == n]  # type: ignore[index]
     if not ins:  # no input has the output's units along this axis: keep the infinite-grid sizes
         return None
-    hi = tuple(onmap.union(spans[0][u] for spans in ins) for u in range(n))
-    return hi, min((spans[1] for spans in ins), key=onmap.widest)
+    hi = tuple(onmap.union(spans[0][0][u] for spans in ins) for u in range(n))
+    return (hi,), min((spans[1] for spans in ins), key=lambda parts: onmap.widest(parts[0]))
 
 
 def _unknown(node: Node, shape_in: tuple[int, ...]) -> tuple[None, LintWarning]:
@@ -343,8 +379,8 @@ def _grid(node: Node, state: RFState, shape_in: tuple[int, ...], nd: int) -> tup
     for a, i in zip(axes, ops):
         n, m = shape_in[first + i], out[first_out + i]
         if maps[a] is not None or (g.kind == K.ADAPTIVE and n % m):
-            spans = _unit_spans(state, a, n)
-            maps[a] = (_spans_through(g, i, spans[0], m), _spans_through(g, i, spans[1], m))
+            both = _unit_spans(state, a, n)
+            maps[a] = tuple(tuple(_spans_through(g, i, sp, m) for sp in parts) for parts in both)  # type: ignore[assignment]
         places[a] = (first_out + i, 1, m)  # the op's axes stay last (a P4 lift adds one before)
     return RFState(_edit(state.hi, axes, fn), _edit(state.lo, axes, fn), tuple(places), tuple(maps)), None
 
@@ -365,12 +401,16 @@ def _spans_through(g: K.Geometry, i: int, spans: Spans, m: int) -> Spans:
 
 
 def _on_map(state: RFState) -> RFState:
-    """Sizes along finite-map axes: the widest real unit (the infinite-grid pattern does not apply there)."""
+    """Sizes along finite-map axes: the widest real unit (the infinite-grid pattern does not apply there);
+    after a spatial cat, of all units for ``hi`` and of the narrowest piece's for ``lo``."""
     if all(both is None for both in state.on_map):
         return state
 
     def fix(rf: RF, which: int) -> RF:
-        size = [s if both is None else max(1, onmap.widest(both[which])) for s, both in zip(rf.size, state.on_map)]
+        size = [s if both is None else max(1, onmap.widest(both[which][0])) for s, both in zip(rf.size, state.on_map)]
+        axes = [both[which] for both in state.on_map if both is not None]
+        if len(axes) == len(size) and len(axes[0]) > 1:  # parts: every axis is on the map
+            size = [max(1, v) for v in (onmap.widest_seen(axes) if which == 0 else onmap.narrowest(axes))]
         return RF(tuple(size), rf.jump, rf.start, rf.supports())
 
     return RFState(fix(state.hi, 0), fix(state.lo, 1), state.places, state.on_map)
@@ -419,6 +459,36 @@ def _step(
     return state, None
 
 
+def _join(pieces: list[tuple[RFState | None, int]], shapes: list[tuple[int, ...]], dim: int, nd: int) -> RFState | None:
+    """A cat along tensor axis ``dim`` (``pieces``: each input's state, None for a constant, and its length
+    there) when ``dim`` holds a spatial axis alone (:mod:`cnnlab.analysis.seams`); None for channels."""
+    real = [(s, shape) for (s, _), shape in zip(pieces, shapes) if s is not None]
+    if not real:
+        return None
+    ref = real[0][0]
+    a = next((b for b, p in enumerate(ref.places) if p is not None and p[0] == dim), None)
+    if a is None or any(not _clean(s.places[a], shape) for s, shape in real):
+        return None
+    if any(s.places[b] != ref.places[b] for s, _ in real for b in range(nd) if b != a):
+        return None  # the pieces hold their other axes differently
+    spans = [
+        (None if s is None else [_unit_spans(s, b, 1 if p is None else p[2]) for b, p in enumerate(s.places)], n)
+        for s, n in pieces
+    ]
+    places = list(ref.places)
+    places[a] = (dim, 1, sum(n for _, n in pieces))
+
+    def joined(which: int) -> RF:
+        rfs = [(None if s is None else s.lo if which else s.hi, n) for s, n in pieces]
+        start, jump = seams.grid([(None if rf is None else (rf.start[a], rf.jump[a]), n) for rf, n in rfs])
+        # the infinite-grid pattern does not apply on the joined axis: its sizes come from the spans
+        return _edit(
+            ref.lo if which else ref.hi, [a], lambda sub: RF(sub.size, (jump,), (start,), (_support.identity(),))
+        )
+
+    return RFState(joined(0), joined(1), tuple(places), seams.join_spans(spans, a))
+
+
 def _flattened(produced: tuple[int, ...], node: Node, nd: int) -> bool:
     received = node.input_shapes[0] if node.input_shapes else produced
     return len(produced) >= nd + 2 and len(received) < nd + 2
@@ -453,7 +523,15 @@ def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
         if len(known) == 1 and known[0].spatial and _flattened(shapes[0], node, nd):
             # the hooks path cannot see a flatten between modules: collapse here
             known = [_collapse(known[0])]
-        state, warning = _step(node, known, shapes, nd)
+        dim = seams.cat_dim(node)
+        pieces: list[tuple[RFState | None, int]] = []
+        if dim is not None:
+            rows = seams.operands(graph, node)
+            pieces = [
+                (states[j] if j is not None and variable[j] else None, s[dim]) for j, s in zip(rows, node.input_shapes)
+            ]
+        joined = _join(pieces, node.input_shapes, dim, nd) if dim is not None else None
+        state, warning = (joined, None) if joined is not None else _step(node, known, shapes, nd)
         states.append(_on_map(state) if state is not None else None)
         if warning is not None:
             warnings.append(warning)

@@ -50,6 +50,18 @@ def effective_kernel(k: IntOrTuple, d: IntOrTuple = 1) -> tuple[int, ...]:
     return tuple(_effective_kernel_1d(ki, di) for ki, di in zip(ks, ds))
 
 
+def _window_args(
+    n: IntOrTuple, k: IntOrTuple, s: IntOrTuple, p: Padding, d: IntOrTuple
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[Pair, ...]]:
+    """``n, k, s, d`` as checked per-axis tuples and ``p`` as (before, after) pairs, for one window layer."""
+    ndim = infer_ndim(n, k, s, d, p)
+    ns = to_tuple(n, ndim, "input size", minimum=1)
+    ks = to_tuple(k, ndim, "kernel", minimum=1)
+    ss = to_tuple(s, ndim, "stride", minimum=1)
+    ds = to_tuple(d, ndim, "dilation", minimum=1)
+    return ns, ks, ss, ds, resolve_padding(p, ns, ks, ss, ds)
+
+
 def _same_pair(n: int, k_eff: int, s: int) -> Pair:
     # total = max((ceil(n/s) - 1)*s + k_eff - n, 0); left = total // 2, right = total - left (TensorFlow)
     total = max((ceil_div(n, s) - 1) * s + k_eff - n, 0)
@@ -170,15 +182,10 @@ def conv_out(
     >>> conv_out((32, 32), 3, s=2, p="same")
     (16, 16)
     """
-    ndim = infer_ndim(n, k, s, d, p)
-    ns = to_tuple(n, ndim, "input size", minimum=1)
-    ks = to_tuple(k, ndim, "kernel", minimum=1)
-    ss = to_tuple(s, ndim, "stride", minimum=1)
-    ds = to_tuple(d, ndim, "dilation", minimum=1)
-    pairs = resolve_padding(p, ns, ks, ss, ds)
+    ns, ks, ss, ds, pairs = _window_args(n, k, s, p, d)
     ke = effective_kernel(ks, ds)
     out = []
-    for axis, ni, ki, si, di, kei, pair in zip(axis_names(ndim), ns, ks, ss, ds, ke, pairs):
+    for axis, ni, ki, si, di, kei, pair in zip(axis_names(len(ns)), ns, ks, ss, ds, ke, pairs):
         _check_window_fits("conv", axis, ni, ki, pair, si, di, kei)
         out.append(_floor_or_ceil_out(ni, pair[0], pair[1], kei, si, ceil_mode))
     return tuple(out)
@@ -247,12 +254,7 @@ def unread_border(
     >>> unread_border((5, 6), 2, 2)
     ((1, 1), (0, 0))
     """
-    ndim = infer_ndim(n, k, s, d, p)
-    ns = to_tuple(n, ndim, "input size", minimum=1)
-    ks = to_tuple(k, ndim, "kernel", minimum=1)
-    ss = to_tuple(s, ndim, "stride", minimum=1)
-    ds = to_tuple(d, ndim, "dilation", minimum=1)
-    pairs = resolve_padding(p, ns, ks, ss, ds)
+    ns, ks, ss, ds, pairs = _window_args(n, k, s, p, d)
     out = []
     for ni, kei, si, (left, right) in zip(ns, effective_kernel(ks, ds), ss, pairs):
         # unread = (n + left + right - k_eff) mod s; the input part is what the right padding does not cover

@@ -289,10 +289,10 @@ def fit(
     hooks = hooks or Hooks()
     cfg = with_absolute_paths(cfg)  # the saved config then works from any directory
     resumed_meta = _resumed_meta(out_dir) if resume and cfg.init_from else None
-    if cfg.init_from:
-        # the run's own model.json has its architecture when resuming, so the source may be gone by then
+    source = None
+    if cfg.init_from:  # when resuming, the run's own model.json has its architecture: the source may be gone
         source = model_label(resumed_meta) if resumed_meta is not None else _source_model(cfg.init_from, resume)
-    if cfg.init_from and source != cfg.model:
+    if cfg.init_from and source is not None and source != cfg.model:
         # The checkpoint's weights fix the architecture. TrainConfig's default model means "not chosen"
         # (fit(TrainConfig(init_from=...))): record the real one; any other model is a conflict.
         if cfg.model != TrainConfig().model:

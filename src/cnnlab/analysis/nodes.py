@@ -54,8 +54,10 @@ class Geometry:
     groups: int = 1
     ceil_mode: bool = False
     same: bool = False  # padding='same' was requested
-    scale: tuple[float, ...] = ()  # upsample factor per axis
-    mode: str = "nearest"
+    scale: tuple[float, ...] = ()  # upsample factor per axis: output units per input unit, as PyTorch reads it
+    mode: str = "nearest"  # upsampling: nearest, nearest-exact, bilinear (any linear) or bicubic
+    align_corners: bool = False  # upsampling: unit o reads o/scale, scale = (m-1)/(n-1)
+    pad_mode: str = "zeros"  # conv and padding: zeros, reflect, replicate or circular
     offset: tuple[int, ...] = ()  # crop: first kept index per axis
     bias: bool = False
     in_ch: int = 0
@@ -126,6 +128,7 @@ def classify_module(m: nn.Module, nd: int, in_shape: tuple[int, ...], out_shape:
             bias=m.bias is not None,
             in_ch=m.in_channels,
             out_ch=m.out_channels,
+            pad_mode=str(getattr(m, "padding_mode", "zeros")),
         )
     if isinstance(m, nn.Linear):
         return Geometry(LINEAR, bias=m.bias is not None, in_ch=m.in_features, out_ch=m.out_features)
@@ -141,9 +144,10 @@ def classify_module(m: nn.Module, nd: int, in_shape: tuple[int, ...], out_shape:
         k, s = _tup(m.kernel_size, nd), _tup(m.stride, nd)
         pad = _tup(m.padding, nd)
         return Geometry(CONV_T, k, s, tuple((v, v) for v in pad), (1,) * nd)
-    if isinstance(m, (nn.Upsample, nn.PixelShuffle)):
-        mode = getattr(m, "mode", "nearest")
-        return _upsample(nd, in_shape, out_shape, mode)
+    if isinstance(m, nn.Upsample):
+        return _upsample(nd, in_shape, out_shape, m.mode, m.scale_factor, m.align_corners, m.recompute_scale_factor)
+    if isinstance(m, nn.PixelShuffle):  # output unit o comes from input unit floor(o / r), as nearest
+        return _upsample(nd, in_shape, out_shape, "nearest")
     if isinstance(m, nn.PixelUnshuffle):
         r = (int(m.downscale_factor),) * nd
         return Geometry(POOL, r, r, ((0, 0),) * nd, (1,) * nd)
@@ -162,7 +166,8 @@ def classify_module(m: nn.Module, nd: int, in_shape: tuple[int, ...], out_shape:
         | nn.modules.padding._ReplicationPadNd
         | nn.modules.padding._CircularPadNd,
     ):
-        return _pad_geometry(m.padding, nd)
+        mode = next(name for base, name in _PAD_MODES if isinstance(m, base))
+        return _pad_geometry(m.padding, nd, mode)
     if isinstance(m, nn.MultiheadAttention):  # lives in torch.nn.modules.activation, but is no activation
         return Geometry(ATTENTION, groups=m.num_heads, bias=m.in_proj_bias is not None, in_ch=m.embed_dim)
     if type(m).__module__.startswith("torch.nn.modules.activation") or isinstance(m, nn.Identity):
@@ -170,20 +175,65 @@ def classify_module(m: nn.Module, nd: int, in_shape: tuple[int, ...], out_shape:
     return _shape_geometry(nd, in_shape, out_shape)
 
 
-def _upsample(nd: int, in_shape: tuple[int, ...], out_shape: tuple[int, ...], mode: str) -> Geometry:
+# interpolate's modes -> the receptive-field rule that follows them (arith.rf_upsample)
+_UPSAMPLE_MODES = {
+    "nearest": "nearest", "nearest-exact": "nearest-exact", "linear": "bilinear", "bilinear": "bilinear",
+    "trilinear": "bilinear", "bicubic": "bicubic",
+}  # fmt: skip
+# padding modules -> their mode as conv's padding_mode names it
+_PAD_MODES: tuple[tuple[type[nn.Module], str], ...] = (
+    (nn.modules.padding._ConstantPadNd, "zeros"),
+    (nn.modules.padding._ReflectionPadNd, "reflect"),
+    (nn.modules.padding._ReplicationPadNd, "replicate"),
+    (nn.modules.padding._CircularPadNd, "circular"),
+)
+
+
+def _upsample(
+    nd: int,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    mode: str,
+    scale_factor: Any = None,
+    align_corners: Any = None,
+    recompute: Any = None,
+) -> Geometry:
+    """Upsampling as PyTorch computes it: unit ``o`` reads around ``o / scale`` with ``scale`` the given
+    ``scale_factor`` (unless recomputed from the sizes), else ``m / n`` for ``n`` units to ``m``."""
     si, so = _spatial(in_shape, nd), _spatial(out_shape, nd)
-    scale = tuple(o / i for i, o in zip(si, so))
-    rf_mode = "nearest" if mode in ("nearest", "nearest-exact") else "bilinear"
-    return Geometry(UPSAMPLE, scale=scale, mode=rf_mode)
+    if mode == "area":  # interpolate's area mode is adaptive average pooling to the output size
+        return Geometry(ADAPTIVE)
+    if mode not in _UPSAMPLE_MODES:
+        return Geometry(UNKNOWN)
+    rf_mode = _UPSAMPLE_MODES[mode]
+    corners = bool(align_corners) and rf_mode in ("bilinear", "bicubic")
+    given = _floats(scale_factor, nd) if scale_factor is not None and not recompute else None
+    scale = []
+    for a, (n, m) in enumerate(zip(si, so)):
+        # PyTorch (CPU) copies an axis that keeps its size (nearest, linear) and reads o >> 1 for nearest x2
+        shortcut = (m == n and rf_mode in ("nearest", "bilinear")) or (m == 2 * n and rf_mode == "nearest")
+        if corners:  # source o * (n-1)/(m-1); one unit in or out: every output reads unit 0
+            scale.append((m - 1) / (n - 1) if n > 1 and m > 1 else float(m) if n == 1 else 1 / n)
+        elif given is None or shortcut:
+            scale.append(m / n)
+        else:
+            scale.append(given[a])
+    return Geometry(UPSAMPLE, scale=tuple(scale), mode=rf_mode, align_corners=corners)
 
 
-def _pad_geometry(pad: Any, nd: int) -> Geometry:
+def _floats(v: Any, nd: int) -> tuple[float, ...]:
+    if isinstance(v, (tuple, list)):
+        return tuple(float(x) for x in v) if len(v) == nd else tuple(float(v[0]) for _ in range(nd))
+    return (float(v),) * nd
+
+
+def _pad_geometry(pad: Any, nd: int, mode: str = "zeros") -> Geometry:
     # F.pad order: last axis first, (left, right) per axis
     flat = _tup(pad, 2 * nd) if isinstance(pad, (tuple, list)) else (int(pad),) * (2 * nd)
     pairs = [(0, 0)] * nd
     for i in range(min(nd, len(flat) // 2)):
         pairs[nd - 1 - i] = (flat[2 * i], flat[2 * i + 1])
-    return Geometry(PAD, p=tuple(pairs))
+    return Geometry(PAD, p=tuple(pairs), pad_mode="zeros" if mode == "constant" else mode)
 
 
 def _reshape_geometry(nd: int, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Geometry:
@@ -214,6 +264,7 @@ _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "group
 _CONVT_ARGS = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
 _POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode")
 _AVG_ARGS = ("input", "kernel_size", "stride", "padding", "ceil_mode")
+_INTERPOLATE_ARGS = ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias")
 _MERGE = {
     "add",
     "iadd",
@@ -408,11 +459,21 @@ def classify_function(
         )
     if base.startswith(("adaptive_avg_pool", "adaptive_max_pool")):
         return Geometry(ADAPTIVE)
-    if base in ("interpolate", "upsample", "upsample_nearest", "upsample_bilinear", "pixel_shuffle"):
-        mode = str(kwargs.get("mode", args[3] if len(args) > 3 else "nearest"))
-        return _upsample(nd, in_shape, out_shape, mode)
+    if base in ("interpolate", "upsample"):
+        b = _bind(_INTERPOLATE_ARGS, args, kwargs)
+        if b.get("antialias"):  # a downsampling window that grows with the scale: not followed
+            return Geometry(UNKNOWN)
+        return _upsample(
+            nd, in_shape, out_shape, str(b.get("mode", "nearest")), b.get("scale_factor"),
+            b.get("align_corners"), b.get("recompute_scale_factor"),
+        )  # fmt: skip
+    if base in ("upsample_nearest", "pixel_shuffle"):
+        return _upsample(nd, in_shape, out_shape, "nearest")
+    if base == "upsample_bilinear":  # deprecated F.upsample_bilinear: align_corners=True
+        return _upsample(nd, in_shape, out_shape, "bilinear", align_corners=True)
     if base == "pad":
-        return _pad_geometry(kwargs.get("pad", args[1] if len(args) > 1 else 0), nd)
+        b = _bind(("input", "pad", "mode", "value"), args, kwargs)
+        return _pad_geometry(b.get("pad", 0), nd, str(b.get("mode") or "constant"))
     if base == "getitem":
         return _getitem_geometry(args, nd, in_shape, out_shape)
     if base in _MERGE and n_tensor_inputs > 1:

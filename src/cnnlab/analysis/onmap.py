@@ -5,7 +5,8 @@ divide ``n`` (1 -> 7 replicates one unit, 11 -> 4 mixes windows of 3 and 4), so 
 pool is not the textbook infinite one: a padding position beyond the pooled map is zero and sees no
 pixel. From the pool on, each real unit of an axis keeps the exact input span it sees (``Spans``),
 and every later op unions the spans of the real units it reads, so a read that skips a unit (stride,
-dilation) or lands on padding adds nothing. The pool's input units keep their whole textbook fields
+dilation) or lands on zero padding adds nothing, and one on reflect, replicate or circular padding adds the
+unit copied there (:func:`source`). The pool's input units keep their whole textbook fields
 (padding before the pool counts as everywhere in cnnlab: sizes may exceed the input, never cut).
 
 >>> after = adaptive(((-1, 1), (0, 2), (1, 3)), 7)  # three units of a 3-wide field, pooled 3 -> 7
@@ -42,9 +43,30 @@ def from_support(sup: AxisSupport, n: int) -> Spans:
     return tuple(sup.unit(u) for u in range(n))
 
 
-def _read(spans: Spans, units: Iterable[int]) -> Span:
-    """The union over ``units`` that lie on the map; an index off the map is padding and sees nothing."""
-    return union(spans[u] for u in units if 0 <= u < len(spans))
+def source(u: int, n: int, border: str = "zeros") -> int | None:
+    """The unit of an ``n``-unit axis that index ``u`` reads: itself on the map; off it, None for zero
+    padding, else the unit PyTorch's ``reflect`` (``-1`` is unit 1), ``replicate`` (unit 0) or ``circular``
+    (unit ``n-1``) padding copies there.
+
+    >>> [source(u, 4, mode) for mode in ("zeros", "reflect", "replicate", "circular") for u in (-2, 4)]
+    [None, None, 2, 2, 0, 3, 2, 0]
+    """
+    if 0 <= u < n or border == "zeros":
+        return u if 0 <= u < n else None
+    if border == "replicate":
+        return min(max(u, 0), n - 1)
+    if border == "circular":
+        return u % n
+    period = 2 * (n - 1)  # reflect: ... 2 1 | 0 1 2 3 | 2 1 0 ...
+    r = u % period if period else 0
+    return r if r < n else period - r
+
+
+def _read(spans: Spans, units: Iterable[int], border: str = "zeros") -> Span:
+    """The union over the units that ``units`` read on the map; under zero padding an index off the map
+    sees nothing, under reflect/replicate/circular padding it sees the unit copied there."""
+    n = len(spans)
+    return union(spans[v] for v in (source(u, n, border) for u in units) if v is not None)
 
 
 def adaptive(spans: Spans, n_out: int) -> Spans:
@@ -53,9 +75,9 @@ def adaptive(spans: Spans, n_out: int) -> Spans:
     return tuple(_read(spans, range((o * n) // n_out, -(-((o + 1) * n) // n_out))) for o in range(n_out))
 
 
-def window(spans: Spans, k: int, s: int, p_left: int, d: int, n_out: int) -> Spans:
-    """Convolution or pooling: unit ``o`` reads ``o*s - p_left + j*d`` for ``j < k``."""
-    return tuple(_read(spans, (o * s - p_left + j * d for j in range(k))) for o in range(n_out))
+def window(spans: Spans, k: int, s: int, p_left: int, d: int, n_out: int, border: str = "zeros") -> Spans:
+    """Convolution or pooling: unit ``o`` reads ``o*s - p_left + j*d`` for ``j < k`` (padding: ``border``)."""
+    return tuple(_read(spans, (o * s - p_left + j * d for j in range(k)), border) for o in range(n_out))
 
 
 def transposed(spans: Spans, k: int, s: int, p: int, d: int, n_out: int) -> Spans:
@@ -69,26 +91,42 @@ def transposed(spans: Spans, k: int, s: int, p: int, d: int, n_out: int) -> Span
     return tuple(out)
 
 
-def upsample(spans: Spans, scale: float, linear: bool, n_out: int) -> Spans:
-    """Nearest (``floor(o/scale)``) or (bi)linear (the neighbours of ``(o + 1/2)/scale - 1/2``) upsampling.
+def upsample(spans: Spans, scale: float, mode: str, align_corners: bool, n_out: int) -> Spans:
+    """Upsampling of ``n`` units to ``n_out`` as PyTorch computes it (``scale``: output units per input unit).
 
-    The scale is read as arith's infinite-grid rule reads it (nearest fraction, denominator <= 16).
+    ``nearest`` reads ``floor(o/scale)``, ``nearest-exact`` ``floor((o + 1/2)/scale)``; ``bilinear`` the
+    neighbours of ``max(0, (o + 1/2)/scale - 1/2)``, ``bicubic`` two on each side of ``(o + 1/2)/scale - 1/2``
+    (indices clamped to the map); with ``align_corners`` the source is ``o * (n-1)/(n_out-1)``. A source on
+    a whole unit reads that unit alone (every other weight is exactly 0). The scale is exact when it is
+    ``n_out/n``, else (a ``scale_factor`` that the size rounds) the nearest fraction with a denominator
+    of at most 1000.
+
+    >>> units = ((0, 0), (1, 1), (2, 2))
+    >>> upsample(units, 2, "bilinear", False, 6)[1], upsample(units, 2, "bicubic", False, 6)[1]
+    ((0, 1), (0, 2))
     """
-    frac = Fraction(scale).limit_denominator(16)
+    n = len(spans)
+    frac = Fraction(n_out, n) if math.isclose(scale, n_out / n) else Fraction(scale).limit_denominator(1000)
     out = []
     for o in range(n_out):
-        src = (o + Fraction(1, 2)) / frac - Fraction(1, 2)
-        if not linear:
-            units = [math.floor(o / frac)]
-        else:  # a weight of exactly 0 on the right neighbour means it does not influence the unit
-            units = [math.floor(src)] + ([math.floor(src) + 1] if src != math.floor(src) else [])
-        out.append(_read(spans, units))
+        if mode in ("nearest", "nearest-exact"):
+            src = (o + Fraction(1, 2) if mode == "nearest-exact" else Fraction(o)) / frac
+            out.append(_read(spans, [min(math.floor(src), n - 1)]))
+            continue
+        if align_corners:
+            src = Fraction(o * (n - 1), n_out - 1) if n_out > 1 else Fraction(0)
+        else:
+            src = (o + Fraction(1, 2)) / frac - Fraction(1, 2)
+            src = max(src, Fraction(0)) if mode == "bilinear" else src  # bicubic does not clamp the source
+        lo = math.floor(src)
+        taps = [lo] if src == lo else [lo, lo + 1] if mode == "bilinear" else [lo - 1, lo, lo + 1, lo + 2]
+        out.append(_read(spans, taps, "replicate"))  # PyTorch clamps the indices to the map
     return tuple(out)
 
 
-def move(spans: Spans, offset: int, step: int, n_out: int) -> Spans:
-    """Padding (negative ``offset``) or cropping: unit ``o`` is unit ``o*step + offset``."""
-    return tuple(_read(spans, (o * step + offset,)) for o in range(n_out))
+def move(spans: Spans, offset: int, step: int, n_out: int, border: str = "zeros") -> Spans:
+    """Padding (negative ``offset``) or cropping: unit ``o`` is unit ``o*step + offset`` (padding: ``border``)."""
+    return tuple(_read(spans, (o * step + offset,), border) for o in range(n_out))
 
 
 # --- maps joined from pieces (a cat along a spatial axis) ------------------------------------------------

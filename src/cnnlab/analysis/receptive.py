@@ -23,7 +23,19 @@ every unit sees the one input unit's whole field (212 for VGG-16 on 32x32).
 A layer that combines a whole axis (fc after flatten, global pooling) sees ``size + (n-1)*jump`` and
 keeps the jump it reads (``j_out = j_in``): it is a window as wide as the map sliding by one unit, as
 the seeds' VGG table and ``cnnlab explain rf`` have it; on the one unit left the jump only says how far
-apart its copies would sit on a larger input.
+apart its copies would sit on a larger input. Its size is what that one unit sees, units ``0 .. n-1``
+(:func:`cnnlab.arith.receptive.rf_whole_map`): after upsampling, other phases of such a window would
+see a pixel more, but they are not on the map.
+Upsampling follows PyTorch's source index per mode: nearest, nearest-exact, (bi/tri)linear (two
+neighbours), bicubic (four), ``align_corners``, and the given ``scale_factor`` rather than the rounded size
+ratio; interpolate's ``area`` mode is adaptive pooling; an antialiased interpolate is not followed
+(``rf-unknown``). Padding that copies units (reflect, replicate, circular; ``F.pad``, the padding modules
+or a conv's ``padding_mode``) reads the units it copies on a finite map. On the infinite grid reflect and
+replicate keep the textbook sizes (a unit at the border sees no more than one inside), but circular
+padding wraps: a unit at the border sees the opposite edge, so from there on the axis is followed on the
+finite map, as after an uneven adaptive pool.
+A merge input with one unit along an axis (``x * pool(x)`` in SE and attention blocks) broadcasts that
+unit's field to every unit of the output.
 A ``cat`` along a spatial axis (dim 2 or 3 of NCHW, or negative; ``torch.concat``/``concatenate`` too)
 joins maps that no longer share one grid, so from there on every axis is followed on the finite map with
 each piece as a part of its own (:mod:`cnnlab.analysis.seams`): a later window that straddles a seam sees
@@ -49,6 +61,7 @@ from cnnlab.analysis.onmap import Parts, Spans
 from cnnlab.analysis.report import LintWarning
 from cnnlab.arith import RF, _support, rf_conv, rf_conv_transpose, rf_input, rf_upsample
 from cnnlab.arith._support import AxisSupport, Span
+from cnnlab.arith.receptive import rf_whole_map
 
 _EPS = 1e-6
 
@@ -139,11 +152,12 @@ def _collapse_rf(rf: RF, a: int, n: int, spans: Spans | None) -> RF:
 
     def fn(sub: RF) -> RF:
         # a window of all n units sliding by one unit: j_out = j_in (as explain rf and the seeds' VGG
-        # table), centre of the one unit left = centre of the map
-        slid = _support.conv(sub.supports()[0], n, 1, 0, 1)
-        union = onmap.union(spans) if spans is not None else slid.unit(0)
-        support = slid if spans is None else AxisSupport(1, 1, (union,))
-        return RF((max(1, _width(union)),), (sub.jump[0],), (sub.start[0] + (n - 1) / 2 * sub.jump[0],), (support,))
+        # table), centre of the one unit left = centre of the map; that unit sees units 0 .. n-1
+        whole = rf_whole_map(sub, n)
+        if spans is None:
+            return RF((max(1, whole.size[0]),), whole.jump, whole.start, whole.supports())
+        union = onmap.union(spans)
+        return RF((max(1, _width(union)),), whole.jump, whole.start, (AxisSupport(1, 1, (union,)),))
 
     return _edit(rf, [a], fn)
 
@@ -179,14 +193,19 @@ def _adaptive_support(sup: AxisSupport, n: int, m: int) -> AxisSupport:
 
 
 def _adaptive_rf(sub: RF, sizes_in: Sequence[int], sizes_out: Sequence[int]) -> RF:
-    sups, jump, start = [], [], []
+    sups, sizes, jump, start = [], [], [], []
     for sup, j, st, n, m in zip(sub.supports(), sub.jump, sub.start, sizes_in, sizes_out):
         _, _, step, centre = K.adaptive_windows(n, m)
-        # global pooling (m = 1) is one window over the whole map sliding by one unit, as fc
-        sups.append(_support.conv(sup, n, 1, 0, 1) if m == 1 else _adaptive_support(sup, n, m))
+        if m == 1:  # global pooling: one window over the whole map sliding by one unit, as fc
+            whole = rf_whole_map(RF((1,), (j,), (st,), (sup,)), n)  # the one unit sees units 0 .. n-1
+            sups.append(whole.supports()[0])
+            sizes.append(whole.size[0])
+        else:
+            sups.append(_adaptive_support(sup, n, m))
+            sizes.append(sups[-1].widest())
         jump.append(j * step)  # mean spacing of the window centres
         start.append(st + centre * j)
-    return RF(tuple(sp.widest() for sp in sups), tuple(jump), tuple(start), tuple(sups))
+    return RF(tuple(sizes), tuple(jump), tuple(start), tuple(sups))
 
 
 def _move(sub: RF, offsets: Sequence[float], steps: Sequence[int]) -> RF:
@@ -249,16 +268,27 @@ def _unit_spans(state: RFState, a: int, n: int) -> tuple[Parts, Parts]:
     if both is not None:
         return tuple(tuple(sp * n if len(sp) == 1 and n > 1 else sp for sp in parts) for parts in both)  # type: ignore[return-value]
     sups = state.hi.supports()[a], state.lo.supports()[a]
-    if state.places[a] is None:  # combined: the one pattern unit 0 holds what every unit sees
+    if _broadcasts(state.places[a]):  # combined, or one unit broadcast: unit 0 holds what every unit sees
         return ((sups[0].unit(0),) * n,), ((sups[1].unit(0),) * n,)
     return (onmap.from_support(sups[0], n),), (onmap.from_support(sups[1], n),)
+
+
+def _broadcasts(place: Place) -> bool:
+    """The axis has one unit (or none, combined away): every unit of a merge with it sees that unit's field."""
+    return place is None or place[2] == 1
+
+
+def _covers(place: Place, n: int) -> bool:
+    """An input reaches every one of the merge's ``n`` units along an axis: it has them, or it has one unit
+    that broadcasts to all of them (an SE block's ``x * pool(x)``)."""
+    return _broadcasts(place) or place[2] == n  # type: ignore[index]
 
 
 def _merge_maps(states: list[RFState], places: tuple[Place, ...], nd: int) -> tuple[OnMap, ...]:
     """A merge on a finite map: ``hi``, each real unit sees what it sees in any input; ``lo``, the narrowest
     input alone, per axis (inputs with the output's units, or broadcast from one)."""
     sizes = [1 if p is None else p[2] for p in places]
-    ins = [s for s in states if all(p is None or p[2] == n for p, n in zip(s.places, sizes))]
+    ins = [s for s in states if all(_covers(p, n) for p, n in zip(s.places, sizes))]
     joined = any(len(parts) > 1 for s in states for both in s.on_map if both is not None for parts in both)
     if not joined or not ins:
         return tuple(_merge_on_map(states, sizes[a], a) for a in range(nd))
@@ -271,10 +301,14 @@ def _merge_maps(states: list[RFState], places: tuple[Place, ...], nd: int) -> tu
 
 
 def _merge_on_map(states: list[RFState], n: int, a: int) -> OnMap:
-    """One axis of a merge of one-part maps (``n`` units out)."""
-    if all(s.on_map[a] is None for s in states):
+    """One axis of a merge of one-part maps (``n`` units out).
+
+    An input with one unit there (or none, combined away) broadcasts it: every unit sees that one unit's
+    field, whatever its place, which no infinite-grid pattern holds, so the axis goes on the finite map."""
+    broadcast = n > 1 and any(_broadcasts(s.places[a]) for s in states)
+    if not broadcast and all(s.on_map[a] is None for s in states):
         return None
-    ins = [_unit_spans(s, a, n) for s in states if s.places[a] is None or s.places[a][2] == n]  # type: ignore[index]
+    ins = [_unit_spans(s, a, n) for s in states if _covers(s.places[a], n)]
     if not ins:  # no input has the output's units along this axis: keep the infinite-grid sizes
         return None
     hi = tuple(onmap.union(spans[0][0][u] for spans in ins) for u in range(n))
@@ -366,7 +400,7 @@ def _grid(node: Node, state: RFState, shape_in: tuple[int, ...], nd: int) -> tup
         fn = lambda r: rf_conv_transpose(r, ks, ss, tuple(g.p[i][0] for i in ops), ds)  # noqa: E731
     elif g.kind == K.UPSAMPLE:
         mode: Any = g.mode
-        fn = lambda r: rf_upsample(r, tuple(g.scale[i] for i in ops), mode)  # noqa: E731
+        fn = lambda r: rf_upsample(r, tuple(g.scale[i] for i in ops), mode, align_corners=g.align_corners)  # noqa: E731
     elif g.kind == K.PAD:
         fn = lambda r: _move(r, [-g.p[i][0] for i in ops], [1] * len(ops))  # noqa: E731
     elif g.kind == K.CROP:
@@ -378,23 +412,29 @@ def _grid(node: Node, state: RFState, shape_in: tuple[int, ...], nd: int) -> tup
     maps, places = list(state.on_map), list(state.places)
     for a, i in zip(axes, ops):
         n, m = shape_in[first + i], out[first_out + i]
-        if maps[a] is not None or (g.kind == K.ADAPTIVE and n % m):
+        if maps[a] is not None or (g.kind == K.ADAPTIVE and n % m) or _wraps(g, i):
             both = _unit_spans(state, a, n)
             maps[a] = tuple(tuple(_spans_through(g, i, sp, m) for sp in parts) for parts in both)  # type: ignore[assignment]
         places[a] = (first_out + i, 1, m)  # the op's axes stay last (a P4 lift adds one before)
     return RFState(_edit(state.hi, axes, fn), _edit(state.lo, axes, fn), tuple(places), tuple(maps)), None
 
 
+def _wraps(g: K.Geometry, i: int) -> bool:
+    """Circular padding along axis ``i``: a unit at the border reads the opposite edge, which no infinite
+    grid has, so the axis is followed on the finite map from here on."""
+    return g.kind in (K.CONV, K.PAD) and g.pad_mode == "circular" and g.p[i] != (0, 0)
+
+
 def _spans_through(g: K.Geometry, i: int, spans: Spans, m: int) -> Spans:
     """The real units' spans after grid op ``g`` along its axis ``i`` (``m`` units out)."""
     if g.kind in (K.CONV, K.POOL):
-        return onmap.window(spans, g.k[i], g.s[i], g.p[i][0], g.d[i], m)
+        return onmap.window(spans, g.k[i], g.s[i], g.p[i][0], g.d[i], m, g.pad_mode)
     if g.kind == K.CONV_T:
         return onmap.transposed(spans, g.k[i], g.s[i], g.p[i][0], g.d[i], m)
     if g.kind == K.UPSAMPLE:
-        return onmap.upsample(spans, g.scale[i], g.mode != "nearest", m)
+        return onmap.upsample(spans, g.scale[i], g.mode, g.align_corners, m)
     if g.kind == K.PAD:
-        return onmap.move(spans, -g.p[i][0], 1, m)
+        return onmap.move(spans, -g.p[i][0], 1, m, g.pad_mode)
     if g.kind == K.CROP:
         return onmap.move(spans, g.offset[i], g.s[i], m)
     return onmap.adaptive(spans, m)

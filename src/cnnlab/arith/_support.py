@@ -120,16 +120,31 @@ def conv_transpose(sup: AxisSupport, k: int, s: int, p: int, d: int) -> AxisSupp
     return _through(sup, sup.period * s, sup.shift, deps)
 
 
-def upsample(sup: AxisSupport, scale: Fraction, linear: bool) -> AxisSupport:
-    """Through nearest (``floor(o/scale)``) or (bi)linear (``(o + 1/2)/scale - 1/2``) upsampling."""
+# how many neighbours of the source position each upsampling mode mixes
+TAPS = {"nearest": 1, "nearest-exact": 1, "linear": 2, "cubic": 4}
+
+
+def upsample(sup: AxisSupport, scale: Fraction, mode: str | bool, align_corners: bool = False) -> AxisSupport:
+    """Through upsampling by ``scale`` (output units per input unit), as PyTorch computes it.
+
+    ``nearest`` copies unit ``floor(o/scale)``, ``nearest-exact`` unit ``floor((o + 1/2)/scale)``;
+    ``linear`` mixes the two neighbours of the source position ``(o + 1/2)/scale - 1/2`` (``o/scale`` with
+    ``align_corners``), ``cubic`` four (two on each side). A source position on a whole unit reads that
+    unit alone (every other weight is exactly 0). Borders are ignored (PyTorch clamps there).
+    ``mode`` True/False is the older linear flag: linear/nearest.
+    """
     a, b = scale.numerator, scale.denominator
+    if isinstance(mode, bool):
+        mode = "linear" if mode else "nearest"
+    taps = TAPS[mode]
 
     def deps(o: int) -> Progression:
-        if not linear:
+        if mode == "nearest":
             return (math.floor(Fraction(o * b, a)), 1, 1)
-        src = (o + Fraction(1, 2)) * b / a - Fraction(1, 2)
+        if mode == "nearest-exact":
+            return (math.floor((o + Fraction(1, 2)) * b / a), 1, 1)
+        src = Fraction(o * b, a) if align_corners else (o + Fraction(1, 2)) * b / a - Fraction(1, 2)
         lo = math.floor(src)
-        # a weight of exactly 0 on the right neighbour means it does not influence the unit
-        return (lo, 1, 1 if src == lo else 2)
+        return (lo, 1, 1) if src == lo else (lo - (taps // 2 - 1), 1, taps)
 
     return _through(sup, sup.period * a, sup.shift * b, deps)

@@ -34,7 +34,7 @@ from cnnlab.arith._norm import IntOrTuple, Padding, axis_names, is_finite_positi
 from cnnlab.arith._support import AxisSupport
 from cnnlab.arith.sizes import effective_kernel, same_padding
 
-__all__ = ["RF", "rf_conv", "rf_conv_transpose", "rf_input", "rf_upsample"]
+__all__ = ["RF", "rf_conv", "rf_conv_transpose", "rf_input", "rf_upsample", "rf_whole_map"]
 
 
 @dataclass(frozen=True)
@@ -175,17 +175,30 @@ def rf_conv_transpose(rf: RF, k: IntOrTuple, s: IntOrTuple = 1, p: IntOrTuple = 
     return _make(supports, jump, start)
 
 
-def rf_upsample(
-    rf: RF, scale: float | Sequence[float], mode: Literal["nearest", "linear", "bilinear"] = "nearest"
-) -> RF:
-    """Receptive field after upsampling by ``scale`` (``align_corners=False`` geometry).
+# PyTorch's upsampling modes -> how arith follows them (_support.upsample)
+_MODES = {
+    "nearest": "nearest", "nearest-exact": "nearest-exact", "linear": "linear", "bilinear": "linear",
+    "trilinear": "linear", "bicubic": "cubic",
+}  # fmt: skip
+UpsampleMode = Literal["nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic"]
 
-    Nearest copies one input unit (``floor(o / scale)``); (bi)linear mixes the two neighbours of
-    ``(o + 1/2)/scale - 1/2``. Output unit 0 is centred at ``start_in + (0.5/scale - 0.5) * jump_in``.
-    A non-integer scale is read as the nearest fraction with a denominator of at most 16 (1.5 = 3/2).
+
+def rf_upsample(
+    rf: RF, scale: float | Sequence[float], mode: UpsampleMode = "nearest", *, align_corners: bool = False
+) -> RF:
+    """Receptive field after upsampling by ``scale`` (output units per input unit), as PyTorch computes it.
+
+    Nearest copies one input unit (``floor(o / scale)``; nearest-exact ``floor((o + 1/2)/scale)``);
+    (bi/tri)linear mixes the two neighbours of ``(o + 1/2)/scale - 1/2``, bicubic four. Output unit 0 is
+    centred at ``start_in + (0.5/scale - 0.5) * jump_in``. With ``align_corners`` (linear, bicubic) the
+    source of unit ``o`` is ``o/scale``: PyTorch's ``scale = (m-1)/(n-1)`` for ``n`` units to ``m``, and unit
+    0 sits on input unit 0. A non-integer scale is read as the nearest fraction with a denominator of at
+    most 16 (1.5 = 3/2).
 
     >>> rf_upsample(rf_input(2), 2)
     RF(size=(1, 1), jump=(0.5, 0.5), start=(-0.25, -0.25))
+    >>> rf_upsample(rf_input(1), 2, "bilinear").size, rf_upsample(rf_input(1), 2, "bicubic").size
+    ((2,), (4,))
     """
     scales = (float(scale),) * rf.ndim if isinstance(scale, (int, float)) else tuple(float(v) for v in scale)
     if len(scales) != rf.ndim or not all(is_finite_positive(v) for v in scales):
@@ -193,12 +206,33 @@ def rf_upsample(
             f"scale must be a positive number or one per axis ({', '.join(axis_names(rf.ndim))}); "
             f"received scale={scale!r}. Use e.g. scale=2."
         )
-    if mode not in ("nearest", "linear", "bilinear"):
-        raise ValueError(f"mode must be 'nearest', 'linear' or 'bilinear'; received mode={mode!r}.")
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, _MODES))}; received mode={mode!r}.")
+    follow, centred = _MODES[mode], not (align_corners and _MODES[mode] in ("linear", "cubic"))
     supports, jump, start = [], [], []
     for sup, j, st, sc in zip(rf.supports(), rf.jump, rf.start, scales):
-        # size: nearest copies one source unit, (bi)linear mixes two neighbours
-        supports.append(_support.upsample(sup, Fraction(sc).limit_denominator(16), mode != "nearest"))
+        # size: nearest copies one source unit, (bi)linear mixes two neighbours, bicubic four
+        supports.append(_support.upsample(sup, Fraction(sc).limit_denominator(16), follow, not centred))
         jump.append(j / sc)  # jump_out = jump_in / scale
-        start.append(st + (0.5 / sc - 0.5) * j)  # centre of output 0 = (0 + 0.5)/scale - 0.5
+        # centre of output 0 = (0 + 0.5)/scale - 0.5 (align_corners: input unit 0)
+        start.append(st + (0.5 / sc - 0.5) * j if centred else st)
     return _make(supports, jump, start)
+
+
+def rf_whole_map(rf: RF, n: IntOrTuple) -> RF:
+    """Receptive field of the one unit of a layer that combines all ``n`` units of each axis (fc, global pooling).
+
+    A window as wide as the map sliding by one unit: ``j_out = j_in``, ``start_out = start_in + (n-1)/2 *
+    j_in``; ``size`` is what the one unit on the map sees, the span of units ``0 .. n-1``. After upsampling
+    other phases of the window would see more, but no such unit exists on this map (the pattern behind
+    ``size`` keeps them for a later layer's padding, which counts as grid positions).
+
+    >>> rf_whole_map(rf_conv(rf_input(1), 3, p=1), 4)
+    RF(size=(6,), jump=(1.0,), start=(1.5,))
+    >>> rf_whole_map(rf_upsample(rf_conv(rf_input(1), 3, p=1), 2), 8).size  # units 0..7 see pixels -1..4
+    (6,)
+    """
+    ns = to_tuple(n, rf.ndim, "map size", minimum=1)
+    slid = rf_conv(rf, ns)
+    size = tuple(0 if span is None else span[1] - span[0] + 1 for span in (sup.unit(0) for sup in slid.supports()))
+    return RF(size=size, jump=slid.jump, start=slid.start, support=slid.support)

@@ -235,8 +235,7 @@ def test_explain_rf_gap_after_upsampling_agrees_with_inspect() -> None:
     assert rf_whole_map(rf_upsample(rf_conv(rf_input(2), 3, p=1), 2), 8).size == (6, 6)
     rows = analyze(nn.Sequential(_pad(3, 1), nn.Upsample(scale_factor=2), nn.AdaptiveAvgPool2d(1)), (1, 4, 4))
     explained = explain_rf("conv f=3 p=1; up s=2; gap", "4,4,1")["output"]
-    if explained["size"] != [6, 6]:  # explain's fc/gap step (arith._steps._whole_map) still slides rf_conv
-        pytest.xfail("explain rf's gap counts the widest phase (7): arith._steps._whole_map needs rf_whole_map")
+    assert explained["size"] == [6, 6]  # explain's gap counted the widest phase (7)
     assert rows.layers[-1].rf is not None and list(rows.layers[-1].rf.size) == explained["size"]
 
 

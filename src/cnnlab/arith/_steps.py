@@ -28,7 +28,7 @@ from cnnlab.arith.params import (
     linear_macs,
     linear_params,
 )
-from cnnlab.arith.receptive import RF, rf_conv, rf_conv_transpose, rf_upsample
+from cnnlab.arith.receptive import RF, rf_conv, rf_conv_transpose, rf_upsample, rf_whole_map
 from cnnlab.arith.sizes import conv_out, conv_transpose_out, effective_kernel, pool_out, resolve_padding
 
 State = tuple[tuple[int, ...] | None, int, RF]
@@ -267,11 +267,11 @@ def _upsample(layer: Layer, state: State, layout: str) -> LayerStep:
 
 
 def _whole_map(layer: Layer, state: State) -> tuple[RF, list[str]]:
-    # an fc layer or global pooling sees the whole map: a kernel as large as the map
+    # an fc layer or global pooling sees the whole map: a kernel as large as the map, sized by its one unit
     spatial, _, rf = state
     if spatial is None:
         return rf, []
-    rf_out = rf_conv(rf, spatial)
+    rf_out = rf_whole_map(rf, spatial)
     return rf_out, _rf_bodies(rf, rf_out, spatial, (1,) * len(spatial), (0,) * len(spatial))
 
 

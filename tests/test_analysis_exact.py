@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from _rf_autograd import positive, widest_reach
 from cnnlab.analysis import analyze
 from cnnlab.errors import AnalysisError
 
@@ -105,9 +106,7 @@ def empirical_rf(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
     """Extent (H, W) of the input pixels that reach the centre output unit (positive weights, fp64)."""
     torch.manual_seed(0)
     model = model.double().eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.rand_like(p) + 0.5)  # positive and unequal: nothing cancels
+    positive(model)  # positive and unequal: nothing cancels
     x = (torch.rand(1, *shape, dtype=torch.double) + 0.5).requires_grad_(True)
     y = model(x)
     y[(0, slice(None), *(n // 2 for n in y.shape[-2:]))].sum().backward()
@@ -199,20 +198,9 @@ def test_rf_equals_the_gradient_support(case: str) -> None:
 def empirical_sizes(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
     """Largest extent (H, W) over every output unit's gradient support."""
     model = model.double().eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.rand_like(p) + 0.5)
+    positive(model)
     x = torch.ones(1, *shape, dtype=torch.double, requires_grad=True)
-    y = model(x)
-    best = [0, 0]
-    for i in range(y.shape[-2]):
-        for j in range(y.shape[-1]):
-            (g,) = torch.autograd.grad(y[0, :, i, j].sum(), x, retain_graph=True)
-            seen = g[0].abs().sum(0) > 0
-            for axis, hit in enumerate((seen.any(1), seen.any(0))):
-                idx = hit.nonzero().flatten()
-                best[axis] = max(best[axis], int(idx[-1] - idx[0] + 1))
-    return best[0], best[1]
+    return widest_reach(model(x), x)
 
 
 @pytest.mark.parametrize(

@@ -161,7 +161,10 @@ def test_lazy_modules_are_sized_on_the_meta_copy() -> None:
         analyze(Lazy(), (3, 2, 2))
 
 
-DOC_MODULES = ["", ".analyze", ".report", ".render", ".receptive", ".onmap", ".seams", ".memory", ".counts", ".target"]
+DOC_MODULES = [
+    "", ".analyze", ".report", ".render", ".receptive", ".rfstate", ".onmap", ".seams", ".resample", ".memory",
+    ".counts", ".target",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", [f"cnnlab.analysis{m}" for m in DOC_MODULES])

@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from _rf_autograd import positive, widest_reach
 from cnnlab.analysis import analyze
 
 Crop = tuple[int, int, int, int]  # rows h0:h1, columns w0:w1 of the input
@@ -73,9 +74,7 @@ _M = TypeVar("_M", bound=nn.Module)
 
 def _positive(model: _M) -> _M:
     model = model.double().eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.rand_like(p) + 0.5)
+    positive(model)
     return model
 
 
@@ -250,14 +249,7 @@ def test_residual_blocks_after_the_seam(halves: bool) -> None:
 def _extent(fn: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...]) -> tuple[int, int]:
     """Largest extent (H, W) of any output unit's input gradient (no padding reaches the input here)."""
     x = torch.rand(1, *shape, dtype=torch.double, requires_grad=True)
-    y = fn(x).sum(1)[0]
-    best = [0, 0]
-    for g in torch.autograd.grad(y.flatten(), x, torch.eye(y.numel(), dtype=torch.double), is_grads_batched=True)[0]:
-        seen = g[0].abs().sum(0) > 0
-        for axis, hit in enumerate((seen.any(1), seen.any(0))):
-            idx = hit.nonzero().flatten()
-            best[axis] = max(best[axis], int(idx[-1] - idx[0] + 1))
-    return best[0], best[1]
+    return widest_reach(fn(x), x)
 
 
 class _Merged(nn.Module):

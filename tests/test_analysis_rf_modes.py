@@ -16,36 +16,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from _rf_autograd import positive, widest_reach
 from cnnlab.analysis import analyze
 from cnnlab.arith import rf_input, rf_upsample
-
-
-def _positive(*modules: nn.Module) -> None:
-    with torch.no_grad():
-        for m in modules:
-            for p in m.parameters():
-                p.copy_(torch.rand_like(p) + 0.5)
 
 
 def fields(pre: nn.Conv2d, post: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
     """Largest (H, W) field of ``post``'s units: autograd back to ``pre``'s output, then the textbook span
     of every ``pre`` unit reached (unit u of a k/p conv sees pixels u - p .. u - p + k - 1)."""
     pre, post = pre.double().eval(), post.double().eval()
-    _positive(pre, post)
+    positive(pre, post)
     k, p = pre.kernel_size[0], pre.padding[0]
     assert isinstance(p, int) and pre.stride == (1, 1)
     h = pre(torch.rand(1, *shape, dtype=torch.double) + 0.5).detach().requires_grad_(True)
-    y = post(h).sum(1)[0]  # (H', W'): one output unit per row of the batched gradient
-    eye = torch.eye(y.numel(), dtype=torch.double)
-    (grads,) = torch.autograd.grad(y.flatten(), h, eye, is_grads_batched=True)
-    best = [0, 0]
-    for g in grads:
-        seen = g[0].abs().sum(0) > 0
-        for axis, hit in enumerate((seen.any(1), seen.any(0))):
-            units = hit.nonzero().flatten()
-            if len(units):
-                best[axis] = max(best[axis], int(units[-1] - units[0]) + k)  # pixels units[0]-p .. units[-1]-p+k-1
-    return best[0], best[1]
+    return widest_reach(post(h), h, k)
 
 
 class _Interpolate(nn.Module):

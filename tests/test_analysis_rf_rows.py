@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from _rf_autograd import positive, widest_reach
 from cnnlab.analysis import analyze
 from cnnlab.arith import rf_conv, rf_input, rf_upsample
 from cnnlab.arith.explain import explain_rf
@@ -24,34 +25,14 @@ def _meta_model(name: str) -> nn.Module:
         return create_model(name)
 
 
-def _positive(*modules: nn.Module) -> None:
-    with torch.no_grad():
-        for m in modules:
-            for p in m.parameters():
-                p.copy_(torch.rand_like(p) + 0.5)
-
-
 def sizes_after(pre: nn.Conv2d, post: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
     """Largest (H, W) field of ``post``'s units: autograd back to ``pre``'s output, then the textbook
     span of every ``pre`` unit reached (unit u of a k/s/p conv sees pixels u*s - p .. u*s - p + k - 1,
     padding positions included: cnnlab never cuts a field to the image)."""
     pre, post = pre.double().eval(), post.double().eval()
-    _positive(pre, post)
-    k, s, p = pre.kernel_size[0], pre.stride[0], pre.padding[0]
-    assert isinstance(p, int)
+    positive(pre, post)
     h = pre(torch.ones(1, *shape, dtype=torch.double)).detach().requires_grad_(True)
-    y = post(h)
-    best = [0, 0]
-    for i in range(y.shape[-2]):
-        for j in range(y.shape[-1]):
-            (g,) = torch.autograd.grad(y[0, :, i, j].sum(), h, retain_graph=True)
-            seen = g[0].abs().sum(0) > 0
-            for axis, hit in enumerate((seen.any(1), seen.any(0))):
-                units = hit.nonzero().flatten()
-                if len(units):
-                    first, last = int(units[0]) * s - p, int(units[-1]) * s - p + k - 1
-                    best[axis] = max(best[axis], last - first + 1)
-    return best[0], best[1]
+    return widest_reach(post(h), h, pre.kernel_size[0], pre.stride[0])
 
 
 def _pad(k: int, p: int) -> nn.Conv2d:

@@ -4,6 +4,8 @@ Each node's state comes from its inputs: conv and pooling apply :func:`cnnlab.ar
 transposed conv :func:`~cnnlab.arith.rf_conv_transpose`, upsampling :func:`~cnnlab.arith.rf_upsample`;
 merges (add, cat, mul) take the largest size and the smallest ``size_min`` of their inputs and warn
 when the inputs' grids do not line up (different jump or centre).
+The state each node carries is :class:`~cnnlab.analysis.rfstate.RFState` (:mod:`cnnlab.analysis.rfstate`);
+its finite-map part, described below, is kept by :mod:`cnnlab.analysis.rfmap`.
 
 Every spatial axis is followed to the tensor axis it occupies (``RFState.places``): permute,
 transpose, movedim, view, flatten and unflatten move it without widening anything, so a
@@ -51,91 +53,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.analysis import nodes as K
 from cnnlab.analysis import onmap, seams
 from cnnlab.analysis.capture import Graph, Node, input_dependent
-from cnnlab.analysis.onmap import Parts, Spans
+from cnnlab.analysis.onmap import Spans
 from cnnlab.analysis.report import LintWarning
+from cnnlab.analysis.resample import adaptive_windows
+from cnnlab.analysis.rfmap import join_state, merge_maps, sizes_from_map, spans_through, unit_spans, wraps
+from cnnlab.analysis.rfstate import Place, RFState, clean_axis, edit_axes, make_rf
 from cnnlab.arith import RF, _support, rf_conv, rf_conv_transpose, rf_input, rf_upsample
 from cnnlab.arith._support import AxisSupport, Span
 from cnnlab.arith.receptive import rf_whole_map
 
-_EPS = 1e-6
-
-
-# on a finite map (after an uneven adaptive pool or a spatial cat): the span each real unit along one axis
-# sees, per part, for ``hi`` and ``lo`` (one span once the axis was combined away); None on the textbook
-# infinite grid. One part until a spatial cat joins pieces; part k is the same on every axis
-OnMap = tuple[Parts, Parts] | None
-
-# where one spatial axis lives in a node's output: (tensor axis, stride inside that axis, cells), or
-# None once it is no longer an axis of the tensor (pooled, reduced, mixed away): every value then
-# sees the axis's whole extent, which no later op can widen
-Place = tuple[int, int, int] | None
-
-
-@dataclass(frozen=True)
-class RFState:
-    """``hi``: the largest receptive field into a node; ``lo``: the same grid with the smallest size.
-
-    ``places`` follows each spatial axis through permutes and reshapes; ``on_map`` holds, per axis, the
-    exact spans of the real units once an uneven adaptive pool or a spatial cat made the grid finite
-    (:data:`OnMap`); the sizes along such an axis are the widest of them.
-    """
-
-    hi: RF
-    lo: RF
-    places: tuple[Place, ...]
-    on_map: tuple[OnMap, ...]
-
-    @property
-    def spatial(self) -> bool:
-        """False once every spatial axis was pooled away, reduced or mixed."""
-        return any(p is not None for p in self.places)
-
-
-def make_rf(extent: Sequence[float], jump: Sequence[float], start: Sequence[float]) -> RF:
-    """An RF from (possibly fractional) extents; ``size`` rounds up to whole pixels.
-
-    A jump of 0 or less (the copies of one unit after a 1 -> 7 pool, a cat whose pieces run backwards)
-    has no infinite-grid pattern: every unit gets the one span (such an axis takes its sizes from the map).
-    """
-    size = tuple(max(1, math.ceil(e - _EPS)) for e in extent)
-    sups = tuple(
-        _support.from_recurrence(n, j, st) if j > 0 else AxisSupport(1, 0, (_centred(n, st),))
-        for n, j, st in zip(size, jump, start)
-    )
-    return RF(size, tuple(float(j) for j in jump), tuple(float(s) for s in start), sups)
-
-
-def _centred(size: int, centre: float) -> Span:
-    """``size`` pixels centred at ``centre``."""
-    first = math.floor(centre - (size - 1) / 2)
-    return first, first + size - 1
-
-
-def _clean(place: Place, shape: tuple[int, ...]) -> bool:
-    """The axis is a whole tensor axis of its own (not merged with others by a flatten)."""
-    return place is not None and place[1] == 1 and place[0] < len(shape) and shape[place[0]] == place[2]
-
-
-def _edit(rf: RF, axes: Sequence[int], fn: Any) -> RF:
-    """Apply ``fn`` (an RF -> RF function) to the spatial ``axes`` of ``rf`` alone, in that order."""
-    sups = list(rf.supports())
-    sub = RF(
-        tuple(rf.size[a] for a in axes),
-        tuple(rf.jump[a] for a in axes),
-        tuple(rf.start[a] for a in axes),
-        tuple(sups[a] for a in axes),
-    )
-    out = fn(sub)
-    size, jump, start = list(rf.size), list(rf.jump), list(rf.start)
-    for i, a in enumerate(axes):
-        size[a], jump[a], start[a], sups[a] = out.size[i], out.jump[i], out.start[i], out.supports()[i]
-    return RF(tuple(size), tuple(jump), tuple(start), tuple(sups))
+# RFState and make_rf live in rfstate; they are imported from here too
+__all__ = ["RFState", "make_rf", "propagate"]
 
 
 def _span_union(sup: AxisSupport, units: range) -> Span:
@@ -159,7 +92,7 @@ def _collapse_rf(rf: RF, a: int, n: int, spans: Spans | None) -> RF:
         union = onmap.union(spans)
         return RF((max(1, _width(union)),), whole.jump, whole.start, (AxisSupport(1, 1, (union,)),))
 
-    return _edit(rf, [a], fn)
+    return edit_axes(rf, [a], fn)
 
 
 def _collapse(state: RFState, axes: Sequence[int] | None = None) -> RFState:
@@ -195,7 +128,7 @@ def _adaptive_support(sup: AxisSupport, n: int, m: int) -> AxisSupport:
 def _adaptive_rf(sub: RF, sizes_in: Sequence[int], sizes_out: Sequence[int]) -> RF:
     sups, sizes, jump, start = [], [], [], []
     for sup, j, st, n, m in zip(sub.supports(), sub.jump, sub.start, sizes_in, sizes_out):
-        _, _, step, centre = K.adaptive_windows(n, m)
+        _, _, step, centre = adaptive_windows(n, m)
         if m == 1:  # global pooling: one window over the whole map sliding by one unit, as fc
             whole = rf_whole_map(RF((1,), (j,), (st,), (sup,)), n)  # the one unit sees units 0 .. n-1
             sups.append(whole.supports()[0])
@@ -246,7 +179,7 @@ def _merge(
         hi or make_rf(hi_ext, ref.hi.jump, ref.hi.start),
         lo or make_rf(lo_ext, ref.lo.jump, ref.lo.start),
         ref.places,
-        _merge_maps(states, ref.places, nd),
+        merge_maps(states, ref.places, nd),
     )
     warning = None
     grids = {(tuple(round(v, 4) for v in s.hi.jump), tuple(round(v, 4) for v in s.hi.start)) for s, _ in full}
@@ -260,59 +193,6 @@ def _merge(
             "features centred on different input pixels; align padding/strides or crop before merging",
         )
     return merged, warning
-
-
-def _unit_spans(state: RFState, a: int, n: int) -> tuple[Parts, Parts]:
-    """The spans of units ``0 .. n-1`` along axis ``a`` per part, for hi and lo (one span everywhere once combined)."""
-    both = state.on_map[a]
-    if both is not None:
-        return tuple(tuple(sp * n if len(sp) == 1 and n > 1 else sp for sp in parts) for parts in both)  # type: ignore[return-value]
-    sups = state.hi.supports()[a], state.lo.supports()[a]
-    if _broadcasts(state.places[a]):  # combined, or one unit broadcast: unit 0 holds what every unit sees
-        return ((sups[0].unit(0),) * n,), ((sups[1].unit(0),) * n,)
-    return (onmap.from_support(sups[0], n),), (onmap.from_support(sups[1], n),)
-
-
-def _broadcasts(place: Place) -> bool:
-    """The axis has one unit (or none, combined away): every unit of a merge with it sees that unit's field."""
-    return place is None or place[2] == 1
-
-
-def _covers(place: Place, n: int) -> bool:
-    """An input reaches every one of the merge's ``n`` units along an axis: it has them, or it has one unit
-    that broadcasts to all of them (an SE block's ``x * pool(x)``)."""
-    return _broadcasts(place) or place[2] == n  # type: ignore[index]
-
-
-def _merge_maps(states: list[RFState], places: tuple[Place, ...], nd: int) -> tuple[OnMap, ...]:
-    """A merge on a finite map: ``hi``, each real unit sees what it sees in any input; ``lo``, the narrowest
-    input alone, per axis (inputs with the output's units, or broadcast from one)."""
-    sizes = [1 if p is None else p[2] for p in places]
-    ins = [s for s in states if all(_covers(p, n) for p, n in zip(s.places, sizes))]
-    joined = any(len(parts) > 1 for s in states for both in s.on_map if both is not None for parts in both)
-    if not joined or not ins:
-        return tuple(_merge_on_map(states, sizes[a], a) for a in range(nd))
-    # after a spatial cat: every input's parts, those covering the same units as one (hi); the parts that
-    # are the narrowest along some axis (lo)
-    spans = [[_unit_spans(s, a, n) for a, n in enumerate(sizes)] for s in ins]
-    hi = onmap.merge([tuple(part for axes in spans for part in axes[a][0]) for a in range(nd)])
-    lo = onmap.keep_narrowest([tuple(part for axes in spans for part in axes[a][1]) for a in range(nd)])
-    return tuple((hi[a], lo[a]) for a in range(nd))
-
-
-def _merge_on_map(states: list[RFState], n: int, a: int) -> OnMap:
-    """One axis of a merge of one-part maps (``n`` units out).
-
-    An input with one unit there (or none, combined away) broadcasts it: every unit sees that one unit's
-    field, whatever its place, which no infinite-grid pattern holds, so the axis goes on the finite map."""
-    broadcast = n > 1 and any(_broadcasts(s.places[a]) for s in states)
-    if not broadcast and all(s.on_map[a] is None for s in states):
-        return None
-    ins = [_unit_spans(s, a, n) for s in states if _covers(s.places[a], n)]
-    if not ins:  # no input has the output's units along this axis: keep the infinite-grid sizes
-        return None
-    hi = tuple(onmap.union(spans[0][0][u] for spans in ins) for u in range(n))
-    return (hi,), min((spans[1] for spans in ins), key=lambda parts: onmap.widest(parts[0]))
 
 
 def _unknown(node: Node, shape_in: tuple[int, ...]) -> tuple[None, LintWarning]:
@@ -382,7 +262,7 @@ def _grid(node: Node, state: RFState, shape_in: tuple[int, ...], nd: int) -> tup
     ops: list[int] = []
     for a, place in enumerate(state.places):
         if place is not None and place[0] >= first:
-            if not _clean(place, shape_in):
+            if not clean_axis(place, shape_in):
                 return _unknown(node, shape_in)  # a window over a flattened mix of axes
             axes.append(a)
             ops.append(place[0] - first)
@@ -412,48 +292,11 @@ def _grid(node: Node, state: RFState, shape_in: tuple[int, ...], nd: int) -> tup
     maps, places = list(state.on_map), list(state.places)
     for a, i in zip(axes, ops):
         n, m = shape_in[first + i], out[first_out + i]
-        if maps[a] is not None or (g.kind == K.ADAPTIVE and n % m) or _wraps(g, i):
-            both = _unit_spans(state, a, n)
-            maps[a] = tuple(tuple(_spans_through(g, i, sp, m) for sp in parts) for parts in both)  # type: ignore[assignment]
+        if maps[a] is not None or (g.kind == K.ADAPTIVE and n % m) or wraps(g, i):
+            both = unit_spans(state, a, n)
+            maps[a] = tuple(tuple(spans_through(g, i, sp, m) for sp in parts) for parts in both)  # type: ignore[assignment]
         places[a] = (first_out + i, 1, m)  # the op's axes stay last (a P4 lift adds one before)
-    return RFState(_edit(state.hi, axes, fn), _edit(state.lo, axes, fn), tuple(places), tuple(maps)), None
-
-
-def _wraps(g: K.Geometry, i: int) -> bool:
-    """Circular padding along axis ``i``: a unit at the border reads the opposite edge, which no infinite
-    grid has, so the axis is followed on the finite map from here on."""
-    return g.kind in (K.CONV, K.PAD) and g.pad_mode == "circular" and g.p[i] != (0, 0)
-
-
-def _spans_through(g: K.Geometry, i: int, spans: Spans, m: int) -> Spans:
-    """The real units' spans after grid op ``g`` along its axis ``i`` (``m`` units out)."""
-    if g.kind in (K.CONV, K.POOL):
-        return onmap.window(spans, g.k[i], g.s[i], g.p[i][0], g.d[i], m, g.pad_mode)
-    if g.kind == K.CONV_T:
-        return onmap.transposed(spans, g.k[i], g.s[i], g.p[i][0], g.d[i], m)
-    if g.kind == K.UPSAMPLE:
-        return onmap.upsample(spans, g.scale[i], g.mode, g.align_corners, m)
-    if g.kind == K.PAD:
-        return onmap.move(spans, -g.p[i][0], 1, m, g.pad_mode)
-    if g.kind == K.CROP:
-        return onmap.move(spans, g.offset[i], g.s[i], m)
-    return onmap.adaptive(spans, m)
-
-
-def _on_map(state: RFState) -> RFState:
-    """Sizes along finite-map axes: the widest real unit (the infinite-grid pattern does not apply there);
-    after a spatial cat, of all units for ``hi`` and of the narrowest piece's for ``lo``."""
-    if all(both is None for both in state.on_map):
-        return state
-
-    def fix(rf: RF, which: int) -> RF:
-        size = [s if both is None else max(1, onmap.widest(both[which][0])) for s, both in zip(rf.size, state.on_map)]
-        axes = [both[which] for both in state.on_map if both is not None]
-        if len(axes) == len(size) and len(axes[0]) > 1:  # parts: every axis is on the map
-            size = [max(1, v) for v in (onmap.widest_seen(axes) if which == 0 else onmap.narrowest(axes))]
-        return RF(tuple(size), rf.jump, rf.start, rf.supports())
-
-    return RFState(fix(state.hi, 0), fix(state.lo, 1), state.places, state.on_map)
+    return RFState(edit_axes(state.hi, axes, fn), edit_axes(state.lo, axes, fn), tuple(places), tuple(maps)), None
 
 
 def _step(
@@ -499,36 +342,6 @@ def _step(
     return state, None
 
 
-def _join(pieces: list[tuple[RFState | None, int]], shapes: list[tuple[int, ...]], dim: int, nd: int) -> RFState | None:
-    """A cat along tensor axis ``dim`` (``pieces``: each input's state, None for a constant, and its length
-    there) when ``dim`` holds a spatial axis alone (:mod:`cnnlab.analysis.seams`); None for channels."""
-    real = [(s, shape) for (s, _), shape in zip(pieces, shapes) if s is not None]
-    if not real:
-        return None
-    ref = real[0][0]
-    a = next((b for b, p in enumerate(ref.places) if p is not None and p[0] == dim), None)
-    if a is None or any(not _clean(s.places[a], shape) for s, shape in real):
-        return None
-    if any(s.places[b] != ref.places[b] for s, _ in real for b in range(nd) if b != a):
-        return None  # the pieces hold their other axes differently
-    spans = [
-        (None if s is None else [_unit_spans(s, b, 1 if p is None else p[2]) for b, p in enumerate(s.places)], n)
-        for s, n in pieces
-    ]
-    places = list(ref.places)
-    places[a] = (dim, 1, sum(n for _, n in pieces))
-
-    def joined(which: int) -> RF:
-        rfs = [(None if s is None else s.lo if which else s.hi, n) for s, n in pieces]
-        start, jump = seams.grid([(None if rf is None else (rf.start[a], rf.jump[a]), n) for rf, n in rfs])
-        # the infinite-grid pattern does not apply on the joined axis: its sizes come from the spans
-        return _edit(
-            ref.lo if which else ref.hi, [a], lambda sub: RF(sub.size, (jump,), (start,), (_support.identity(),))
-        )
-
-    return RFState(joined(0), joined(1), tuple(places), seams.join_spans(spans, a))
-
-
 def _flattened(produced: tuple[int, ...], node: Node, nd: int) -> bool:
     received = node.input_shapes[0] if node.input_shapes else produced
     return len(produced) >= nd + 2 and len(received) < nd + 2
@@ -570,9 +383,9 @@ def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
             pieces = [
                 (states[j] if j is not None and variable[j] else None, s[dim]) for j, s in zip(rows, node.input_shapes)
             ]
-        joined = _join(pieces, node.input_shapes, dim, nd) if dim is not None else None
+        joined = join_state(pieces, node.input_shapes, dim, nd) if dim is not None else None
         state, warning = (joined, None) if joined is not None else _step(node, known, shapes, nd)
-        states.append(_on_map(state) if state is not None else None)
+        states.append(sizes_from_map(state) if state is not None else None)
         if warning is not None:
             warnings.append(warning)
     return states, warnings

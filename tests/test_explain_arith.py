@@ -279,3 +279,13 @@ def test_unnamed_layers_are_named_after_the_word_typed() -> None:
 
     names = [layer.name for layer in parse_spec("conv f=1; relu; dropout; relu; pool f=2; softmax")]
     assert names == ["conv1", "relu1", "dropout1", "relu2", "maxpool1", "softmax1"]  # relu was "noop1"
+
+
+def test_an_fc_after_flatten_reads_the_whole_map_as_without_it() -> None:
+    # "conv f=3; flatten; fc 10" on 6x6 gave the fc RF 3 (the flatten dropped the map); without flatten, 6
+    from cnnlab.arith.explain import explain_rf
+
+    flat = explain_rf("conv f=3; flatten; relu; fc 10; fc 5", "6,6,1")["steps"]
+    direct = explain_rf("conv f=3; fc 10", "6,6,1")["steps"]
+    assert [s["rf"]["size"] for s in flat] == [[3, 3], [3, 3], [3, 3], [6, 6], [6, 6]]
+    assert flat[3]["rf"] == direct[1]["rf"]

@@ -275,11 +275,12 @@ def _whole_map(layer: Layer, state: State) -> tuple[RF, list[str]]:
     return rf_out, _rf_bodies(rf, rf_out, spatial, (1,) * len(spatial), (0,) * len(spatial))
 
 
-def _fc(layer: Layer, state: State, layout: str) -> LayerStep:
-    spatial, c, _ = state
+def _fc(layer: Layer, state: State, layout: str, flat_map: tuple[int, ...] | None = None) -> LayerStep:
+    spatial, c, rf = state
     units, bias = positive(layer, "n"), flag(layer, "bias", True)
     nin = volume(spatial, c)
-    rf_out, rf_text = _whole_map(layer, state)
+    # after a flatten the map is gone from the shape, but each fc unit still reads all of it
+    rf_out, rf_text = _whole_map(layer, state if flat_map is None else (flat_map, c, rf))
     params = linear_params(nin, units, bias)
     formula = f"{nin}*{units} + {units}" if bias else f"{nin}*{units}"
     step = LayerStep(layer, "fc", layout, spatial, c, None, units, rf_out, params, formula, bias)
@@ -290,8 +291,11 @@ def _fc(layer: Layer, state: State, layout: str) -> LayerStep:
     return step
 
 
-def step_layer(layer: Layer, state: State, layout: str) -> LayerStep:
-    """Apply one layer to ``(spatial sizes or None, channels, RF)``."""
+def step_layer(layer: Layer, state: State, layout: str, flat_map: tuple[int, ...] | None = None) -> LayerStep:
+    """Apply one layer to ``(spatial sizes or None, channels, RF)``.
+
+    ``flat_map`` is the map an earlier ``flatten`` turned into a vector: an fc layer reads all of it.
+    """
     spatial, c, rf = state
     if layer.kind == "conv":
         return _conv(layer, state, layout)
@@ -302,7 +306,7 @@ def step_layer(layer: Layer, state: State, layout: str) -> LayerStep:
     if layer.kind == "up":
         return _upsample(layer, state, layout)
     if layer.kind == "fc":
-        return _fc(layer, state, layout)
+        return _fc(layer, state, layout, flat_map)
     if layer.kind == "gap":
         n = _need_map(layer, spatial)
         rf_out, rf_text = _whole_map(layer, state)

@@ -38,10 +38,15 @@ def _walk(spec: str, input_shape: str, layout: str) -> _Walk:
     spatial, channels = parse_input(input_shape, layout)
     state: tuple[tuple[int, ...] | None, int, RF] = (spatial, channels, rf_input(len(spatial)))
     steps = []
+    flat_map: tuple[int, ...] | None = None  # the map a flatten made a vector of, until an fc reads it whole
     for layer in layers:
-        step = step_layer(layer, state, layout)
+        step = step_layer(layer, state, layout, flat_map)
         steps.append(step)
         state = (step.spatial, step.channels, step.rf)
+        if step.kind == "flatten" and step.in_spatial is not None:
+            flat_map = step.in_spatial
+        elif step.kind == "fc":
+            flat_map = None
     return _Walk(steps=steps, input_shape=shape_list(spatial, channels, layout), layout=layout)
 
 

@@ -27,10 +27,15 @@ Spans = tuple[Span, ...]  # per real unit of one axis: (first, last) input pixel
 
 def union(spans: Iterable[Span]) -> Span:
     """The pixels several units see together: first of the firsts, last of the lasts."""
-    real = [sp for sp in spans if sp is not None]
-    if not real:
-        return None
-    return (min(sp[0] for sp in real), max(sp[1] for sp in real))
+    first = last = None
+    for sp in spans:  # a plain loop: this runs for every unit of every part at every op
+        if sp is None:
+            continue
+        if first is None or last is None:
+            first, last = sp
+        else:
+            first, last = min(first, sp[0]), max(last, sp[1])
+    return None if first is None or last is None else (first, last)
 
 
 def widest(spans: Spans) -> int:
@@ -77,6 +82,8 @@ def adaptive(spans: Spans, n_out: int) -> Spans:
 
 def window(spans: Spans, k: int, s: int, p_left: int, d: int, n_out: int, border: str = "zeros") -> Spans:
     """Convolution or pooling: unit ``o`` reads ``o*s - p_left + j*d`` for ``j < k`` (padding: ``border``)."""
+    if border == "zeros" and d == 1:  # a run of units; off the map nothing
+        return tuple(union(spans[max(0, o * s - p_left) : max(0, o * s - p_left + k)]) for o in range(n_out))
     return tuple(_read(spans, (o * s - p_left + j * d for j in range(k)), border) for o in range(n_out))
 
 
@@ -126,6 +133,9 @@ def upsample(spans: Spans, scale: float, mode: str, align_corners: bool, n_out: 
 
 def move(spans: Spans, offset: int, step: int, n_out: int, border: str = "zeros") -> Spans:
     """Padding (negative ``offset``) or cropping: unit ``o`` is unit ``o*step + offset`` (padding: ``border``)."""
+    if border == "zeros":  # a plain copy, off the map nothing
+        n = len(spans)
+        return tuple(spans[u] if 0 <= u < n else None for u in range(offset, offset + step * n_out, step))
     return tuple(_read(spans, (o * step + offset,), border) for o in range(n_out))
 
 
@@ -203,3 +213,47 @@ def keep_narrowest(axes: Sequence[Parts]) -> tuple[Parts, ...]:
     alive = [k for k in range(count) if _alive(axes, k)] or list(range(count))
     kept = sorted({min(alive, key=lambda k: widest(parts[k])) for parts in axes})
     return tuple(tuple(parts[k] for k in kept) for parts in axes)
+
+
+def _reach(axes: Sequence[Parts], k: int) -> tuple[tuple[bool, ...], ...]:
+    """Which units part ``k`` reaches, per axis."""
+    return tuple(tuple(sp is not None for sp in parts[k]) for parts in axes)
+
+
+def compact(axes: Sequence[Parts], widest_path: bool) -> tuple[Parts, ...]:
+    """The same parts, exactly and few: parts that reach no unit are dropped (a crop left them behind).
+
+    For the widest path (``hi``) parts that reach the same units become one: a unit sees all of them or
+    none, and every later op unions spans unit by unit, so their union per unit is exact from here on. For
+    the narrowest (``lo``) a part that holds another one with the same reach along every axis can never be
+    the narrower of the two, now or after any later op, and is dropped.
+
+    >>> a, b, dead = ((0, 0), None), ((0, 2), None), (None, None)
+    >>> compact([(a, b, dead)], True)[0], compact([(a, b, dead)], False)[0]  # one axis
+    ((((0, 2), None),), (((0, 0), None),))
+    """
+    count = len(axes[0])
+    groups: dict[tuple[tuple[bool, ...], ...], list[int]] = {}
+    for k in [k for k in range(count) if _alive(axes, k)] or [0]:
+        groups.setdefault(_reach(axes, k), []).append(k)
+    if widest_path:
+        kept = [
+            tuple(
+                parts[ks[0]] if len(ks) == 1 else tuple(union(parts[k][u] for k in ks) for u in range(len(parts[0])))
+                for parts in axes
+            )
+            for ks in groups.values()
+        ]
+    else:
+        kept = []
+        for ks in groups.values():
+            if len(ks) == 1:
+                kept.append(tuple(parts[ks[0]] for parts in axes))
+                continue
+            members = list(dict.fromkeys(tuple(parts[k] for parts in axes) for k in ks))  # identical parts once
+            kept += [
+                m
+                for i, m in enumerate(members)
+                if not any(j != i and all(_within(p, q) for p, q in zip(o, m)) for j, o in enumerate(members))
+            ]
+    return tuple(tuple(part[a] for part in kept) for a in range(len(axes)))

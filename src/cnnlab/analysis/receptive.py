@@ -43,7 +43,9 @@ joins maps that no longer share one grid, so from there on every axis is followe
 each piece as a part of its own (:mod:`cnnlab.analysis.seams`): a later window that straddles a seam sees
 both pieces, a unit on one side only its own, and the smallest size is the path through one piece. The
 joined axis's jump is the mean spacing of its unit centres and its start the centre of unit 0, as after
-an uneven adaptive pool. A cat along channels is a merge.
+an uneven adaptive pool. A cat along channels is a merge. Parts that a crop cut away are dropped and
+parts that reach the same units are one (:func:`~cnnlab.analysis.onmap.compact`), so repeated cats keep
+few parts; a map split into more than ``MAX_PARTS`` (256) pieces is not followed (``rf-unknown``, info).
 Known limits: after an uneven adaptive pool or a spatial cat, start and jump go on by the grid formulas
 from those mean values, so a later window places its start as on an evenly spaced grid (the sizes
 stay exact); the hooks path (models torch.fx cannot trace) sees no functional cat at all.
@@ -61,7 +63,18 @@ from cnnlab.analysis.capture import Graph, Node, input_dependent
 from cnnlab.analysis.onmap import Spans
 from cnnlab.analysis.report import LintWarning
 from cnnlab.analysis.resample import adaptive_windows
-from cnnlab.analysis.rfmap import join_state, merge_maps, sizes_from_map, spans_through, unit_spans, wraps
+from cnnlab.analysis.rfmap import (
+    MAX_PARTS,
+    TooManyParts,
+    compact_state,
+    join_state,
+    merge_maps,
+    part_count,
+    sizes_from_map,
+    spans_through,
+    unit_spans,
+    wraps,
+)
 from cnnlab.analysis.rfstate import Place, RFState, clean_axis, edit_axes, make_rf
 from cnnlab.arith import RF, _support, rf_conv, rf_conv_transpose, rf_input, rf_upsample
 from cnnlab.arith._support import AxisSupport, Span
@@ -205,6 +218,16 @@ def _unknown(node: Node, shape_in: tuple[int, ...]) -> tuple[None, LintWarning]:
     )
 
 
+def _too_many_parts(node: Node, count: int) -> LintWarning:
+    return LintWarning(
+        "rf-unknown",
+        "info",
+        node.name,
+        f"the spatial cats up to {node.name} split the map into {count} pieces that no longer share one grid, "
+        f"more than cnnlab follows ({MAX_PARTS}); receptive fields after it are not reported",
+    )
+
+
 def _reshaped(state: RFState, shape_in: tuple[int, ...], shape_out: tuple[int, ...]) -> RFState | None:
     """Places after a reshape (row-major order): None when an axis is split across output axes."""
 
@@ -294,7 +317,11 @@ def _grid(node: Node, state: RFState, shape_in: tuple[int, ...], nd: int) -> tup
         n, m = shape_in[first + i], out[first_out + i]
         if maps[a] is not None or (g.kind == K.ADAPTIVE and n % m) or wraps(g, i):
             both = unit_spans(state, a, n)
-            maps[a] = tuple(tuple(spans_through(g, i, sp, m) for sp in parts) for parts in both)  # type: ignore[assignment]
+            done: dict[Spans, Spans] = {}  # parts of a joined map often share their spans along an axis
+            maps[a] = tuple(
+                tuple(done[sp] if sp in done else done.setdefault(sp, spans_through(g, i, sp, m)) for sp in parts)
+                for parts in both
+            )  # type: ignore[assignment]
         places[a] = (first_out + i, 1, m)  # the op's axes stay last (a P4 lift adds one before)
     return RFState(edit_axes(state.hi, axes, fn), edit_axes(state.lo, axes, fn), tuple(places), tuple(maps)), None
 
@@ -383,8 +410,14 @@ def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
             pieces = [
                 (states[j] if j is not None and variable[j] else None, s[dim]) for j, s in zip(rows, node.input_shapes)
             ]
-        joined = join_state(pieces, node.input_shapes, dim, nd) if dim is not None else None
-        state, warning = (joined, None) if joined is not None else _step(node, known, shapes, nd)
+        try:
+            joined = join_state(pieces, node.input_shapes, dim, nd) if dim is not None else None
+            state, warning = (joined, None) if joined is not None else _step(node, known, shapes, nd)
+            state = None if state is None else compact_state(state)
+            if state is not None and part_count(state) > MAX_PARTS:
+                raise TooManyParts(part_count(state))
+        except TooManyParts as many:  # repeated spatial cats: not followed rather than unbounded time
+            state, warning = None, _too_many_parts(node, many.count)
         states.append(sizes_from_map(state) if state is not None else None)
         if warning is not None:
             warnings.append(warning)

@@ -92,6 +92,37 @@ def spans_through(g: K.Geometry, i: int, spans: Spans, m: int) -> Spans:
     return onmap.adaptive(spans, m)
 
 
+# most parts a joined map keeps after :func:`onmap.compact`; beyond it the fields are not followed
+MAX_PARTS = 256
+
+
+class TooManyParts(Exception):
+    """A joined map with more than :data:`MAX_PARTS` parts (``count``): its fields are not followed."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
+
+
+def compact_state(state: RFState) -> RFState:
+    """The same state with its parts compacted (:func:`onmap.compact`): dead parts dropped, ``hi``'s parts
+    with the same reach merged, ``lo``'s dominated parts dropped. Repeated spatial cats would otherwise
+    double the parts at every cat."""
+    axes = [a for a, both in enumerate(state.on_map) if both is not None]
+    if not axes or all(len(state.on_map[a][0]) == 1 and len(state.on_map[a][1]) == 1 for a in axes):  # type: ignore[index]
+        return state
+    maps = list(state.on_map)
+    packed = [onmap.compact([maps[a][w] for a in axes], w == 0) for w in (0, 1)]  # type: ignore[index]
+    for i, a in enumerate(axes):
+        maps[a] = (packed[0][i], packed[1][i])
+    return RFState(state.hi, state.lo, state.places, tuple(maps))
+
+
+def part_count(state: RFState) -> int:
+    """How many parts the state's joined map holds (1 without a spatial cat)."""
+    return max((len(parts) for both in state.on_map if both is not None for parts in both), default=1)
+
+
 def sizes_from_map(state: RFState) -> RFState:
     """Sizes along finite-map axes: the widest real unit (the infinite-grid pattern does not apply there);
     after a spatial cat, of all units for ``hi`` and of the narrowest piece's for ``lo``."""
@@ -112,7 +143,8 @@ def join_state(
     pieces: list[tuple[RFState | None, int]], shapes: list[tuple[int, ...]], dim: int, nd: int
 ) -> RFState | None:
     """A cat along tensor axis ``dim`` (``pieces``: each input's state, None for a constant, and its length
-    there) when ``dim`` holds a spatial axis alone (:mod:`cnnlab.analysis.seams`); None for channels."""
+    there) when ``dim`` holds a spatial axis alone (:mod:`cnnlab.analysis.seams`); None for channels.
+    Raises :class:`TooManyParts` when the joined map would hold more than :data:`MAX_PARTS` parts."""
     real = [(s, shape) for (s, _), shape in zip(pieces, shapes) if s is not None]
     if not real:
         return None
@@ -122,6 +154,9 @@ def join_state(
         return None
     if any(s.places[b] != ref.places[b] for s, _ in real for b in range(nd) if b != a):
         return None  # the pieces hold their other axes differently
+    count = sum(part_count(s) for s, _ in real)  # pieces sit apart along the joined axis: no part merges
+    if count > MAX_PARTS:
+        raise TooManyParts(count)
     spans = [
         (None if s is None else [unit_spans(s, b, 1 if p is None else p[2]) for b, p in enumerate(s.places)], n)
         for s, n in pieces

@@ -37,7 +37,8 @@ replicate keep the textbook sizes (a unit at the border sees no more than one in
 padding wraps: a unit at the border sees the opposite edge, so from there on the axis is followed on the
 finite map, as after an uneven adaptive pool.
 A merge input with one unit along an axis (``x * pool(x)`` in SE and attention blocks) broadcasts that
-unit's field to every unit of the output.
+unit's field to every unit of the output; it widens the sizes but neither sets the merge's start, jump
+and place along that axis nor counts as misaligned (an SE gate with a residual, ``(H, 1) * (1, W)`` gates).
 A ``cat`` along a spatial axis (dim 2 or 3 of NCHW, or negative; ``torch.concat``/``concatenate`` too)
 joins maps that no longer share one grid, so from there on every axis is followed on the finite map with
 each piece as a part of its own (:mod:`cnnlab.analysis.seams`): a later window that straddles a seam sees
@@ -66,6 +67,7 @@ from cnnlab.analysis.resample import adaptive_windows
 from cnnlab.analysis.rfmap import (
     MAX_PARTS,
     TooManyParts,
+    broadcasts,
     compact_state,
     join_state,
     merge_maps,
@@ -171,6 +173,13 @@ def _axes(values: Sequence[float]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
 
+def _grid_owner(states: list[RFState], owns: list[list[bool]], ref: RFState, a: int) -> RFState:
+    """The input whose jump and start a merge keeps along axis ``a``: ``ref`` unless it is broadcast
+    there, else the first input that is not (any, when all are)."""
+    owners = [s for s, own in zip(states, owns) if own[a]]
+    return ref if not owners or any(s is ref for s in owners) else owners[0]
+
+
 def _merge(
     states: list[RFState], shapes: list[tuple[int, ...]], node: Node, nd: int
 ) -> tuple[RFState, LintWarning | None]:
@@ -183,20 +192,36 @@ def _merge(
         if s.spatial and len(shape) == len(out) and all(p is None or shape[p[0]] == out[p[0]] for p in s.places)
     ]
     ref = full[0][0] if full else states[0]
+    n_out = [max((s.places[a][2] for s in states if s.places[a] is not None), default=1) for a in range(nd)]  # type: ignore[index]
+    # an input with one unit along an axis (an SE gate, a whole-map reduction) is broadcast to every unit
+    # there: it widens the field but does not say where the units sit, nor can it be misaligned
+    owns = [[not (n > 1 and broadcasts(s.places[a])) for a, n in enumerate(n_out)] for s in states]
+    pick = [_grid_owner(states, owns, ref, a) for a in range(nd)]
     hi_ext = [max(s.hi.size[a] for s in states) for a in range(nd)]
     lo_ext = [min(s.lo.size[a] for s in states) for a in range(nd)]
+    hi_jump, hi_start = (tuple(getattr(p.hi, v)[a] for a, p in enumerate(pick)) for v in ("jump", "start"))
+    lo_jump, lo_start = (tuple(getattr(p.lo, v)[a] for a, p in enumerate(pick)) for v in ("jump", "start"))
+    places = tuple(p.places[a] for a, p in enumerate(pick))  # (H, 1) * (1, W): H from the one, W the other
     # keep arith's own RF objects where one input already has the extreme sizes (exact supports)
-    hi = next((s.hi for s in states if list(s.hi.size) == hi_ext and s.hi.jump == ref.hi.jump), None)
-    lo = next((s.lo for s in states if list(s.lo.size) == lo_ext and s.lo.jump == ref.lo.jump), None)
+    whole = [s for s, own in zip(states, owns) if all(own)]
+    hi = next((s.hi for s in whole if list(s.hi.size) == hi_ext and s.hi.jump == hi_jump), None)
+    lo = next((s.lo for s in whole if list(s.lo.size) == lo_ext and s.lo.jump == lo_jump), None)
     merged = RFState(
-        hi or make_rf(hi_ext, ref.hi.jump, ref.hi.start),
-        lo or make_rf(lo_ext, ref.lo.jump, ref.lo.start),
-        ref.places,
-        merge_maps(states, ref.places, nd),
+        hi or make_rf(hi_ext, hi_jump, hi_start),
+        lo or make_rf(lo_ext, lo_jump, lo_start),
+        places,
+        merge_maps(states, places, nd),
     )
     warning = None
-    grids = {(tuple(round(v, 4) for v in s.hi.jump), tuple(round(v, 4) for v in s.hi.start)) for s, _ in full}
-    if node.geometry.kind == K.MERGE and len(grids) > 1:
+    owners = [(s, own) for s, own in zip(states, owns) if any(s is f for f, _ in full)]
+    per_axis = [{(round(s.hi.jump[a], 4), round(s.hi.start[a], 4)) for s, own in owners if own[a]} for a in range(nd)]
+    off = [a for a in range(nd) if len(per_axis[a]) > 1]
+    grids = {
+        (tuple(round(v, 4) for v in s.hi.jump), tuple(round(v, 4) for v in s.hi.start))
+        for s, own in owners
+        if any(own[a] for a in off)
+    }
+    if node.geometry.kind == K.MERGE and off:
         text = "; ".join(f"jump {_axes(j)} start {_axes(st)}" for j, st in sorted(grids))
         warning = LintWarning(
             "rf-misaligned",

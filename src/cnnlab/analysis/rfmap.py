@@ -24,12 +24,12 @@ def unit_spans(state: RFState, a: int, n: int) -> tuple[Parts, Parts]:
     if both is not None:
         return tuple(tuple(sp * n if len(sp) == 1 and n > 1 else sp for sp in parts) for parts in both)  # type: ignore[return-value]
     sups = state.hi.supports()[a], state.lo.supports()[a]
-    if _broadcasts(state.places[a]):  # combined, or one unit broadcast: unit 0 holds what every unit sees
+    if broadcasts(state.places[a]):  # combined, or one unit broadcast: unit 0 holds what every unit sees
         return ((sups[0].unit(0),) * n,), ((sups[1].unit(0),) * n,)
     return (onmap.from_support(sups[0], n),), (onmap.from_support(sups[1], n),)
 
 
-def _broadcasts(place: Place) -> bool:
+def broadcasts(place: Place) -> bool:
     """The axis has one unit (or none, combined away): every unit of a merge with it sees that unit's field."""
     return place is None or place[2] == 1
 
@@ -37,7 +37,7 @@ def _broadcasts(place: Place) -> bool:
 def _covers(place: Place, n: int) -> bool:
     """An input reaches every one of the merge's ``n`` units along an axis: it has them, or it has one unit
     that broadcasts to all of them (an SE block's ``x * pool(x)``)."""
-    return _broadcasts(place) or place[2] == n  # type: ignore[index]
+    return broadcasts(place) or place[2] == n  # type: ignore[index]
 
 
 def merge_maps(states: list[RFState], places: tuple[Place, ...], nd: int) -> tuple[OnMap, ...]:
@@ -61,7 +61,7 @@ def _merge_on_map(states: list[RFState], n: int, a: int) -> OnMap:
 
     An input with one unit there (or none, combined away) broadcasts it: every unit sees that one unit's
     field, whatever its place, which no infinite-grid pattern holds, so the axis goes on the finite map."""
-    broadcast = n > 1 and any(_broadcasts(s.places[a]) for s in states)
+    broadcast = n > 1 and any(broadcasts(s.places[a]) for s in states)
     if not broadcast and all(s.on_map[a] is None for s in states):
         return None
     ins = [unit_spans(s, a, n) for s in states if _covers(s.places[a], n)]

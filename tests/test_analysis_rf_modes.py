@@ -58,6 +58,10 @@ UPSAMPLING: dict[str, Any] = {
     "bicubic x2": lambda: nn.Upsample(scale_factor=2, mode="bicubic"),
     "bicubic size 7 corners": lambda: _Interpolate(size=7, mode="bicubic", align_corners=True),
     "bicubic x0.6": lambda: _Interpolate(scale_factor=0.6, mode="bicubic"),
+    # PyTorch's bicubic copies the map when no axis changes size (x1.1 on 4 or 3 units: was 6 after 7 -> 3,
+    # autograd 3); one axis that keeps its size while the other grows is resampled all the same
+    "bicubic x1.1": lambda: _Interpolate(scale_factor=1.1, mode="bicubic"),
+    "bicubic x(1.1, 1.5)": lambda: _Interpolate(scale_factor=(1.1, 1.5), mode="bicubic"),
     # align_corners reads o * (n-1)/(m-1), not (o + 1/2) * n/m - 1/2
     "bilinear size 7 corners": lambda: _Interpolate(size=7, mode="bilinear", align_corners=True),
     # PyTorch reads the given scale_factor, not the rounded size ratio (0.6 on 4 units: 2 units, 5/3 apart)

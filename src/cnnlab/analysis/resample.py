@@ -50,8 +50,10 @@ def upsample_geometry(
     given = _floats(scale_factor, nd) if scale_factor is not None and not recompute else None
     scale = []
     for a, (n, m) in enumerate(zip(si, so)):
-        # PyTorch (CPU) copies an axis that keeps its size (nearest, linear) and reads o >> 1 for nearest x2
-        shortcut = (m == n and rf_mode in ("nearest", "bilinear")) or (m == 2 * n and rf_mode == "nearest")
+        # PyTorch (CPU) copies an axis that keeps its size (nearest, linear), bicubic only the whole map when
+        # every axis keeps its size (x1.1 on 5x5), and reads o >> 1 for nearest x2
+        same = (m == n and rf_mode in ("nearest", "bilinear")) or (si == so and rf_mode == "bicubic")
+        shortcut = same or (m == 2 * n and rf_mode == "nearest")
         if corners:  # source o * (n-1)/(m-1); one unit in or out: every output reads unit 0
             scale.append((m - 1) / (n - 1) if n > 1 and m > 1 else float(m) if n == 1 else 1 / n)
         elif given is None or shortcut:

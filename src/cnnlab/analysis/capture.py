@@ -456,6 +456,23 @@ def input_dependent(graph: Graph) -> list[bool]:
     return variable
 
 
+# ops whose values do not depend on their input's values (only on its shape): they see no pixel
+CONSTANT_LIKE = (
+    "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like", "randint_like",
+    "new_zeros", "new_ones", "new_full", "new_empty", "new_tensor",
+)  # fmt: skip
+
+
+def reaches_input(graph: Graph) -> list[bool]:
+    """Per node: does its output read the model input's values? As :func:`input_dependent`, but
+    ``zeros_like(x)`` and its kin are constants (``cat([y, zeros_like(y)])`` pads ``y`` with zeros)."""
+    variable: list[bool] = []
+    for i, node in enumerate(graph.nodes):
+        constant = node.type.rstrip("_") in CONSTANT_LIKE
+        variable.append(i == 0 or (not constant and any(variable[j] for j in node.inputs)))
+    return variable
+
+
 def iter_calls(graph: Graph) -> Iterator[tuple[int, Node]]:
     """Nodes after the input, with their index."""
     yield from ((i, n) for i, n in enumerate(graph.nodes) if i > 0)

@@ -61,6 +61,7 @@ class Geometry:
     reduced: tuple[int, ...] | None = None  # reduction over these input axes (None: not a reduction)
     keepdim: bool = False
     mixed: tuple[int, ...] = ()  # every output along these input axes depends on all of them (softmax)
+    reordered: tuple[int, ...] = ()  # flip/roll/rot90: the units along these input axes change places
 
 
 def per_axis(v: Any, nd: int) -> tuple[int, ...]:

@@ -287,6 +287,24 @@ def _bind(names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any])
     return bound
 
 
+# ops that move units along an axis without mixing them: a flip reverses it, roll shifts it around the end
+_REORDER = ("flip", "fliplr", "flipud", "roll", "rot90")
+
+
+def _reordered(base: str, args: tuple[Any, ...], kwargs: dict[str, Any], rank: int) -> tuple[int, ...]:
+    """The tensor axes whose units ``flip``/``roll``/``rot90`` move (every axis when not understood)."""
+    fixed = {"fliplr": (1,), "flipud": (0,)}
+    if base in fixed:
+        return fixed[base]
+    at = 1 if base == "flip" else 2  # flip(x, dims), roll(x, shifts, dims), rot90(x, k, dims=(0, 1))
+    dims = kwargs.get("dims", args[at] if len(args) > at else (0, 1) if base == "rot90" else None)
+    if isinstance(dims, int):
+        dims = (dims,)
+    if not isinstance(dims, (tuple, list)) or not all(isinstance(d, int) for d in dims):
+        return tuple(range(rank))  # roll without dims shifts the flattened tensor: every axis
+    return tuple(d % rank for d in dims)
+
+
 def op_name(target: Any) -> str:
     """``F.conv2d`` -> "conv2d", ``operator.add`` -> "add", "view" (a method name) -> "view"."""
     if isinstance(target, str):
@@ -402,6 +420,8 @@ def classify_function(
         dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
         if isinstance(dim, int):
             return Geometry(ELEMENTWISE, mixed=(dim % len(in_shape),))
+    if base in _REORDER:
+        return Geometry(ELEMENTWISE, reordered=_reordered(base, args, kwargs, len(in_shape)))
     if base in ("dropout", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"):
         return Geometry(DROPOUT)
     if base in ("batch_norm", "group_norm", "layer_norm", "instance_norm"):

@@ -60,7 +60,7 @@ from typing import Any
 
 from cnnlab.analysis import nodes as K
 from cnnlab.analysis import onmap, seams
-from cnnlab.analysis.capture import Graph, Node, input_dependent
+from cnnlab.analysis.capture import Graph, Node, reaches_input
 from cnnlab.analysis.onmap import Spans
 from cnnlab.analysis.report import LintWarning
 from cnnlab.analysis.resample import adaptive_windows
@@ -364,6 +364,8 @@ def _step(
         return _merge(states, shapes, node, nd)
     if not state.spatial:
         return state, None
+    if g.reordered and _axes_in(state, g.reordered):
+        return _unknown(node, shape_in)  # a flip or roll of a spatial axis: not followed
     if g.perm:
         return _renumber(state, g.perm.index), None
     if g.reshape:
@@ -404,7 +406,7 @@ def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
     nd = graph.ndim
     states: list[RFState | None] = []
     warnings: list[LintWarning] = []
-    variable = input_dependent(graph)
+    variable = reaches_input(graph)
     shape0 = graph.nodes[0].output_shape
     extent = tuple(shape0[-nd:])  # spatial sizes of the input
     for i, node in enumerate(graph.nodes):
@@ -416,7 +418,7 @@ def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
         # operands computed from parameters or constants alone (``w.view(1, C, 1, 1)``, a scalar
         # buffer) see no pixel: ``x * w`` keeps the receptive field of ``x``
         sources = [j for j in node.inputs if variable[j]]
-        if not sources:
+        if not sources or not variable[i]:  # zeros_like(x) reads x's shape alone
             states.append(None)
             continue
         ins = [states[j] for j in sources]

@@ -46,7 +46,8 @@ def _check(model: nn.Module, shape: tuple[int, int, int]) -> None:
     assert row.rf is not None
     assert row.rf.start == (2.0, 2.0) and row.rf.jump == (1.0, 1.0)  # two unpadded 3x3 convs
     positive(model)
-    x = torch.rand(1, *shape, dtype=torch.float64, requires_grad=True)
+    # a small input keeps the sigmoids off saturation, where float64 rounds their gradient to 0
+    x = (0.01 * torch.rand(1, *shape, dtype=torch.float64)).requires_grad_(True)
     assert row.rf.size == widest_reach(model.double()(x), x)  # the gate widens every unit to the map
 
 

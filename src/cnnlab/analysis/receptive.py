@@ -27,7 +27,8 @@ keeps the jump it reads (``j_out = j_in``): it is a window as wide as the map sl
 the seeds' VGG table and ``cnnlab explain rf`` have it; on the one unit left the jump only says how far
 apart its copies would sit on a larger input. Its size is what that one unit sees, units ``0 .. n-1``
 (:func:`cnnlab.arith.receptive.rf_whole_map`): after upsampling, other phases of such a window would
-see a pixel more, but they are not on the map.
+see a pixel more, but they are not on the map, and the units a bilinear or bicubic upsampling reads beyond
+the map's borders on the infinite grid are left out as PyTorch clamps its source indices.
 Upsampling follows PyTorch's source index per mode: nearest, nearest-exact, (bi/tri)linear (two
 neighbours), bicubic (four), ``align_corners``, and the given ``scale_factor`` rather than the rounded size
 ratio; interpolate's ``area`` mode is adaptive pooling; an antialiased interpolate is not followed

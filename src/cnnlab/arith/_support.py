@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 Span = tuple[int, int] | None
@@ -33,6 +33,10 @@ class AxisSupport:
     period: int
     shift: int
     spans: tuple[Span, ...]
+    # pixels that the union of a whole map's units (fc, global pooling) over-counts at its left and right
+    # border: PyTorch clamps a resampling's source index to the map, so the units beyond it that the
+    # infinite grid reads at the border are never read (0 where that is not known: a safe over-count)
+    trim: tuple[int, int] = (0, 0)
 
     def unit(self, u: int) -> Span:
         """The input span of unit ``u`` (any integer, borders ignored)."""
@@ -96,11 +100,16 @@ def _through(sup: AxisSupport, period: int, shift: int, deps: Callable[[int], Pr
     return AxisSupport(period, shift, tuple(_union(sup, deps(o)) for o in range(period)))
 
 
-def conv(sup: AxisSupport, k: int, s: int, p_left: int, d: int) -> AxisSupport:
-    """Through a convolution/pooling: unit ``o`` reads units ``o*s - p + j*d`` for ``j < k``."""
+def conv(sup: AxisSupport, k: int, s: int, p_left: int, d: int, p_right: int | None = None) -> AxisSupport:
+    """Through a convolution/pooling: unit ``o`` reads units ``o*s - p + j*d`` for ``j < k``.
+
+    The border ``trim`` carries on where the map's units read the input's first (no left padding) or last
+    (stride 1, no right padding) unit; padding positions are grid positions, read on the infinite grid."""
     period = sup.period // math.gcd(sup.period, s)
     shift = sup.shift * period * s // sup.period
-    return _through(sup, period, shift, lambda o: (o * s - p_left, d, k))
+    out = _through(sup, period, shift, lambda o: (o * s - p_left, d, k))
+    trim = (sup.trim[0] if p_left == 0 else 0, sup.trim[1] if s == 1 and p_right == 0 else 0)
+    return replace(out, trim=trim)
 
 
 def conv_transpose(sup: AxisSupport, k: int, s: int, p: int, d: int) -> AxisSupport:
@@ -130,7 +139,8 @@ def upsample(sup: AxisSupport, scale: Fraction, mode: str | bool, align_corners:
     ``nearest`` copies unit ``floor(o/scale)``, ``nearest-exact`` unit ``floor((o + 1/2)/scale)``;
     ``linear`` mixes the two neighbours of the source position ``(o + 1/2)/scale - 1/2`` (``o/scale`` with
     ``align_corners``), ``cubic`` four (two on each side). A source position on a whole unit reads that
-    unit alone (every other weight is exactly 0). Borders are ignored (PyTorch clamps there).
+    unit alone (every other weight is exactly 0). Borders are ignored (PyTorch clamps there), except in
+    ``trim``, which a whole map's union subtracts.
     ``mode`` True/False is the older linear flag: linear/nearest.
     """
     a, b = scale.numerator, scale.denominator
@@ -147,4 +157,26 @@ def upsample(sup: AxisSupport, scale: Fraction, mode: str | bool, align_corners:
         lo = math.floor(src)
         return (lo, 1, 1) if src == lo else (lo - (taps // 2 - 1), 1, taps)
 
-    return _through(sup, sup.period * a, sup.shift * b, deps)
+    out = _through(sup, sup.period * a, sup.shift * b, deps)
+    # PyTorch clamps the source indices to the map: the units the infinite grid reads left of unit 0 (and,
+    # by symmetry when the map is scaled by a whole factor or with align_corners, right of the last) are
+    # never read; the input's own trim holds where the border units read the input's border unit
+    first = min(deps(o)[0] for o in range(out.period))
+    over = max(0, -first)
+    left = sup.trim[0] + _beyond(sup, over, left=True) if first <= 0 else 0
+    right = sup.trim[1] + _beyond(sup, over, left=False) if align_corners or (b == 1 and a >= 1) else 0
+    return replace(out, trim=(left, right))
+
+
+def _beyond(sup: AxisSupport, over: int, left: bool) -> int:
+    """Pixels the ``over`` units beyond the map's left border (or, at its unknown phase, the fewest beyond
+    its right border) add to the border unit's span; 0 when a unit there sees nothing."""
+    if over == 0:
+        return 0
+    gains = []
+    for r in range(1 if left else sup.period):
+        inside, outside = (sup.unit(r), sup.unit(r - over)) if left else (sup.unit(r), sup.unit(r + over))
+        if inside is None or outside is None:
+            return 0
+        gains.append(max(0, inside[0] - outside[0]) if left else max(0, outside[1] - inside[1]))
+    return min(gains)

@@ -102,9 +102,9 @@ def rf_input(ndim: int) -> RF:
     return _make([_support.identity()] * ndim, (1.0,) * ndim, (0.0,) * ndim)
 
 
-def _left_padding(
+def _padding_pairs(
     rf: RF, p: Padding, ks: tuple[int, ...], ss: tuple[int, ...], ds: tuple[int, ...], n: IntOrTuple | None
-) -> tuple[int, ...]:
+) -> tuple[tuple[int, int], ...]:
     if p == "same":
         if n is None and any(si != 1 for si in ss):
             raise ValueError(
@@ -112,10 +112,10 @@ def _left_padding(
                 "rf_conv or give the padding explicitly as (left, right) pairs."
             )
         ns = to_tuple(n if n is not None else 1, rf.ndim, "input size", minimum=1)
-        return tuple(pair[0] for pair in same_padding(ns, ks, ss, ds))
+        return tuple((int(a), int(b)) for a, b in same_padding(ns, ks, ss, ds))
     if isinstance(p, str) and p != "valid":
         raise ValueError(f"padding must be an int, a tuple, pairs, 'same' or 'valid'; received {p!r}.")
-    return tuple(pair[0] for pair in to_pairs(p, rf.ndim, "padding"))
+    return tuple((int(a), int(b)) for a, b in to_pairs(p, rf.ndim, "padding"))
 
 
 def rf_conv(
@@ -139,12 +139,12 @@ def rf_conv(
     ks = to_tuple(k, rf.ndim, "kernel", minimum=1)
     ss = to_tuple(s, rf.ndim, "stride", minimum=1)
     ds = to_tuple(d, rf.ndim, "dilation", minimum=1)
-    lefts = _left_padding(rf, p, ks, ss, ds, n)
+    pairs = _padding_pairs(rf, p, ks, ss, ds, n)
     ke = effective_kernel(ks, ds)
     supports, jump, start = [], [], []
-    for sup, j, st, ki, kei, si, di, pl in zip(rf.supports(), rf.jump, rf.start, ks, ke, ss, ds, lefts):
+    for sup, j, st, ki, kei, si, di, (pl, pr) in zip(rf.supports(), rf.jump, rf.start, ks, ke, ss, ds, pairs):
         # size: widest input span of one unit (= size_in + (k_eff - 1) * jump_in while jumps are whole)
-        supports.append(_support.conv(sup, ki, si, pl, di))
+        supports.append(_support.conv(sup, ki, si, pl, di, pr))
         jump.append(j * si)  # jump_out = jump_in * s
         start.append(st + ((kei - 1) / 2 - pl) * j)  # start_out = start_in + ((k_eff-1)/2 - p_left) * jump_in
     return _make(supports, jump, start)
@@ -225,14 +225,21 @@ def rf_whole_map(rf: RF, n: IntOrTuple) -> RF:
     A window as wide as the map sliding by one unit: ``j_out = j_in``, ``start_out = start_in + (n-1)/2 *
     j_in``; ``size`` is what the one unit on the map sees, the span of units ``0 .. n-1``. After upsampling
     other phases of the window would see more, but no such unit exists on this map (the pattern behind
-    ``size`` keeps them for a later layer's padding, which counts as grid positions).
+    ``size`` keeps them for a later layer's padding, which counts as grid positions). Nor do the units an
+    upsampling reads beyond the map's borders on the infinite grid: PyTorch clamps its source indices to
+    the map, so they are left out (``AxisSupport.trim``: bilinear x2 after a 3x3 conv on 6 pixels, 6 not 8;
+    where the border's phase is not known a safe over-count stays).
 
     >>> rf_whole_map(rf_conv(rf_input(1), 3, p=1), 4)
     RF(size=(6,), jump=(1.0,), start=(1.5,))
     >>> rf_whole_map(rf_upsample(rf_conv(rf_input(1), 3, p=1), 2), 8).size  # units 0..7 see pixels -1..4
     (6,)
+    >>> rf_whole_map(rf_upsample(rf_conv(rf_input(1), 3), 2, "bicubic"), 8).size  # not units -2 .. 5
+    (6,)
     """
     ns = to_tuple(n, rf.ndim, "map size", minimum=1)
     slid = rf_conv(rf, ns)
-    size = tuple(0 if span is None else span[1] - span[0] + 1 for span in (sup.unit(0) for sup in slid.supports()))
+    # the span of units 0 .. n-1, less what a clamped resampling never read at the map's borders
+    spans = [(sup.unit(0), sup.trim) for sup in slid.supports()]
+    size = tuple(0 if span is None else max(1, span[1] - span[0] + 1 - sum(trim)) for span, trim in spans)
     return RF(size=size, jump=slid.jump, start=slid.start, support=slid.support)

@@ -11,11 +11,12 @@ import torch.nn as nn
 
 
 def positive(*modules: nn.Module) -> None:
-    """Every parameter drawn from [0.5, 1.5): positive and unequal, so no gradient cancels."""
+    """Every parameter drawn from [0.5, 1.5): positive and unequal, so no gradient cancels (seeded: repeatable)."""
+    gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for m in modules:
             for p in m.parameters():
-                p.copy_(torch.rand_like(p) + 0.5)
+                p.copy_(torch.rand(p.shape, generator=gen, dtype=p.dtype) + 0.5)
 
 
 def widest_reach(y: torch.Tensor, x: torch.Tensor, k: int = 1, s: int = 1) -> tuple[int, int]:

@@ -289,3 +289,14 @@ def test_an_fc_after_flatten_reads_the_whole_map_as_without_it() -> None:
     direct = explain_rf("conv f=3; fc 10", "6,6,1")["steps"]
     assert [s["rf"]["size"] for s in flat] == [[3, 3], [3, 3], [3, 3], [6, 6], [6, 6]]
     assert flat[3]["rf"] == direct[1]["rf"]
+
+
+def test_explain_up_takes_bicubic_and_nearest_exact() -> None:
+    # explain rf refused mode=bicubic although the analysis (inspect) follows it; autograd: 6 on 6x6
+    from cnnlab.arith.explain import explain_rf
+
+    steps = explain_rf("conv f=3; up s=2 mode=bicubic; gap", "6,6,1")["steps"]
+    assert [s["rf"]["size"] for s in steps] == [[3, 3], [6, 6], [6, 6]]
+    assert explain_rf("conv f=3; up s=2 mode=nearest-exact", "6,6,1")["steps"][1]["rf"]["size"] == [3, 3]
+    with pytest.raises(ValueError, match="mode must be nearest, nearest-exact, bilinear or bicubic"):
+        explain_rf("up s=2 mode=area", "6,6,1")

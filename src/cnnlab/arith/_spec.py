@@ -12,7 +12,7 @@ kind                       keys (``f`` kernel, ``s`` stride, ``p`` padding, ``d`
 ``pool`` / ``maxpool`` /   f, s=f, p=0, d=1 (max only), ceil=0
 ``avgpool``
 ``convT`` / ``deconv``     f, s=1, p=0, op=output padding, d=1, c, g, bias=1
-``up``                     s=2 (scale), mode=nearest|bilinear
+``up``                     s=2 (scale), mode=nearest|nearest-exact|bilinear|bicubic
 ``fc`` / ``linear``        the number of units (``fc 120`` or ``n=120``), bias=1; flattens its input
 ``gap``                    global average pooling to 1x1; ``bn``: batch norm (2C parameters);
                            ``relu``, ``dropout``, ``softmax``, ``flatten``: no parameters

@@ -28,7 +28,7 @@ from cnnlab.arith.params import (
     linear_macs,
     linear_params,
 )
-from cnnlab.arith.receptive import RF, rf_conv, rf_conv_transpose, rf_upsample, rf_whole_map
+from cnnlab.arith.receptive import RF, UpsampleMode, rf_conv, rf_conv_transpose, rf_upsample, rf_whole_map
 from cnnlab.arith.sizes import conv_out, conv_transpose_out, effective_kernel, pool_out, resolve_padding
 
 State = tuple[tuple[int, ...] | None, int, RF]
@@ -256,9 +256,16 @@ def _upsample(layer: Layer, state: State, layout: str) -> LayerStep:
     spatial, c, rf = state
     n = _need_map(layer, spatial)
     scale, mode = positive(layer, "s", 2), layer.opts.get("mode", "nearest").lower()
-    if mode not in ("nearest", "bilinear", "linear"):
-        raise ValueError(f"mode must be nearest or bilinear in layer '{layer.text}'; received mode={mode!r}.")
-    rf_out = rf_upsample(rf, scale, "nearest" if mode == "nearest" else "bilinear")
+    modes: dict[str, UpsampleMode] = {
+        "nearest": "nearest", "nearest-exact": "nearest-exact", "bilinear": "bilinear", "linear": "bilinear",
+        "bicubic": "bicubic",
+    }  # fmt: skip
+    if mode not in modes:
+        raise ValueError(
+            f"mode must be nearest, nearest-exact, bilinear or bicubic in layer '{layer.text}'; received "
+            f"mode={mode!r}. Write e.g. 'up s=2 mode=bilinear'."
+        )
+    rf_out = rf_upsample(rf, scale, modes[mode])
     out = tuple(v * scale for v in n)
     step = LayerStep(layer, "up", layout, n, c, out, c, rf_out)
     step.size_formulas = _merge([(a, f"{v}*{scale} = {o}") for a, v, o in zip(axis_names(len(n)), n, out)])

@@ -23,7 +23,7 @@ LAYER_LANGUAGE = """\
 layer language (layers separated by ';'; optional 'NAME:' prefix; params=N is a claimed count to check):
   conv f=K [s=1] [p=0|same|valid] [d=1] [c=OUT] [g=1] [bias=1]   (K, s, p, d: 3 or HxW like 1x7)
   pool|maxpool|avgpool f=K [s=K] [p=0] [d=1] [ceil=0]     convT f=K [s=1] [p=0] [op=0] [d=1] [c=OUT]
-  up [s=2] [mode=nearest|bilinear]   fc N   gap   bn   relu   dropout   flatten
+  up [s=2] [mode=nearest|bilinear|bicubic]   fc N   gap   bn   relu   dropout   flatten
   p=same: output ceil(n/s) at any stride (TensorFlow's rule); d: PyTorch's dilation (d=1 no gaps, d=2: 3x3 covers 5x5)
 input: H,W,C as the seeds write 32x32x3 (or --chw for PyTorch's C,H,W); 1-D: L,C; 3-D: D,H,W,C"""
 

@@ -40,6 +40,10 @@ finite map, as after an uneven adaptive pool.
 A merge input with one unit along an axis (``x * pool(x)`` in SE and attention blocks) broadcasts that
 unit's field to every unit of the output; it widens the sizes but neither sets the merge's start, jump
 and place along that axis nor counts as misaligned (an SE gate with a residual, ``(H, 1) * (1, W)`` gates).
+Merge inputs whose units sit on different jumps along an axis (an FPN on an odd input: ``interpolate(size=9)``
+of 5 units reads ``floor(o * 5/9)``, unevenly) share no infinite-grid pattern: that axis goes on the finite map
+and each unit sees the union of its inputs' spans there. Upsampling whose sizes do not divide (or from one
+unit) puts its axis on the finite map too.
 A ``cat`` along a spatial axis (dim 2 or 3 of NCHW, or negative; ``torch.concat``/``concatenate`` too)
 joins maps that no longer share one grid, so from there on every axis is followed on the finite map with
 each piece as a part of its own (:mod:`cnnlab.analysis.seams`): a later window that straddles a seam sees
@@ -181,6 +185,19 @@ def _grid_owner(states: list[RFState], owns: list[list[bool]], ref: RFState, a: 
     return ref if not owners or any(s is ref for s in owners) else owners[0]
 
 
+def _per_axis(rfs: list[RF], ext: list[int], jump: tuple[float, ...], start: tuple[float, ...]) -> RF:
+    """A merge's RF axis by axis: an input's own exact support where it has the extreme size on the merge's
+    jump along that axis (an FPN's lateral along W while H, upsampled unevenly, sits on another jump), else
+    the grid recurrence (:func:`make_rf`)."""
+    approx = make_rf(ext, jump, start)
+    size, jumps, starts, sups = list(approx.size), list(approx.jump), list(approx.start), list(approx.supports())
+    for a in range(len(ext)):
+        rf = next((r for r in rfs if r.size[a] == ext[a] and r.jump[a] == jump[a]), None)
+        if rf is not None:
+            size[a], jumps[a], starts[a], sups[a] = rf.size[a], rf.jump[a], rf.start[a], rf.supports()[a]
+    return RF(tuple(size), tuple(jumps), tuple(starts), tuple(sups))
+
+
 def _merge(
     states: list[RFState], shapes: list[tuple[int, ...]], node: Node, nd: int
 ) -> tuple[RFState, LintWarning | None]:
@@ -208,8 +225,8 @@ def _merge(
     hi = next((s.hi for s in whole if list(s.hi.size) == hi_ext and s.hi.jump == hi_jump), None)
     lo = next((s.lo for s in whole if list(s.lo.size) == lo_ext and s.lo.jump == lo_jump), None)
     merged = RFState(
-        hi or make_rf(hi_ext, hi_jump, hi_start),
-        lo or make_rf(lo_ext, lo_jump, lo_start),
+        hi or _per_axis([s.hi for s in whole], hi_ext, hi_jump, hi_start),
+        lo or _per_axis([s.lo for s in whole], lo_ext, lo_jump, lo_start),
         places,
         merge_maps(states, places, nd),
     )
@@ -301,6 +318,13 @@ def _grid_axes(g: K.Geometry, nd: int) -> int:
     return nd
 
 
+def _uneven_upsample(g: K.Geometry, n: int, m: int) -> bool:
+    """Resampling ``n`` units to ``m`` when neither divides the other (``interpolate(size=9)`` of 5): the
+    source indices ``floor(o * n/m)`` step unevenly, so no infinite-grid pattern holds (the finite map does);
+    or from one unit, which every output unit reads (PyTorch clamps the indices), not its neighbours'."""
+    return g.kind == K.UPSAMPLE and (max(n, m) % min(n, m) != 0 or n == 1 < m)
+
+
 def _grid(node: Node, state: RFState, shape_in: tuple[int, ...], nd: int) -> tuple[RFState | None, LintWarning | None]:
     """Conv, pooling, upsampling, padding, cropping: each spatial axis among the op's trailing axes
     gets the op's window along that axis; an axis in the channel position is mixed by a conv."""
@@ -341,7 +365,7 @@ def _grid(node: Node, state: RFState, shape_in: tuple[int, ...], nd: int) -> tup
     maps, places = list(state.on_map), list(state.places)
     for a, i in zip(axes, ops):
         n, m = shape_in[first + i], out[first_out + i]
-        if maps[a] is not None or (g.kind == K.ADAPTIVE and n % m) or wraps(g, i):
+        if maps[a] is not None or (g.kind == K.ADAPTIVE and n % m) or _uneven_upsample(g, n, m) or wraps(g, i):
             both = unit_spans(state, a, n)
             done: dict[Spans, Spans] = {}  # parts of a joined map often share their spans along an axis
             maps[a] = tuple(

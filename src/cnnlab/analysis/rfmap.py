@@ -62,7 +62,10 @@ def _merge_on_map(states: list[RFState], n: int, a: int) -> OnMap:
     An input with one unit there (or none, combined away) broadcasts it: every unit sees that one unit's
     field, whatever its place, which no infinite-grid pattern holds, so the axis goes on the finite map."""
     broadcast = n > 1 and any(broadcasts(s.places[a]) for s in states)
-    if not broadcast and all(s.on_map[a] is None for s in states):
+    # inputs whose units sit on different jumps (an FPN's lateral and its unevenly upsampled top-down map)
+    # have no common infinite-grid pattern: their union is taken unit by unit
+    jumps = {round(s.hi.jump[a], 6) for s in states if not broadcasts(s.places[a])}
+    if not broadcast and len(jumps) < 2 and all(s.on_map[a] is None for s in states):
         return None
     ins = [unit_spans(s, a, n) for s in states if _covers(s.places[a], n)]
     if not ins:  # no input has the output's units along this axis: keep the infinite-grid sizes

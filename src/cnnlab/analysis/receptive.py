@@ -418,7 +418,6 @@ def _step(
     if all(p is None or (0 <= p[0] + shift < len(out) and out[p[0] + shift] == shape_in[p[0]]) for p in state.places):
         return _renumber(state, lambda d: d + shift), None
     return _collapse(state), None  # an op that changed the axes in a way we do not follow
-    return state, None
 
 
 def _flattened(produced: tuple[int, ...], node: Node, nd: int) -> bool:

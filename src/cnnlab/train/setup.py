@@ -230,7 +230,7 @@ def build_model(
     check_freeze(cfg.freeze, cfg.init_from)
     source_classes, spec = None, None
     if cfg.init_from:
-        from cnnlab.train.checkpoint import build_model_from_meta, load_run
+        from cnnlab.train.checkpoint import build_model_from_meta, load_run, model_label
 
         if resumed_meta is not None:  # this run's own architecture; restore_state loads its weights
             model, src = build_model_from_meta(resumed_meta), resumed_meta
@@ -239,7 +239,7 @@ def build_model(
             source = load_run(cfg.init_from)
             model, src = source.model, source.meta
             source_classes = int(src["num_classes"])
-        name, kwargs = str(src.get("model") or "spec"), dict(src.get("model_kwargs") or {})
+        name, kwargs = model_label(src), dict(src.get("model_kwargs") or {})
         spec = src.get("spec")  # a spec-built source: the spec, not a registered name, fixes the architecture
         if int(src.get("in_chans", in_chans)) != in_chans:
             raise ValueError(

@@ -1,4 +1,5 @@
-"""Gates broadcast from one unit (SE blocks, per-axis attention) widen the field but do not move the grid.
+"""Gates broadcast from one unit (SE blocks, per-axis attention, ASPP's image pooling) widen the field but
+do not move the grid.
 
 ``y + y * sigmoid(fc(y.mean((2, 3)))).view(...)`` is every SE-ResNet/MBConv block with a residual: the gate
 sees the whole map, so each unit's field grows to it (autograd), but the gate says nothing about where the
@@ -39,6 +40,21 @@ class _AxisGates(nn.Module):
         return out
 
 
+class _ImagePooling(nn.Module):
+    """DeepLab ASPP's image-pooling branch: the map pooled to one unit, resampled back to full size, merged."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.a, self.b, self.proj = nn.Conv2d(3, 3, 3), nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1)
+        self.pool, self.post, self.mode = nn.AdaptiveAvgPool2d(1), nn.Conv2d(6, 3, 3), mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        pooled = nn.functional.interpolate(self.proj(self.pool(y)), size=y.shape[-2:], mode=self.mode)
+        out: torch.Tensor = self.post(torch.cat([self.b(y), pooled], 1))
+        return out
+
+
 def _check(model: nn.Module, shape: tuple[int, int, int]) -> None:
     report = analyze(model, shape)
     assert not [w for w in report.warnings if w.rule == "rf-misaligned"]  # was start [1, 1] vs the map centre
@@ -58,3 +74,10 @@ def test_se_gate_with_residual_keeps_the_grid() -> None:
 def test_per_axis_gates_keep_the_grid() -> None:
     _check(_AxisGates(), (3, 11, 13))  # start was (2, 6): W's place and start came from the (H, 1) gate
     assert analyze(_AxisGates(), (3, 11, 13)).layer("post").rf_min == (5, 5)  # was (5, 3)
+
+
+def test_image_pooling_branch_keeps_the_grid() -> None:
+    # the upsampled branch's units all see the whole map: its grid (jump 1/9 from resampling one unit) was
+    # reported as rf-misaligned against the conv branch
+    for mode in ("bilinear", "nearest"):
+        _check(_ImagePooling(mode), (3, 11, 13))

@@ -79,6 +79,7 @@ from cnnlab.analysis.rfmap import (
     part_count,
     sizes_from_map,
     spans_through,
+    uniform,
     unit_spans,
     wraps,
 )
@@ -213,7 +214,8 @@ def _merge(
     n_out = [max((s.places[a][2] for s in states if s.places[a] is not None), default=1) for a in range(nd)]  # type: ignore[index]
     # an input with one unit along an axis (an SE gate, a whole-map reduction) is broadcast to every unit
     # there: it widens the field but does not say where the units sit, nor can it be misaligned
-    owns = [[not (n > 1 and broadcasts(s.places[a])) for a, n in enumerate(n_out)] for s in states]
+    # (so is one whose units all see the same span: a one-unit map upsampled to full size)
+    owns = [[not (n > 1 and (broadcasts(s.places[a]) or uniform(s, a))) for a, n in enumerate(n_out)] for s in states]
     pick = [_grid_owner(states, owns, ref, a) for a in range(nd)]
     hi_ext = [max(s.hi.size[a] for s in states) for a in range(nd)]
     lo_ext = [min(s.lo.size[a] for s in states) for a in range(nd)]

@@ -34,6 +34,15 @@ def broadcasts(place: Place) -> bool:
     return place is None or place[2] == 1
 
 
+def uniform(state: RFState, a: int) -> bool:
+    """Every unit along axis ``a`` sees the same span on the finite map (a one-unit map resampled to full
+    size, ASPP's image-pooling branch): like a broadcast input, it says nothing about where units sit."""
+    both = state.on_map[a]
+    if both is None or any(len(parts) != 1 for parts in both):
+        return False
+    return all(len(set(parts[0])) == 1 for parts in both)
+
+
 def _covers(place: Place, n: int) -> bool:
     """An input reaches every one of the merge's ``n`` units along an axis: it has them, or it has one unit
     that broadcasts to all of them (an SE block's ``x * pool(x)``)."""

@@ -161,6 +161,10 @@ def test_compare_mistakes(capsys: pytest.CaptureFixture[str], argv: list[str], p
         (["shape", "dropout 1.5", "--input", "8,8,1"], r"'dropout 1\.5' takes no options: .* Write just 'dropout'"),
         (["shape", "up 2", "--input", "8,8,1"], r"An up layer takes mode, s \(and params=N\); write e\.g\. 'up s=2'"),
         (["params", "conv f=3 params=-1", "--input", "8,8,1"], r"a whole number >= 0; received params=-1 in layer"),
+        (  # a label alone: IndexError from the parser
+            ["shape", "conv f=3; FC3:", "--input", "8,8,1"],
+            r"layer label 'FC3:' names no layer; received 'FC3:'\. Write the layer after the label, e\.g\. 'FC3: fc",
+        ),
     ],
 )
 def test_messages_name_what_the_user_typed(capsys: pytest.CaptureFixture[str], argv: list[str], pattern: str) -> None:

@@ -96,6 +96,11 @@ def _parse_layer(text: str, counts: dict[str, int]) -> Layer:
     if label:
         name, text = label.group(1), label.group(2)
     words = text.split()
+    if not words:  # 'FC3:' alone: a label with no layer after it
+        raise ValueError(
+            f"layer label '{name}:' names no layer; received {name + ':'!r}. Write the layer after the label, "
+            f"e.g. '{name}: fc 120' (or drop the label)."
+        )
     kind = KINDS.get(words[0].lower())
     if kind is None:
         raise ValueError(

@@ -10,15 +10,16 @@ then renames: an interrupted download never leaves a half-written file under the
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import tempfile
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from cnnlab.errors import DataError
 
@@ -121,8 +122,8 @@ def download(url: str, dest: Path, checksum: str | None = None, *, quiet: bool =
     """Download ``url`` to ``dest`` atomically, verifying an md5/sha256 ``checksum`` when given.
 
     Shows a rich progress bar on a terminal and two plain lines otherwise. Raises
-    :class:`DataError` when the server cannot be reached or the checksum does not match (the
-    partial file is removed in both cases).
+    :class:`DataError` when the server cannot be reached, the transfer stops before its announced
+    length, or the checksum does not match (the partial file is removed in every case).
 
     >>> download("http://127.0.0.1:9/x.gz", Path("/tmp/x.gz"))  # doctest: +SKIP
     """
@@ -151,35 +152,58 @@ def download(url: str, dest: Path, checksum: str | None = None, *, quiet: bool =
 
 
 def _stream(url: str, out: IO[bytes], algorithm: str, *, quiet: bool) -> str:
-    """Copy ``url`` into the binary file ``out`` while hashing; returns the hex digest."""
+    """Copy ``url`` into the binary file ``out`` while hashing; returns the hex digest.
+
+    Raises :class:`DataError` when the connection fails, stalls for ``TIMEOUT_S`` or closes before
+    the ``Content-Length`` the server announced (urllib returns a short body without complaint).
+    """
     digest = hashlib.new(algorithm)
     try:
         response = urllib.request.urlopen(url, timeout=TIMEOUT_S)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DataError(f"Could not download {url}: {reason}.") from exc
+    received = 0
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal received
+        while chunk := response.read(CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+            received += len(chunk)
+            yield chunk
+
     with response:
         total = int(response.headers.get("Content-Length") or 0) or None
-        write = out.write
-        if quiet:
-            for chunk in iter(lambda: response.read(CHUNK), b""):
-                digest.update(chunk)
-                write(chunk)
-        elif _is_tty():
-            _stream_rich(response, write, digest, url, total)
-        else:
-            size = f" ({total / 1e6:.1f} MB)" if total else ""
-            print(f"downloading {url}{size}", file=sys.stderr, flush=True)
-            done = 0
-            for chunk in iter(lambda: response.read(CHUNK), b""):
-                digest.update(chunk)
-                write(chunk)
-                done += len(chunk)
-            print(f"downloaded {done} bytes from {url}", file=sys.stderr, flush=True)
+        try:
+            if quiet:
+                for _ in chunks():
+                    pass
+            elif _is_tty():
+                _stream_rich(chunks(), url, total)
+            else:
+                size = f" ({total / 1e6:.1f} MB)" if total else ""
+                print(f"downloading {url}{size}", file=sys.stderr, flush=True)
+                for _ in chunks():
+                    pass
+                print(f"downloaded {received} bytes from {url}", file=sys.stderr, flush=True)
+        except (OSError, http.client.HTTPException) as exc:
+            raise DataError(_interrupted(url, received, total, f"{type(exc).__name__}: {exc}")) from exc
+    if total is not None and received != total:
+        raise DataError(_interrupted(url, received, total, "the server closed the connection"))
     return digest.hexdigest()
 
 
-def _stream_rich(response: Any, write: Any, digest: Any, url: str, total: int | None) -> None:
+def _interrupted(url: str, received: int, total: int | None, reason: str) -> str:
+    of = f" of {total}" if total else ""
+    return (
+        f"The download of {url} stopped after {received}{of} bytes ({reason}). The partial file was "
+        "deleted, so nothing half-written is kept: run the command again to restart the download, or "
+        "set CNNLAB_MIRROR to another mirror."
+    )
+
+
+def _stream_rich(chunks: Iterator[bytes], url: str, total: int | None) -> None:
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -198,9 +222,7 @@ def _stream_rich(response: Any, write: Any, digest: Any, url: str, total: int | 
     )
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task(url.rsplit("/", 1)[-1], total=total)
-        for chunk in iter(lambda: response.read(CHUNK), b""):
-            digest.update(chunk)
-            write(chunk)
+        for chunk in chunks:
             progress.advance(task, len(chunk))
 
 

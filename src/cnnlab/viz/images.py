@@ -3,7 +3,9 @@
 Images come back as ``uint8 (C, H, W)`` tensors, the layout of :class:`cnnlab.data.ImageDataset`.
 Grayscale and RGB convert into each other when ``convert=True`` (the default); anything else that does
 not match the model's channel count is an error, as are files that are not images, truncated files and
-images with more than :data:`MAX_PIXELS` pixels (a guard against decompression bombs).
+images with more than :data:`MAX_PIXELS` pixels (a guard against decompression bombs). A photo whose EXIF
+orientation tag says it is stored on its side is turned upright, as image viewers and ``folder:`` training
+data (:mod:`cnnlab.data.folder`) do.
 
 >>> import numpy as np, tempfile, PIL.Image
 >>> p = tempfile.mktemp(suffix=".png"); PIL.Image.fromarray(np.zeros((4, 6), np.uint8)).save(p)
@@ -19,14 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.errors import ImageError
 
-__all__ = ["MAX_PIXELS", "check_channels", "load_image", "read_image", "to_display"]
+__all__ = ["MAX_PIXELS", "check_channels", "load_image", "no_image_has", "read_image", "to_display"]
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: a 6000x6000 photo is fine, a decompression bomb is not
 
+_ORIENTATION = 0x0112  # the EXIF tag: 1 = stored as shown, 2..8 = mirrored and/or turned by 90/180/270 degrees
 _MODE_CHANNELS = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 4, "LA": 2, "I": 1, "I;16": 1, "F": 1, "CMYK": 4}
 
 
@@ -71,6 +74,18 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     return img
 
 
+def _upright(img: Image.Image, source: str) -> tuple[Image.Image, list[str]]:
+    # A phone stores a portrait photo as landscape pixels plus an orientation tag; viewers (and the folder
+    # loader that trained the model) turn it, so the pictures must too.
+    if img.getexif().get(_ORIENTATION, 1) not in range(2, 9):  # 1 (or none): stored as shown
+        return img, []
+    turned = ImageOps.exif_transpose(img)
+    return turned, [
+        f"turned {source} upright by its EXIF orientation tag ({img.width}x{img.height} stored, "
+        f"{turned.width}x{turned.height} shown, WxH), as image viewers and folder: training data do."
+    ]
+
+
 def _stretch(img: Image.Image, source: str) -> tuple[Image.Image, str]:
     # 16-bit and float images have no fixed white: map this image's own min..max onto 0..255
     arr = np.asarray(img, dtype=np.float64)
@@ -82,6 +97,14 @@ def _stretch(img: Image.Image, source: str) -> tuple[Image.Image, str]:
         "for this image alone, so it is used at full contrast whatever its real brightness."
     )
     return stretched, note
+
+
+def no_image_has(channels: int) -> str:
+    """Why no image can feed a model that takes ``channels`` (not 1 or 3) input channels, and what to do."""
+    return (
+        f"Image files have 1 (grayscale) or 3 (RGB) channels, never {channels}, so pictures from an image need "
+        "a model whose first layer takes 1 or 3 (in_chans=1 or 3): a whole network, not a block from inside one."
+    )
 
 
 def _describe(mode: str, channels: int) -> str:
@@ -109,6 +132,11 @@ def _convert(img: Image.Image, channels: int | None, convert: bool, source: str)
             f"model{alpha} (--no-convert refuses such images instead)."
         )
         return img.convert(target), notes
+    if channels not in (1, 3):  # no image file has e.g. 192 channels: converting the file cannot help
+        raise ImageError(
+            f"image {source} has {native} channels (mode {img.mode}) but the model expects {channels}. "
+            + no_image_has(channels)
+        )
     hint = "convert it to grayscale/RGB" if convert else "allow conversion (drop --no-convert)"
     raise ImageError(
         f"image {source} has {native} channels (mode {img.mode}) but the model expects {channels}; "
@@ -131,8 +159,9 @@ def read_image(
     ["converted '...png' from RGB (3 channels) to grayscale (1 channel) for the model (--no-convert ...)."]
     """
     p = Path(path).expanduser()
-    img, notes = _convert(_open(p, max_pixels), channels, convert, repr(str(p)))
-    return _to_tensor(img), notes
+    img, turned = _upright(_open(p, max_pixels), repr(str(p)))
+    img, notes = _convert(img, channels, convert, repr(str(p)))
+    return _to_tensor(img), turned + notes
 
 
 def _to_tensor(img: Image.Image) -> torch.Tensor:
@@ -161,7 +190,7 @@ def load_image(
     cnnlab.errors.ImageError: image 'missing.png' does not exist; ...
     """
     p = Path(path).expanduser()
-    img, _ = _convert(_open(p, max_pixels), channels, convert, repr(str(p)))
+    img, _ = _convert(_upright(_open(p, max_pixels), repr(str(p)))[0], channels, convert, repr(str(p)))
     if size is not None and (img.height, img.width) != tuple(size):
         img = img.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
     return _to_tensor(img)

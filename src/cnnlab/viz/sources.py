@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from cnnlab.errors import ImageError
-from cnnlab.viz.images import read_image
+from cnnlab.viz.images import no_image_has, read_image
 
 __all__ = ["ModelSource", "Picture", "load_model_source", "load_picture", "parse_sample", "sample_error"]
 
@@ -178,6 +178,8 @@ def _match_channels(image: torch.Tensor, channels: int | None, source: str) -> t
     if c == 3 and channels == 1:
         w = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
         return (image.float() * w).sum(0, keepdim=True).round().clamp(0, 255).to(torch.uint8), [note]
+    if channels not in (1, 3):
+        raise ImageError(f"image {source} has {c} channels but the model expects {channels}. " + no_image_has(channels))
     raise ImageError(
         f"image {source} has {c} channels but the model expects {channels}; pick a dataset with "
         f"{channels}-channel images or a model with in_chans={c}."
@@ -205,7 +207,7 @@ def load_picture(
             raise mistyped
     if sample is not None:
         image, label = _dataset_sample(*sample, data_dir)
-        if not convert and channels is not None and image.shape[0] != channels:
+        if not convert and channels in (1, 3) and image.shape[0] != channels:  # others: _match_channels says why
             raise ImageError(
                 f"image {spec!r} has {image.shape[0]} channels but the model expects {channels}; "
                 "allow conversion (drop --no-convert) or use a matching dataset."

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data import load_dataset
-from cnnlab.data.folder import SkippedImagesWarning, scan_folder, write_folder
+from cnnlab.data.folder import ResizedImagesWarning, SkippedImagesWarning, scan_folder, write_folder
 from cnnlab.errors import DataError
 
 
@@ -140,8 +140,8 @@ def test_an_empty_class_folder_is_refused_by_name(tmp_path: Path) -> None:
     for name in ("bird", "eel"):
         for f in (root / name).iterdir():
             f.unlink()
-    with pytest.raises(DataError, match=r"Image folder .*imgs: the class sub-folders bird, eel hold no "
-                       r"\.png/\.jpg/\.jpeg files\. .*add images to them, or move them out of"):
+    with pytest.raises(DataError, match=r"Image folder .*imgs: the class sub-folders bird, eel hold no image files "
+                       r"\(\.png \.jpg \.jpeg \.ppm \.bmp .*\)\. .*add images to them, or move them out of"):
         load_dataset(f"folder:{root}")
     (root / "eel").rmdir()
     with pytest.raises(DataError, match=r"the class sub-folder bird holds no .*add images to it"):
@@ -181,7 +181,9 @@ def test_the_test_split_takes_the_training_split_size_and_colour(tmp_path: Path)
     make_folder(tmp_path / "ds" / "train", per_class=3, size=(16, 12), mode="RGB")
     make_folder(tmp_path / "ds" / "test", per_class=2, size=(20, 9), mode="L")
     train = load_dataset(f"folder:{tmp_path / 'ds'}", "train")
-    test = load_dataset(f"folder:{tmp_path / 'ds'}", "test")
+    with pytest.warns(ResizedImagesWarning, match=r"ds/test: its images \(H x W, count: 9x20 \(4\)\) differ from the "
+                      r"training images; with size=None every image is resized to 12x16"):
+        test = load_dataset(f"folder:{tmp_path / 'ds'}", "test")
     assert train.images.shape[1:] == test.images.shape[1:] == (3, 12, 16)
     explicit = load_dataset(f"folder:{tmp_path / 'ds'}", "test", size=8, grayscale=True)  # options still win
     assert explicit.images.shape[1:] == (1, 8, 8)
@@ -201,5 +203,6 @@ def test_a_decompression_bomb_in_the_training_split_is_skipped_by_both_splits(tm
     (tmp_path / "ds" / "train" / "cat" / "0-first.png").write_bytes(bomb)  # read first when sorted
     with pytest.warns(SkippedImagesWarning, match="0-first.png"):
         train = load_dataset(f"folder:{tmp_path / 'ds'}", "train")
-    test = load_dataset(f"folder:{tmp_path / 'ds'}", "test")  # it escaped here as a raw DecompressionBombError
+    with pytest.warns(ResizedImagesWarning, match="resized to 12x16"):  # it escaped as a raw DecompressionBombError
+        test = load_dataset(f"folder:{tmp_path / 'ds'}", "test")
     assert len(train) == 6 and train.images.shape[1:] == test.images.shape[1:] == (1, 12, 16)

@@ -4,7 +4,7 @@
 
 - ``"fashion-mnist"`` (the default) and ``"mnist"``: IDX files, found locally or downloaded;
 - ``"cifar10"`` and ``"cifar100"``: the binary release (never unpickled);
-- ``"folder:PATH"``: one sub-folder of PNG/JPEG images per class;
+- ``"folder:PATH"``: one sub-folder of images (PNG, JPEG, BMP, TIFF, WebP, ...) per class;
 - ``"shapes"``: generated circles/squares/triangles with per-pixel masks (segmentation);
 - ``"rot-<name>"``: randomly rotated images of any classification set above.
 
@@ -108,7 +108,7 @@ def load_dataset(
         if not name[len("folder:") :].strip():
             raise ValueError(
                 f"dataset {name!r} names no folder: folder:PATH needs the path of a folder with one "
-                "sub-folder of PNG/JPEG images per class. Use e.g. folder:my_images (folder:. for this folder)."
+                "sub-folder of images per class. Use e.g. folder:my_images (folder:. for this folder)."
             )
         module, function, args = "cnnlab.data.folder", "load_folder", (name[len("folder:") :], split)
     elif name.startswith("rot-"):

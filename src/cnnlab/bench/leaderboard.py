@@ -71,6 +71,10 @@ _SORTS = {
 }
 
 
+class _Damaged(sqlite3.DatabaseError):
+    """``PRAGMA quick_check`` found damage; the message holds what it reported."""
+
+
 def default_db_path() -> Path:
     """Where the leaderboard lives unless ``--db`` says otherwise.
 
@@ -111,7 +115,7 @@ class Leaderboard:
     # ---------------------------------------------------------------------------------------------
     # connection and schema
 
-    def _connect(self, *, create: bool) -> sqlite3.Connection:
+    def _connect(self, *, create: bool, check: bool = True) -> sqlite3.Connection:
         if not create and not self.path.is_file():
             raise FileNotFoundError(
                 f"leaderboard database {str(self.path)!r} does not exist yet; record a result first with "
@@ -130,16 +134,46 @@ class Leaderboard:
         conn.row_factory = sqlite3.Row
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if check:
+                self._check_sound(conn)  # before anything writes to it (WAL switch, schema, rows)
             self._enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")  # safe in WAL mode: a crash loses at most the last commit
             self._migrate(conn)
         except sqlite3.DatabaseError as err:
             conn.close()
+            if isinstance(err, _Damaged):
+                raise self._damaged(str(err)) from None
             raise ValueError(
                 f"leaderboard database {str(self.path)!r} cannot be opened ({err}); it is not a cnnlab "
                 "leaderboard or it is damaged. Pass another file with --db PATH, or move this one away."
             ) from None
         return conn
+
+    @staticmethod
+    def _check_sound(conn: sqlite3.Connection) -> None:
+        # A damaged b-tree page can leave the header and schema readable: reads then fail half-way or
+        # silently miss rows (a damaged index), and an INSERT can overwrite what is left of the rows.
+        problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
+        if problems != ["ok"]:
+            raise _Damaged("; ".join(problems))
+
+    def _damaged(self, detail: str) -> ValueError:
+        detail = " ".join(detail.replace("*** in database main ***", "").split())
+        return ValueError(
+            f"leaderboard database {str(self.path)!r} is damaged (PRAGMA quick_check: {detail[:300]}); nothing "
+            f"was written to it. Keep it as it is: `sqlite3 {self.path} .recover > rows.sql` rescues the rows "
+            "that are left. Then move it away (a new file is created on the next --record), or pass another "
+            "file with --db PATH."
+        )
+
+    def _query(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """``conn.execute(sql).fetchall()``; damage that only a full read meets is the readable error."""
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError) and ("locked" in str(err) or "busy" in str(err)):
+                raise
+            raise self._damaged(str(err)) from None
 
     @staticmethod
     def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -208,8 +242,10 @@ class Leaderboard:
                     cur = conn.execute(f"INSERT INTO results ({names}) VALUES ({marks})", list(row.values()))
                     ids.append(int(cur.lastrowid or 0))
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as err:
                 conn.execute("ROLLBACK")
+                if isinstance(err, sqlite3.DatabaseError) and not isinstance(err, sqlite3.OperationalError):
+                    raise self._damaged(str(err)) from None  # damage quick_check could not see
                 raise
         finally:
             conn.close()
@@ -267,7 +303,7 @@ class Leaderboard:
         sql = "SELECT * FROM results" + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {order}"
         conn = self._connect(create=False)
         try:
-            fetched = conn.execute(sql, params).fetchall()
+            fetched = self._query(conn, sql, params)
         finally:
             conn.close()
         out = []
@@ -284,15 +320,19 @@ class Leaderboard:
             return 0
         conn = self._connect(create=False)
         try:
-            return int(conn.execute("SELECT count(*) FROM results").fetchone()[0])
+            return int(self._query(conn, "SELECT count(*) FROM results")[0][0])
         finally:
             conn.close()
 
     def integrity_check(self) -> str:
-        """``PRAGMA integrity_check``: ``"ok"`` for a sound file."""
-        conn = self._connect(create=False)
+        """``PRAGMA integrity_check``: ``"ok"`` for a sound file, else what is damaged."""
+        if not self.path.is_file():
+            raise FileNotFoundError(f"leaderboard database {str(self.path)!r} does not exist.")
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)  # no check, no writes
         try:
             return "; ".join(str(r[0]) for r in conn.execute("PRAGMA integrity_check").fetchall())
+        except sqlite3.DatabaseError as err:
+            return str(err)
         finally:
             conn.close()
 

@@ -62,7 +62,7 @@ def _titles(titles: list[str]) -> str:
 
 
 def _check_db(db: str | None) -> None:
-    """A ``--db`` that is a folder or no file fails now, with bench's own rules and wording."""
+    """A ``--db`` that is a folder, no file or a damaged file fails now, with bench's own rules and wording."""
     if db is None:
         return
     from cnnlab.bench.leaderboard import Leaderboard
@@ -73,3 +73,7 @@ def _check_db(db: str | None) -> None:
             f"--db {db!r}: no leaderboard database at {str(board.path)!r}. Check the path, or record a result "
             f"there first with `cnnlab bench RUN --record --db {db}`."
         )
+    try:
+        board.count()  # opens it: a damaged or foreign file is named before the minutes of work
+    except ValueError as err:
+        raise ValueError(f"--db {db!r}: {err}") from None

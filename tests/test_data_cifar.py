@@ -130,6 +130,7 @@ def test_download_checks_md5_of_release(isolated: Path, mirror: tuple[str, Path]
 
 
 def test_missing_when_offline_explains_the_fix(isolated: Path) -> None:
-    with pytest.raises(DataError, match=r"'cifar10' \(binary release\) was not found.*Downloading is "
+    with pytest.raises(DataError, match=r"'cifar10' \(binary release, or the Python release in cifar-10-batches-py/\) "
+                       r"was not found.*Downloading is "
                        r"switched off.*cifar-10-binary\.tar\.gz.*--data-dir DIR \(or set CNNLAB_DATA\)"):
         load_cifar("cifar10", "train", download_missing=False)

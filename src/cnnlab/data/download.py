@@ -81,11 +81,14 @@ def search_dirs(
     return unique
 
 
-def find_file(filename: str, dirs: Iterable[Path], *, gz: bool = True) -> Path | None:
-    """First ``dir/filename`` that exists, also trying it without ``.gz`` (a decompressed copy)."""
-    names = [filename]
-    if gz and filename.endswith(".gz"):
-        names.append(filename[: -len(".gz")])
+def find_file(filename: str, dirs: Iterable[Path], *, gz: bool = True, aliases: Sequence[str] = ()) -> Path | None:
+    """First ``dir/filename`` (or ``dir/<alias>``) that exists, also trying each without ``.gz`` (a
+    decompressed copy); the folders are tried in order, each for every name."""
+    names: list[str] = []
+    for name in (filename, *aliases):
+        names.append(name)
+        if gz and name.endswith(".gz"):
+            names.append(name[: -len(".gz")])
     for d in dirs:
         for n in names:
             path = d / n

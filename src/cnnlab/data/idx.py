@@ -38,6 +38,7 @@ class IdxSource:
     files: Mapping[str, tuple[str, str]]  # split -> (images file, labels file)
     md5: Mapping[str, str]  # file name -> md5 of the .gz file as published
     system_dirs: tuple[Path, ...]
+    torchvision_folder: str  # torchvision keeps the files in <root>/<this>/raw/, uncompressed
     apt_package: str | None = None
 
 
@@ -61,6 +62,7 @@ FASHION_MNIST = IdxSource(
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     },
     system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
+    torchvision_folder="FashionMNIST",
     apt_package="dataset-fashion-mnist",
 )
 
@@ -80,6 +82,7 @@ MNIST = IdxSource(
         "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
     },
     system_dirs=(Path("/usr/share/datasets/mnist"),),
+    torchvision_folder="MNIST",
 )
 
 SOURCES = {FASHION_MNIST.name: FASHION_MNIST, MNIST.name: MNIST}
@@ -188,11 +191,17 @@ def locate_or_download(
             f"split must be one of {sorted(source.files)} for {source.name}; received split={split!r}."
         )
     dirs = search_dirs(source.name, data_dir, source.system_dirs if system_dirs is None else system_dirs)
+    # torchvision's layout under the same roots: --data-dir ~/data finds ~/data/MNIST/raw/.
+    roots = [Path(r).expanduser() for r in (data_dir, os.environ.get("CNNLAB_DATA") or None) if r is not None]
+    torchvision = [r / source.torchvision_folder / "raw" for r in roots]
+    at = dirs.index(cache_dir(source.name))
+    dirs[at:at] = [d for i, d in enumerate(torchvision) if d not in dirs and d not in torchvision[:i]]
     target = Path(data_dir).expanduser() / source.name if data_dir is not None else cache_dir(source.name)
     sums = dict(source.md5) if checksums is None else dict(checksums)
     found: list[Path] = []
     for filename in source.files[split]:
-        path = find_file(filename, dirs)
+        # Some copies (e.g. on Kaggle) name the files train-images.idx3-ubyte, with a dot.
+        path = find_file(filename, dirs, aliases=(filename.replace("-idx", ".idx"),))
         if path is None:
             path = _download_first(source, filename, target, sums.get(filename), mirror, quiet, dirs)
         found.append(path)

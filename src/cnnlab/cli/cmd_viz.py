@@ -1,8 +1,9 @@
 """``cnnlab viz``: pictures of a network as PNG/GIF files.
 
-``filters RUN``, ``features RUN --image IMG``, ``edges IMG``, ``rf MODEL_OR_RUN --layer NAME --image IMG``,
-``gradcam RUN --image IMG`` and ``animate conv|transposed|pool --input N --kernel K ...``. RUN is a run
-directory of ``cnnlab train``; IMG is an image file or a test image written ``DATASET:INDEX``
+``filters MODEL_OR_RUN``, ``features MODEL_OR_RUN --image IMG``, ``edges IMG``, ``rf MODEL_OR_RUN --layer
+NAME --image IMG``, ``gradcam MODEL_OR_RUN --image IMG`` and ``animate conv|transposed|pool --input N --kernel
+K ...``. MODEL_OR_RUN is a run directory of ``cnnlab train`` or any TARGET of ``cnnlab inspect`` (registered
+name, spec file, ``file.py:factory``); IMG is an image file or a test image written ``DATASET:INDEX``
 (``fashion-mnist:0``; ``--data-dir`` says where its files lie). Pictures of a run go to ``RUN/viz/``
 unless ``--out`` says otherwise; the others go to the current folder. Every command prints the paths it wrote.
 """
@@ -18,6 +19,11 @@ HELP = "Pictures: kernels, feature maps, edges, receptive fields, Grad-CAM, conv
 
 _IMAGE_HELP = "image file (PNG/JPEG/...) or a dataset test image DATASET:INDEX, e.g. fashion-mnist:0"
 
+
+_TARGET_HELP = (
+    "run directory of `cnnlab train` (or its .safetensors), registered model name, spec file or file.py:factory "
+    "(a model that is not a run has no class names and takes images scaled to 0..1)"
+)
 
 _DATA_DIR_HELP = "folder holding the dataset files of DATASET:INDEX images (default: $CNNLAB_DATA, then the cache)"
 
@@ -35,20 +41,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="picture", metavar="PICTURE", required=True)
 
     p = sub.add_parser("filters", help="grid of a conv layer's kernels (default: the first layer)")
-    p.add_argument("run", metavar="RUN", help="run directory of `cnnlab train`")
+    p.add_argument("model", metavar="MODEL_OR_RUN", help=_TARGET_HELP)
     p.add_argument("--layer", help="name of a Conv2d layer (default: the first)")
     p.add_argument("--mode", default="auto", choices=["auto", "rgb", "channels"], help="tile per filter or per channel")
-    p.add_argument("--out", help="PNG file (default: RUN/viz/filters-LAYER.png)")
+    p.add_argument("--out", help="PNG file (default: RUN/viz/filters-LAYER.png or ./filters-LAYER.png)")
 
     p = sub.add_parser("features", help="feature maps of one image, before and after each activation")
-    p.add_argument("run", metavar="RUN", help="run directory of `cnnlab train`")
+    p.add_argument("model", metavar="MODEL_OR_RUN", help=_TARGET_HELP)
     _image_options(p)
     p.add_argument(
-        "--layers", nargs="+", metavar="NAME",
+        "--layers",
+        nargs="+",
+        metavar="NAME",
         help="module names, layers or blocks such as layer1.0 (default: every spatial activation)",
     )
     p.add_argument("--max-maps", type=int, default=32, help="maps drawn per layer (default 32)")
-    p.add_argument("--out", help="PNG file (default: RUN/viz/features.png)")
+    p.add_argument("--out", help="PNG file (default: RUN/viz/features.png or ./features.png)")
 
     p = sub.add_parser("edges", help="vertical/horizontal, Sobel and Scharr edge kernels applied to an image")
     p.add_argument("image", metavar="IMG", help=_IMAGE_HELP)
@@ -59,9 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="PNG file (default: ./edges.png)")
 
     p = sub.add_parser("rf", help="theoretical and effective receptive field of one unit, side by side")
-    p.add_argument(
-        "target", metavar="MODEL_OR_RUN", help="run directory, registered model name, spec file or file.py:factory"
-    )
+    p.add_argument("model", metavar="MODEL_OR_RUN", help=_TARGET_HELP)
     p.add_argument("--layer", required=True, help="module (a layer or a block such as layer1) whose unit is shown")
     _image_options(p)
     p.add_argument("--unit", help="ROW,COL of the unit in the layer's output (default: the centre)")
@@ -69,11 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="PNG file (default: RUN/viz/rf-LAYER.png or ./rf-LAYER.png)")
 
     p = sub.add_parser("gradcam", help="Grad-CAM and saliency of one image")
-    p.add_argument("run", metavar="RUN", help="run directory of `cnnlab train`")
+    p.add_argument("model", metavar="MODEL_OR_RUN", help=_TARGET_HELP)
     _image_options(p)
     p.add_argument("--layer", help="module to explain (default: the last spatial layer)")
     p.add_argument("--target", help="class index or name (default: the predicted class)")
-    p.add_argument("--out", help="PNG file (default: RUN/viz/gradcam.png)")
+    p.add_argument("--out", help="PNG file (default: RUN/viz/gradcam.png or ./gradcam.png)")
 
     p = sub.add_parser("animate", help="GIF of a kernel sliding over the padded input (Dumoulin & Visin)")
     p.add_argument("kind", choices=["conv", "transposed", "pool"], help="operation to animate")
@@ -102,6 +108,24 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
 
 
+def _model(args: argparse.Namespace) -> Any:
+    """The model source of MODEL_OR_RUN; a model that is not a trained run is named as such."""
+    from cnnlab.viz.sources import load_model_source
+
+    src = load_model_source(args.model, allow_untrained=True)
+    if src.run_dir is None:
+        weights = (
+            "its weights are freshly initialised (random)"
+            if src.weights == "untrained model"
+            else f"its weights are the ones {src.weights.removeprefix('weights from ')} returned"
+        )
+        print(
+            f"note: {args.model} is a model, not a run of `cnnlab train`: {weights}, it has no class names, "
+            "and it takes images scaled to 0..1."
+        )
+    return src
+
+
 def _picture(args: argparse.Namespace, src: Any) -> Any:
     from cnnlab.viz.sources import load_picture
 
@@ -111,6 +135,8 @@ def _picture(args: argparse.Namespace, src: Any) -> Any:
     )
     for note in pic.notes:
         print(f"note: {note}")
+    if not src.input_size:  # nothing to resize to: if the model needs another size, the error says so
+        args.undeclared_size = (src.name, tuple(pic.image.shape[1:]), Path(str(args.model)).suffix.lower())
     if pic.resized_from is not None:
         h, w = pic.resized_from
         th, tw = size  # type: ignore[misc]
@@ -125,9 +151,8 @@ def _picture(args: argparse.Namespace, src: Any) -> Any:
 def _filters(args: argparse.Namespace) -> int:
     from cnnlab.viz.filters import MAX_TILES, find_conv, kernel_grid
     from cnnlab.viz.grid import save_png
-    from cnnlab.viz.sources import load_model_source
 
-    src = load_model_source(args.run)
+    src = _model(args)
     name, conv = find_conv(src.model, args.layer)
     target = _default_out(args, src.run_dir, f"filters-{_safe(name)}.png")
     grid = kernel_grid(conv.weight, mode=args.mode)
@@ -144,11 +169,10 @@ def _filters(args: argparse.Namespace) -> int:
 
 def _features(args: argparse.Namespace) -> int:
     from cnnlab.viz.features import MAX_MAP_SIDE, feature_figure, feature_stages
-    from cnnlab.viz.sources import load_model_source
 
     if args.max_maps < 1:
         raise ValueError(f"--max-maps must be at least 1; received {args.max_maps}.")
-    src = load_model_source(args.run)
+    src = _model(args)
     out = _default_out(args, src.run_dir, "features.png")
     pic = _picture(args, src)
     stages = feature_stages(src.model, src.preprocess(pic.image), args.layers)
@@ -205,19 +229,17 @@ def _unit(text: str | None) -> tuple[int, int] | None:
 
 def _rf(args: argparse.Namespace) -> int:
     from cnnlab.viz.rf import receptive_field, rf_figure
-    from cnnlab.viz.sources import load_model_source
 
     if not 0 < args.mass <= 1:
         raise ValueError(f"--mass must be a fraction in (0, 1]; received {args.mass}. Example: --mass 0.95.")
-    src = load_model_source(args.target, allow_untrained=True)
+    src = _model(args)
     out = _default_out(args, src.run_dir, f"rf-{_safe(args.layer)}.png")
     pic = _picture(args, src)
     rf = receptive_field(src.model, args.layer, src.preprocess(pic.image), unit=_unit(args.unit), mass=args.mass)
     picture = rf_figure(pic.image, rf, out)
     top, left, bottom, right = rf.box
-    kind = "trained run" if src.run_dir is not None else "untrained model"
     made_by = f" (a container; its output is made by {rf.made_by})" if rf.made_by != rf.layer else ""
-    print(f"{src.name} ({kind}), layer {rf.layer}{made_by}, unit {rf.unit} centred at input pixel {rf.centre}")
+    print(f"{src.name} ({src.weights}), layer {rf.layer}{made_by}, unit {rf.unit} centred at input pixel {rf.centre}")
     print(
         f"theoretical RF: {rf.size[0]}x{rf.size[1]} px (jump {rf.jump[0]:g}), "
         f"box rows {top}..{bottom}, cols {left}..{right}"
@@ -246,9 +268,8 @@ def _target_class(text: str | None, classes: list[str]) -> int | None:
 
 def _gradcam(args: argparse.Namespace) -> int:
     from cnnlab.viz.gradcam import grad_cam, gradcam_figure
-    from cnnlab.viz.sources import load_model_source
 
-    src = load_model_source(args.run)
+    src = _model(args)
     out = _default_out(args, src.run_dir, "gradcam.png")
     pic = _picture(args, src)
     res = grad_cam(
@@ -258,9 +279,16 @@ def _gradcam(args: argparse.Namespace) -> int:
     name = src.classes[res.target] if res.target < len(src.classes) else str(res.target)
     truth = f" (true label: {pic.label})" if pic.label else ""
     h, w = res.raw_cam.shape
-    peak = divmod(int(res.cam.argmax()), res.cam.shape[1])
     print(f"Grad-CAM of class {name!r} ({float(res.probs[res.target]):.1%}){truth} at layer {res.layer} ({h}x{w} map)")
-    print(f"Grad-CAM peak at input row {peak[0]}, col {peak[1]}")
+    if res.raw_cam.max() > 0:
+        peak = divmod(int(res.cam.argmax()), res.cam.shape[1])
+        print(f"Grad-CAM peak at input row {peak[0]}, col {peak[1]}")
+    else:  # relu(sum_c w_c A_c) <= 0 everywhere: a peak "at row 0, col 0" would be made up
+        print(
+            f"Grad-CAM is 0 everywhere: no position of layer {res.layer} raises the score of {name!r} (the "
+            "weighted maps are negative or zero); the saliency panel still shows the input's gradient. "
+            "Try another --target or an earlier --layer."
+        )
     print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px)")
     return 0
 
@@ -308,12 +336,24 @@ def run(args: argparse.Namespace) -> int:
         with one_thread():  # one image at a time: a second thread only adds hand-offs
             return _COMMANDS[args.picture](args)
     except (RuntimeError, AnalysisError) as err:  # the model refused the image: say which and how to fix it
-        if not getattr(args, "keep_size", False) and not isinstance(err, RuntimeError):
+        undeclared = getattr(args, "undeclared_size", None)
+        if not getattr(args, "keep_size", False) and undeclared is None and not isinstance(err, RuntimeError):
             raise
         text = " ".join(str(err).split())
-        hint = (
-            "--keep-size kept the image's own size; drop it to resize the image to the model's input size."
-            if getattr(args, "keep_size", False)
-            else "check that the image suits the model (size, channels)."
-        )
-        raise ValueError(f"the model could not run on --image {getattr(args, 'image', '?')}: {text} {hint}") from None
+        if undeclared is not None:
+            name, (h, w), suffix = undeclared
+            where = (
+                "an `input` entry in the spec file" if suffix in (".toml", ".yaml", ".yml", ".json")
+                else "input_size = (C, H, W) beside the factory in its .py file, or as an attribute of the model"
+            )  # fmt: skip
+            hint = (
+                f"{name} declares no input size, so the image ran at its own size {h}x{w} (HxW). Resize the image "
+                f"to the size the model was built for, or declare that size ({where}) and viz resizes to it."
+            )
+        elif getattr(args, "keep_size", False):
+            hint = "--keep-size kept the image's own size; drop it to resize the image to the model's input size."
+        else:
+            hint = "check that the image suits the model (size, channels)."
+        raise ValueError(
+            f"the model could not run on --image {getattr(args, 'image', '?')}: {text.rstrip('.')}. {hint}"
+        ) from None

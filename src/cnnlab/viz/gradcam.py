@@ -152,7 +152,8 @@ def gradcam_figure(
     axes[0].set_title(f"input: {lines}"[:60], fontsize=8)
     axes[1].imshow(shown, interpolation="nearest")
     axes[1].imshow(res.cam.numpy(), cmap="jet", alpha=0.45, interpolation="bilinear")
-    axes[1].set_title(f"Grad-CAM of {name(res.target)} at layer {res.layer}"[:60], fontsize=8)
+    empty = " (0 everywhere)" if float(res.raw_cam.max()) <= 0 else ""  # no position raises the class score
+    axes[1].set_title(f"Grad-CAM of {name(res.target)} at layer {res.layer}"[: 60 - len(empty)] + empty, fontsize=8)
     axes[2].imshow(res.saliency.numpy(), cmap="gray", interpolation="nearest")
     axes[2].set_title("saliency max|dS/dx|", fontsize=8)
     for ax in axes:

@@ -1,8 +1,9 @@
 """What the ``cnnlab viz`` pictures are drawn from: a model (a run directory or any TARGET) and an image.
 
 A *model source* is a run directory written by ``cnnlab train`` (trained weights, classes and the
-normalisation it was trained with) or, for pictures that make sense on an untrained network, any
-TARGET that ``cnnlab inspect`` takes (registered name, spec file, ``file.py:factory``).
+normalisation it was trained with) or any TARGET that ``cnnlab inspect`` takes: a registered name or a
+spec file (freshly initialised weights) or ``file.py:factory`` (the weights the factory returns, which
+may be the user's own trained ones).
 
 An *image source* is an image file, checked by :func:`cnnlab.viz.images.load_image`, or a test image
 of a dataset written ``DATASET:INDEX`` (``fashion-mnist:0``, ``cifar10:12``, ``folder:PATH:3``).
@@ -36,9 +37,10 @@ class ModelSource:
 
     model: nn.Module
     name: str
-    meta: dict[str, Any]  # model.json of a run; {} for an untrained TARGET
+    meta: dict[str, Any]  # model.json of a run; {} for a TARGET
     input_size: tuple[int, ...] | None  # (C, H, W)
-    run_dir: Path | None  # None for an untrained TARGET
+    run_dir: Path | None  # None for a TARGET
+    weights: str = "trained run"  # or "untrained model" (fresh weights) or "weights from FACTORY()"
 
     @property
     def in_chans(self) -> int | None:
@@ -58,17 +60,42 @@ class ModelSource:
         return preprocess(image, self.meta)
 
 
+_TARGET_FORMS = (
+    "a run directory of `cnnlab train` (or its model.safetensors), a registered model name (`cnnlab models`), "
+    "a spec file (.toml/.yaml/.json) or path/to/file.py:FACTORY"
+)
+
+
+def _looks_like_path(text: str) -> bool:
+    # registered names never hold a slash or start with '.' or '~'; such a TARGET was meant as a path
+    return "/" in text or os.sep in text or text.startswith((".", "~"))
+
+
 def load_model_source(target: str | os.PathLike[str], *, allow_untrained: bool = False) -> ModelSource:
-    """A run directory (or its ``.safetensors``), or with ``allow_untrained`` any TARGET of ``cnnlab inspect``."""
+    """A run directory (or its ``.safetensors``), or with ``allow_untrained`` any TARGET of ``cnnlab inspect``.
+
+    A run's ``model.json`` stands for its run directory. A TARGET that is not a run has no classes and
+    no normalisation (images are scaled to 0..1); :attr:`ModelSource.weights` says where its weights
+    come from.
+    """
+    from cnnlab.analysis.target import SPEC_SUFFIXES
     from cnnlab.train.checkpoint import load_run, model_label
 
     p = Path(target).expanduser()
-    if p.is_dir() or p.suffix == ".safetensors" or not allow_untrained:
+    if p.name == "model.json" and (p.parent / "model.safetensors").is_file():
+        p = p.parent  # the run's own metadata file: the user means the run
+    text = str(target)
+    is_python = ".py:" in text or text.endswith(".py")
+    if (
+        p.is_dir()
+        or p.suffix == ".safetensors"
+        or not allow_untrained
+        or (not p.exists() and not is_python and _looks_like_path(text) and p.suffix.lower() not in SPEC_SUFFIXES)
+    ):
         if not p.exists():
-            raise FileNotFoundError(
-                f"RUN {str(p)!r} does not exist; pass the --out directory of a `cnnlab train` run"
-                + (" or a registered model name." if allow_untrained else ".")
-            )
+            what = f"pass {_TARGET_FORMS}" if allow_untrained else "pass the --out directory of a `cnnlab train` run"
+            label = "MODEL_OR_RUN" if allow_untrained else "RUN"
+            raise FileNotFoundError(f"{label} {str(p)!r} does not exist; {what}.")
         loaded = load_run(p)
         size = loaded.meta.get("input_size")
         name = model_label(loaded.meta) if loaded.meta.get("model") or loaded.meta.get("spec") else p.name
@@ -77,12 +104,14 @@ def load_model_source(target: str | os.PathLike[str], *, allow_untrained: bool =
     from cnnlab.analysis.target import load_target
     from cnnlab.models import create_model, list_models
 
-    t = load_target(str(target))
+    t = load_target(text)
     model = t.model
-    if any(p.is_meta for p in model.parameters()):  # the analysis builds registered models without weights
-        model = create_model(str(target)) if str(target) in list_models() else _materialise(model)
+    weights = f"weights from {text.rpartition(':')[2]}()" if is_python else "untrained model"
+    if any(w.is_meta for w in model.parameters()):  # the analysis builds registered models without weights
+        model = create_model(text) if text in list_models() else _materialise(model)
+        weights = "untrained model"
     model.eval()
-    return ModelSource(model, t.name, {}, t.input_size, None)
+    return ModelSource(model, t.name, {}, t.input_size, None, weights)
 
 
 def _materialise(model: nn.Module) -> nn.Module:

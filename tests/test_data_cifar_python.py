@@ -130,3 +130,12 @@ def test_a_truncated_or_wrong_python_batch_names_the_file(isolated: Path) -> Non
     with pytest.raises(DataError, match=r"'labels' must hold one label per image \(2\); received 'NoneType'.*"
                        r"keys: data, fine_labels"):
         load_dataset("cifar10", "test", isolated, download_missing=False)
+
+
+def test_a_truncated_binary_file_no_longer_says_the_python_release_is_not_read(isolated: Path) -> None:
+    folder = isolated / CIFAR10.folder
+    folder.mkdir()
+    (folder / "test_batch.bin").write_bytes(bytes(3073 * 2 + 5))
+    with pytest.raises(DataError, match=r"test_batch\.bin has 6151 bytes, .*2 full records and 5 bytes left over\. "
+                       r"The file is truncated or is not from the binary release \(a \.bin name\): delete the folder"):
+        load_dataset("cifar10", "test", isolated, download_missing=False)

@@ -93,8 +93,8 @@ def read_cifar_binary(path: Path, label_bytes: int, label_index: int) -> tuple[t
             f"CIFAR binary file {path} has {len(raw)} bytes, which is not a whole number of "
             f"{record}-byte records ({label_bytes} label byte{'s' if label_bytes > 1 else ''} + {PIXELS} "
             f"pixel bytes); {len(raw) // record} full records and {len(raw) % record} bytes left over. "
-            "The file is truncated or is not from the binary release (the Python release is pickled "
-            "and is not read): download the binary release again."
+            "The file is truncated or is not from the binary release (a .bin name): delete the folder and "
+            "download the binary release again."
         )
     records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)  # (N, label_bytes + 3072)
     labels = torch.from_numpy(records[:, label_index].astype(np.int64))

@@ -101,7 +101,17 @@ def _default_out(args: argparse.Namespace, run_dir: Path | None, name: str, suff
     from cnnlab.viz.outpath import check_out_file
 
     path = Path(args.out) if args.out else (run_dir / "viz" / name) if run_dir is not None else Path(name)
-    return check_out_file(path, suffixes=(suffix,), given=bool(args.out))
+    out = check_out_file(path, suffixes=(suffix,), given=bool(args.out))
+    image = getattr(args, "image", None)
+    if image is not None and out.exists() and Path(image).expanduser().exists() and out.samefile(image):
+        # the picture would replace the user's own image before anything else could be done
+        option = "--image" if args.picture != "edges" else "IMG"
+        subject = f"--out {str(out)!r}" if args.out else f"the default output {str(out)!r} (no --out given)"
+        raise ValueError(
+            f"{subject} is the {option} file itself; writing the picture there would replace your image. "
+            f"Choose another file, e.g. --out {out.with_name(out.stem + '-' + args.picture + suffix)}."
+        )
+    return out
 
 
 def _safe(name: str) -> str:

@@ -32,7 +32,7 @@ __all__ = [
     "pareto_front",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added input_size, test_images, data_sha256 (what was measured)
 BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another process's transaction before giving up
 
 # (name, SQL type, what it holds); the order is the order of rows() and of every export.
@@ -42,6 +42,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("dataset", "TEXT", "dataset whose test split gave the accuracy; null when speed only"),
     ("backend", "TEXT NOT NULL", "eager | channels_last | bf16 | compile | ort | ort-int8"),
     ("accuracy", "REAL", "test accuracy, 0..1, on the full test split; null for an untrained model"),
+    ("test_images", "INTEGER", "images of the test split that gave the accuracy; null when speed only"),
+    ("data_sha256", "TEXT", "sha256 of those test images and their targets; null when speed only"),
+    ("input_size", "TEXT", "C x H x W of one input image, e.g. 1x28x28"),
     ("latency_median_ms", "REAL", "median latency of one batch of batch_size, milliseconds"),
     ("latency_p90_ms", "REAL", "90th percentile latency, milliseconds"),
     ("latency_n", "INTEGER", "number of timed repetitions (after warm-up)"),
@@ -65,6 +68,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
 _REQUIRED = ("model", "backend", "machine")
+_ADDED_IN = {2: ("test_images", "data_sha256", "input_size")}  # schema version -> columns it added
 _SORTS = {
     "accuracy": "accuracy DESC, latency_median_ms ASC",
     "speed": "latency_median_ms ASC, accuracy DESC",
@@ -215,7 +219,13 @@ class Leaderboard:
                 conn.execute(f"CREATE TABLE results (\n  {columns}\n)")
                 conn.execute("CREATE INDEX results_machine_dataset ON results (machine, dataset)")
                 conn.execute("CREATE INDEX results_model ON results (model)")
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version < SCHEMA_VERSION:
+                # Older rows keep every value; the columns added since are null for them (not measured then).
+                types = {name: sql for name, sql, _ in COLUMNS}
+                for added in range(version + 1, SCHEMA_VERSION + 1):
+                    for name in _ADDED_IN.get(added, ()):
+                        conn.execute(f"ALTER TABLE results ADD COLUMN {name} {types[name]}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -342,12 +352,13 @@ def pareto_front(
     *,
     accuracy: str = "accuracy",
     latency: str = "latency_median_ms",
-    group: Sequence[str] = ("machine", "dataset", "batch_size"),
+    group: Sequence[str] = ("machine", "dataset", "data_sha256", "input_size", "batch_size"),
 ) -> list[bool]:
     """For each row, whether it is on the accuracy/latency Pareto front of its group.
 
-    A row is on the front when no row of the same ``group`` (machine, dataset and batch size: only those
-    are comparable) is at least as accurate and at least as fast, and strictly better in one of the two.
+    A row is on the front when no row of the same ``group`` (machine, test data, input size and batch
+    size: only those are comparable) is at least as accurate and at least as fast, and strictly better in
+    one of the two.
     Rows without an accuracy or a latency are never on the front.
 
     >>> rows = [{"accuracy": 0.9, "latency_median_ms": 1.0}, {"accuracy": 0.8, "latency_median_ms": 2.0},

@@ -11,6 +11,7 @@ and for ONNX Runtime.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -178,6 +179,8 @@ class BenchReport:
     versions: dict[str, str]
     results: list[BackendResult]
     recorded: dict[str, Any] = field(default_factory=dict)  # metrics.json of the run, for comparison
+    input_size: tuple[int, ...] = ()  # (C, H, W) of one image as measured
+    data_sha256: str | None = None  # of the test images and targets that gave the accuracy
 
     def leaderboard_rows(self) -> list[dict[str, Any]]:
         """One leaderboard row per backend that ran."""
@@ -187,6 +190,8 @@ class BenchReport:
                 continue
             rows.append({
                 "model": self.model, "dataset": self.dataset, "backend": r.backend, "accuracy": r.accuracy,
+                "test_images": self.test_images or None, "data_sha256": self.data_sha256,
+                "input_size": "x".join(str(v) for v in self.input_size) or None,
                 "latency_median_ms": r.latency.median_ms, "latency_p90_ms": r.latency.p90_ms,
                 "latency_n": r.latency.n, "batch_size": self.config.batch_size, "throughput": r.throughput,
                 "throughput_batch": self.config.throughput_batch,
@@ -203,7 +208,8 @@ class BenchReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target, "model": self.model, "dataset": self.dataset, "task": self.task,
-            "checkpoint_sha256": self.sha256, "test_images": self.test_images, "params": self.params,
+            "checkpoint_sha256": self.sha256, "test_images": self.test_images, "data_sha256": self.data_sha256,
+            "input_size": list(self.input_size), "params": self.params,
             "macs": self.macs, "config": asdict(self.config), "machine": self.fingerprint.to_dict(),
             "versions": self.versions, "results": [r.to_dict() for r in self.results],
             "recorded_by_train": self.recorded,
@@ -222,6 +228,7 @@ class _Data:
     calibration: Callable[[], torch.Tensor]
     calibration_note: str
     example: Callable[[int], torch.Tensor]  # preprocessed batch of n images for timing
+    sha256: str | None = None  # of the test images and targets that give the accuracy; None for speed only
 
 
 def _load_data(target: BenchTarget, cfg: BenchConfig) -> _Data:
@@ -257,7 +264,23 @@ def _load_data(target: BenchTarget, cfg: BenchConfig) -> _Data:
         return preprocess(test.images[:n] if reps == 1 else test.images.repeat(reps, 1, 1, 1)[:n], target.meta)
 
     note = f"{cfg.calibration_images} random {target.dataset} training images"
-    return _Data(test.images, targets, list(test.classes), calibration, note, example)
+    digest = None if targets is None else _data_sha256(test.images, targets)
+    return _Data(test.images, targets, list(test.classes), calibration, note, example, digest)
+
+
+def _data_sha256(images: torch.Tensor, targets: torch.Tensor) -> str:
+    """sha256 of the test images and targets, so a row says which data gave its accuracy (not just a name).
+
+    >>> images = torch.zeros(2, 1, 2, 2, dtype=torch.uint8)
+    >>> a, b = _data_sha256(images, torch.tensor([0, 1])), _data_sha256(images, torch.tensor([1, 0]))
+    >>> len(a), a == _data_sha256(images.clone(), torch.tensor([0, 1])), a == b
+    (64, True, False)
+    """
+    digest = hashlib.sha256()
+    for t in (images, targets):  # shape and dtype first: the same bytes read another way are other data
+        digest.update(f"{tuple(t.shape)} {t.dtype};".encode())
+        digest.update(t.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _score(prepared: Prepared, data: _Data, meta: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
@@ -326,6 +349,7 @@ def run_bench(target: BenchTarget, cfg: BenchConfig | None = None, *,
         target=target.source, model=target.name, dataset=target.dataset, task=str(target.meta.get("task", "")),
         sha256=target.sha256, test_images=0 if data.images is None else len(data.images), params=params, macs=macs,
         config=cfg, fingerprint=machine_fingerprint(), versions=versions(), results=results, recorded=target.recorded,
+        input_size=target.input_size, data_sha256=data.sha256,
     )  # fmt: skip
 
 

@@ -118,8 +118,10 @@ def _fmt(value: float | None, spec: str) -> str:
 def _text(report: Any) -> str:
     cfg, fp = report.config, report.fingerprint
     sha = f", sha256 {report.sha256[:12]}..." if report.sha256 else ""
-    data = (f"on the {report.dataset} test split ({report.test_images:,} images)" if report.dataset
-            else "speed only (untrained model, no dataset)")  # fmt: skip
+    size = "x".join(str(v) for v in report.input_size)
+    data = (f"on the {report.dataset} test split ({report.test_images:,} images of {size}, data sha256 "
+            f"{(report.data_sha256 or '')[:12]}...)" if report.dataset
+            else f"speed only (untrained model, no dataset) on random {size} inputs")  # fmt: skip
     runtime = ", ".join(f"{k} {v}" for k, v in report.versions.items() if k in ("cnnlab", "torch", "onnxruntime"))
     macs = "-" if report.macs is None else f"{report.macs / 1e6:.2f} M"
     params = "-" if report.params is None else f"{report.params:,}"

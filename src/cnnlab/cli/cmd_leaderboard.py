@@ -3,7 +3,8 @@
 Rows are ranked only against rows from the same machine: by default only this machine's rows are
 shown (with a note of how many others are hidden); ``--machine all`` shows every machine as its own
 group, ``--machine ID`` one machine by fingerprint prefix. ``*`` marks the Pareto front of each group
-(machine, dataset, batch size): no other row is both at least as accurate and at least as fast.
+(machine, test data, input size, batch size): no other row is both at least as accurate and at least as
+fast. A row of an untrained registered model (speed only) shows ``(untrained)`` as its dataset.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ _DISPLAY = (  # (header, row key, format)
     ("threads", "threads", "d"),
     ("params", "params", ",d"),
     ("MACs", "macs", ",d"),
+    ("input", "input_size", "s"),
+    ("test imgs", "test_images", ",d"),
+    ("data sha256", "data_sha256", "sha"),
     ("sha256", "checkpoint_sha256", "sha"),
     ("recorded", "created_at", "s"),
 )
@@ -57,6 +61,12 @@ def _cell(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def _shown(row: dict[str, Any], key: str, spec: str) -> str:
+    if key == "dataset" and row.get("dataset") is None and row.get("checkpoint_sha256") is None:
+        return "(untrained)"  # a registered model without weights: timed on random inputs, no accuracy
+    return _cell(row.get(key), spec)
+
+
 def _groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -79,12 +89,12 @@ def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _table(rows: list[dict[str, Any]], markdown: bool) -> list[str]:
     header = ["#", "front"] + [h for h, _, _ in _DISPLAY]
-    body = [[str(r["rank"]), "*" if r["pareto"] else ""] + [_cell(r.get(k), s) for _, k, s in _DISPLAY] for r in rows]
+    body = [[str(r["rank"]), "*" if r["pareto"] else ""] + [_shown(r, k, s) for _, k, s in _DISPLAY] for r in rows]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         return lines + ["| " + " | ".join(row) + " |" for row in body]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    left = {"model", "dataset", "backend", "sha256", "recorded", "front"}
+    left = {"model", "dataset", "data sha256", "input", "backend", "sha256", "recorded", "front"}
     return [
         "  ".join(c.ljust(w) if h in left else c.rjust(w) for c, w, h in zip(row, widths, header)).rstrip()
         for row in [header, *body]
@@ -169,8 +179,8 @@ def run(args: argparse.Namespace) -> int:
         out.append(f"no leaderboard rows in {board.path}" + (" for this machine" if here else "") + ".")
     for _, group in groups:
         title = _describe(group) + (
-            f" (sorted by {args.sort}; * = Pareto front: no row of the same dataset and batch size is both more "
-            "accurate and faster)"
+            f" (sorted by {args.sort}; * = Pareto front: no row of the same test data, input size and batch size "
+            "is both more accurate and faster)"
         )
         out += (["", f"### {title}", ""] if markdown else ["", title]) + _table(group, markdown)
     if note:

@@ -1,0 +1,104 @@
+"""Every leaderboard row says what was measured: which test data (count and sha256) and which input size.
+
+Before: a row held only the dataset's name, so a fashion-mnist checkpoint scored through --data-dir on
+200 other images was recorded as 'fastnet fashion-mnist 0.11' beside full-split rows and ranked with them,
+and an untrained model timed at --input 3,224,224 could not be told from one timed at its own size.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from _idx_files import write_striped_mnist
+from cnnlab.bench import Leaderboard, pareto_front
+from cnnlab.bench.leaderboard import COLUMNS, SCHEMA_VERSION
+from cnnlab.cli.main import main
+from cnnlab.data import load_dataset
+from cnnlab.models import create_model
+from cnnlab.train.checkpoint import save_model
+
+QUICK = ["--backend", "eager", "--repeats", "2", "--warmup", "0", "--throughput-batch", "8",
+         "--throughput-seconds", "0", "--format", "json"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("run")
+    meta = {
+        "model": "fastnet", "model_kwargs": {"widths": [4, 8, 8, 16]}, "num_classes": 10, "in_chans": 1,
+        "input_size": [1, 28, 28], "normalization": {"mean": [0.286], "std": [0.353]},
+        "dataset": "fashion-mnist", "task": "classification",
+    }  # fmt: skip
+    save_model(create_model("fastnet", widths=(4, 8, 8, 16)).eval(), meta, path)
+    return path
+
+
+def _bench(capsys, *argv: str) -> dict:
+    assert main(["bench", *argv, *QUICK]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_rows_name_the_test_data_that_gave_the_accuracy(run_dir, tmp_path, capsys):
+    db = str(tmp_path / "lb.sqlite")
+    other = write_striped_mnist(tmp_path / "other", n_train=40, n_test=50)  # same file names, other images
+    first = _bench(capsys, str(run_dir), "--record", "--db", db)
+    again = _bench(capsys, str(run_dir), "--record", "--db", db)
+    moved = _bench(capsys, str(run_dir), "--record", "--db", db, "--data-dir", str(other))
+    rows = Leaderboard(db).rows()
+    assert [r["test_images"] for r in rows] == [len(load_dataset("fashion-mnist", "test")), 10000, 50]
+    assert [r["input_size"] for r in rows] == ["1x28x28"] * 3
+    assert rows[0]["data_sha256"] == rows[1]["data_sha256"] == first["data_sha256"] == again["data_sha256"]
+    assert rows[2]["data_sha256"] == moved["data_sha256"] != rows[0]["data_sha256"]
+    assert rows[0]["accuracy"] == rows[1]["accuracy"]  # the same checkpoint on the same data, benched twice
+    assert main(["leaderboard", "--db", db]) == 0
+    table = capsys.readouterr().out.splitlines()
+    header = next(line for line in table if line.startswith("#"))
+    assert "test imgs" in header and "data sha256" in header and "input" in header
+    lines = [line for line in table if "fastnet" in line]
+    assert sum(" 10,000 " in line for line in lines) == 2 and sum(" 50 " in line for line in lines) == 1
+    assert all(rows[2]["data_sha256"][:12] in line for line in lines if " 50 " in line)
+
+
+def test_pareto_front_never_ranks_rows_of_other_test_data_or_input_size_together():
+    base = {"machine": "m", "dataset": "fashion-mnist", "batch_size": 4, "input_size": "1x28x28"}
+    full = {**base, "data_sha256": "aa", "accuracy": 0.90, "latency_median_ms": 1.0}
+    other_data = {**base, "data_sha256": "bb", "accuracy": 0.95, "latency_median_ms": 0.5}
+    other_size = {**full, "input_size": "1x32x32", "accuracy": 0.95, "latency_median_ms": 0.5}
+    assert pareto_front([full, other_data]) == [True, True]
+    assert pareto_front([full, other_size]) == [True, True]
+    assert pareto_front([full, {**other_data, "data_sha256": "aa"}]) == [False, True]
+
+
+def test_untrained_rows_record_their_input_size_and_are_labelled(tmp_path, capsys):
+    db = str(tmp_path / "lb.sqlite")
+    own = _bench(capsys, "lenet5", "--record", "--db", db)
+    other = _bench(capsys, "lenet5", "--input", "1,33,33", "--record", "--db", db)  # floors keep c5 at 1x1
+    assert own["input_size"] == [1, 32, 32] and other["input_size"] == [1, 33, 33]
+    rows = Leaderboard(db).rows()
+    assert [r["input_size"] for r in rows] == ["1x32x32", "1x33x33"]
+    assert all(r["test_images"] is None and r["data_sha256"] is None and r["accuracy"] is None for r in rows)
+    assert main(["leaderboard", "--db", db]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines() if "lenet5" in line]
+    assert len(lines) == 2 and all("(untrained)" in cells for cells in lines)
+    assert {cells[-5] for cells in lines} == {"1x32x32", "1x33x33"}  # then test imgs, 2 sha256s, recorded
+
+
+def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
+    db = tmp_path / "v1.sqlite"
+    added = {"test_images", "data_sha256", "input_size"}
+    columns = ", ".join(f"{name} {sql}" for name, sql, _ in COLUMNS if name not in added)
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"CREATE TABLE results ({columns})")
+        conn.execute("INSERT INTO results (model, backend, accuracy, machine, created_at) "
+                     "VALUES ('fastnet', 'ort', 0.91, 'm1', '2025-01-01T00:00:00+00:00')")  # fmt: skip
+        conn.execute("PRAGMA user_version = 1")
+    board = Leaderboard(db)
+    old = board.rows()
+    assert len(old) == 1 and old[0]["accuracy"] == 0.91 and old[0]["test_images"] is None
+    board.record({"model": "fastnet", "backend": "eager", "machine": "m1", "test_images": 10, "input_size": "1x2x2"})
+    assert [(r["backend"], r["test_images"]) for r in board.rows()] == [("ort", None), ("eager", 10)]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2

@@ -3,6 +3,7 @@ the fix, exit code 2, never a traceback (and never minutes of work or all the me
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -186,3 +187,20 @@ def test_values_that_start_with_a_minus_are_values(capsys: pytest.CaptureFixture
 
 def test_a_negative_shape_reaches_the_shape_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert "input must be 2 to 4 positive whole numbers" in _error(capsys, "shape", "conv f=3", "--input", "-1,32,3")
+
+
+@pytest.mark.parametrize("layer", ["convT f=2 s=100000000 c=1", "up s=1000000 mode=bilinear"])
+def test_a_stride_of_millions_is_refused_at_once_for_the_rf_and_kept_for_the_shape(
+    capsys: pytest.CaptureFixture[str], layer: str
+) -> None:
+    # the exact field's pattern repeats every s units: it was walked unit by unit (minutes, gigabytes)
+    spec = f"{layer}; conv f=3"
+    for argv in (["rf", spec, "--input", "2,2,1"], ["rf", "--compare", spec, "conv f=3"]):
+        text = _error(capsys, *argv)
+        assert re.search(rf"layer '{re.escape(layer)}': the exact receptive field here repeats only every [\d,]+ "
+                         r"units .* at most 65,536 units\. Use smaller strides or scales", text)  # fmt: skip
+    for what in ("shape", "params"):
+        assert main(["explain", what, spec, "--input", "2,2,1", "--format", "json"]) == 0
+        steps = json.loads(capsys.readouterr().out)["steps"]
+        assert [s["rf"] for s in steps] == [None, None]  # not a stand-in passed off as the field
+    assert main(["explain", "rf", "up s=4; conv f=3", "--input", "2,2,1"]) == 0  # a short pattern still runs

@@ -132,3 +132,13 @@ def test_linear_bias_before_batchnorm1d() -> None:
     good = _seq(nn.Flatten(), nn.Linear(16, 8, bias=False), nn.BatchNorm1d(8))
     assert _rules(bad, (1, 4, 4))["bias-before-bn"] == ["1"]
     assert "bias-before-bn" not in _rules(good, (1, 4, 4))
+
+
+def test_a_field_too_long_to_follow_is_unknown_and_not_judged() -> None:
+    # a stride of 10^5: the field's pattern repeats every 100,000 units (walking it took minutes at 10^8);
+    # rf-smaller-than-input judged the last field known (the input's 1x1) as the output's
+    model = nn.Sequential(nn.ConvTranspose2d(1, 1, 2, stride=100_000), nn.Conv2d(1, 1, 3))
+    report = analyze(model, (1, 2, 2))
+    assert [(w.rule, w.layer) for w in report.warnings] == [("rf-unknown", "0")]
+    assert "repeats only every 100,000 units" in report.warnings[0].message
+    assert report.layer("1").rf is None

@@ -274,7 +274,9 @@ def channels_shrink(graph: Graph, users: list[list[int]]) -> Iterator[LintWarnin
 
 def receptive_rules(graph: Graph, report: ModelReport, states: list[RFState | None]) -> Iterator[LintWarning]:
     sp_in = report.input_shape[1:]
-    last = next((s for s in reversed(states) if s is not None), None)
+    # the output's own field: None (not judged) after a layer cnnlab does not follow, whose field the last
+    # known one before it says nothing about
+    last = states[-1] if states else None
     # an output flattened but not yet mixed (a feature vector for a dense head) is not judged
     flat = len(graph.nodes[-1].output_shape) < len(sp_in) + 2 and last is not None and last.spatial
     if last is not None and not flat and any(a < n for a, n in zip(last.hi.size, sp_in)):

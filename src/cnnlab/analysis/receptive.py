@@ -375,7 +375,11 @@ def _grid(node: Node, state: RFState, shape_in: tuple[int, ...], nd: int) -> tup
                 for parts in both
             )  # type: ignore[assignment]
         places[a] = (first_out + i, 1, m)  # the op's axes stay last (a P4 lift adds one before)
-    return RFState(edit_axes(state.hi, axes, fn), edit_axes(state.lo, axes, fn), tuple(places), tuple(maps)), None
+    try:
+        hi, lo = edit_axes(state.hi, axes, fn), edit_axes(state.lo, axes, fn)
+    except _support.PeriodTooLong as err:  # a stride or scale of 10^5 and more: not walked unit by unit
+        return None, LintWarning("rf-unknown", "info", node.name, f"{err}; receptive fields after it are not reported")
+    return RFState(hi, lo, tuple(places), tuple(maps)), None
 
 
 def _step(

@@ -4,6 +4,7 @@ formulas written out with the numbers filled in (used by :mod:`cnnlab.arith.expl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from cnnlab.arith._spec import (
     shape_list,
     volume,
 )
+from cnnlab.arith._support import PeriodTooLong
 from cnnlab.arith.notes import dilation_note, floor_notes, same_notes
 from cnnlab.arith.params import (
     batchnorm_params,
@@ -28,7 +30,15 @@ from cnnlab.arith.params import (
     linear_macs,
     linear_params,
 )
-from cnnlab.arith.receptive import RF, UpsampleMode, rf_conv, rf_conv_transpose, rf_upsample, rf_whole_map
+from cnnlab.arith.receptive import (
+    RF,
+    UpsampleMode,
+    rf_conv,
+    rf_conv_transpose,
+    rf_input,
+    rf_upsample,
+    rf_whole_map,
+)
 from cnnlab.arith.sizes import conv_out, conv_transpose_out, effective_kernel, pool_out, resolve_padding
 
 State = tuple[tuple[int, ...] | None, int, RF]
@@ -58,6 +68,9 @@ class LayerStep:
     size_notes: list[str] = field(default_factory=list)
     # "dilation 2: a 3x3 kernel covers 5x5 ...", or "" without dilation
     dilation_note: str = ""
+    # why the receptive field is not followed from here on (a stride of 10^8 makes its pattern too long to
+    # walk): ``rf`` is then a stand-in that keeps the shapes and counts going, and ``to_dict`` gives None
+    rf_lost: str = ""
 
     @property
     def name(self) -> str:
@@ -96,7 +109,7 @@ class LayerStep:
             "claimed_params": self.layer.claimed_params,
             "macs": self.macs,
             "size_formulas": self.size_formulas,
-            "rf": self.rf.to_dict(),
+            "rf": None if self.rf_lost else self.rf.to_dict(),
             "rf_formulas": self.rf_formulas,
             "size_notes": self.size_notes,
             "dilation_note": self.dilation_note or None,
@@ -218,6 +231,15 @@ def _pool(layer: Layer, state: State, layout: str) -> LayerStep:
     return step
 
 
+def _followed(layer: Layer, rf: RF, fn: Callable[[RF], RF]) -> tuple[RF, str]:
+    """``(fn(rf), "")``, or a stand-in RF and why, when the exact field's pattern is too long to walk."""
+    try:
+        return fn(rf), ""
+    except PeriodTooLong as err:
+        advice = "Use smaller strides or scales, or get the output size alone with `cnnlab explain shape`."
+        return rf_input(rf.ndim), f"layer '{layer.text}': {err}. {advice}"
+
+
 def _conv_t(layer: Layer, state: State, layout: str) -> LayerStep:
     spatial, cin, rf = state
     n = _need_map(layer, spatial)
@@ -227,7 +249,7 @@ def _conv_t(layer: Layer, state: State, layout: str) -> LayerStep:
     cout, g, bias = positive(layer, "c", cin), positive(layer, "g", 1), flag(layer, "bias", True)
     params = conv_transpose_params(cin, cout, k, g, bias, ndim=nd)
     out = conv_transpose_out(n, k, s, p, op, d)
-    rf_out = rf_conv_transpose(rf, k, s, p, d)
+    rf_out, lost = _followed(layer, rf, lambda r: rf_conv_transpose(r, k, s, p, d))
     kv = "*".join(map(str, k))
     cout_text = str(cout) if g == 1 else f"({cout}/{g})"
     formula = f"{cin}*{kv}*{cout_text}" + (f" + {cout}" if bias else "")
@@ -235,6 +257,7 @@ def _conv_t(layer: Layer, state: State, layout: str) -> LayerStep:
         layer, "convT", layout, n, cin, out, cout, rf_out, params, formula, bias, g, math.prod(k)
     )
     step.macs = conv_transpose_macs(cin, cout, k, n, g)
+    step.rf_lost = lost
     step.dilation_note = dilation_note(k, d)
     step.size_formulas = _merge(
         [
@@ -265,9 +288,9 @@ def _upsample(layer: Layer, state: State, layout: str) -> LayerStep:
             f"mode must be nearest, nearest-exact, bilinear or bicubic in layer '{layer.text}'; received "
             f"mode={mode!r}. Write e.g. 'up s=2 mode=bilinear'."
         )
-    rf_out = rf_upsample(rf, scale, modes[mode])
+    rf_out, lost = _followed(layer, rf, lambda r: rf_upsample(r, scale, modes[mode]))
     out = tuple(v * scale for v in n)
-    step = LayerStep(layer, "up", layout, n, c, out, c, rf_out)
+    step = LayerStep(layer, "up", layout, n, c, out, c, rf_out, rf_lost=lost)
     step.size_formulas = _merge([(a, f"{v}*{scale} = {o}") for a, v, o in zip(axis_names(len(n)), n, out)])
     step.rf_formulas = [f"j = j_in/{scale}, RF = {rf_out.size} ({mode} upsampling)"]
     return step

@@ -22,6 +22,15 @@ from fractions import Fraction
 
 Span = tuple[int, int] | None
 
+# the longest repeating pattern followed exactly: the product of the transposed-conv strides and upsampling
+# factors so far (32 in FCN-32s, 16 after four x2 decoders). Each unit of a period is walked, so a stride of
+# 10^8 would take minutes and gigabytes; past this bound cnnlab says so instead (about a second of work)
+MAX_PERIOD = 1 << 16
+
+
+class PeriodTooLong(ValueError):
+    """The exact pattern of a receptive field would repeat only every more than :data:`MAX_PERIOD` units."""
+
 
 @dataclass(frozen=True)
 class AxisSupport:
@@ -97,6 +106,12 @@ def _union(sup: AxisSupport, units: Progression) -> Span:
 
 
 def _through(sup: AxisSupport, period: int, shift: int, deps: Callable[[int], Progression]) -> AxisSupport:
+    if period > MAX_PERIOD:
+        raise PeriodTooLong(
+            f"the exact receptive field here repeats only every {period:,} units (the product of the strides "
+            f"of transposed convolutions and the upsampling factors so far); cnnlab follows patterns of at most "
+            f"{MAX_PERIOD:,} units"
+        )
     return AxisSupport(period, shift, tuple(_union(sup, deps(o)) for o in range(period)))
 
 

@@ -31,6 +31,12 @@ class _Walk:
     steps: list[LayerStep]
     input_shape: list[int]
     layout: str
+    rf_lost: str = ""
+
+    def need_rf(self) -> None:
+        """Raise the reason the receptive field was not followed to the end, if it was not."""
+        if self.rf_lost:
+            raise ValueError(self.rf_lost)
 
 
 def _walk(spec: str, input_shape: str, layout: str) -> _Walk:
@@ -39,15 +45,17 @@ def _walk(spec: str, input_shape: str, layout: str) -> _Walk:
     state: tuple[tuple[int, ...] | None, int, RF] = (spatial, channels, rf_input(len(spatial)))
     steps = []
     flat_map: tuple[int, ...] | None = None  # the map a flatten made a vector of, until an fc reads it whole
+    lost = ""  # why the receptive field is not followed past some layer (shapes and counts go on)
     for layer in layers:
         step = step_layer(layer, state, layout, flat_map)
+        lost = step.rf_lost = lost or step.rf_lost
         steps.append(step)
         state = (step.spatial, step.channels, step.rf)
         if step.kind == "flatten" and step.in_spatial is not None:
             flat_map = step.in_spatial
         elif step.kind == "fc":
             flat_map = None
-    return _Walk(steps=steps, input_shape=shape_list(spatial, channels, layout), layout=layout)
+    return _Walk(steps=steps, input_shape=shape_list(spatial, channels, layout), layout=layout, rf_lost=lost)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -189,6 +197,7 @@ def explain_rf(spec: str, input_shape: str, *, layout: str = "hwc") -> dict[str,
     [6, 6]
     """
     walk = _walk(spec, input_shape, layout)
+    walk.need_rf()
     spatial0 = walk.input_shape[1:] if layout == "chw" else walk.input_shape[:-1]
     ones = [1] * len(spatial0)
     rows = [["0", "input", _axes(spatial0), _axes(ones), _axes(ones), _axes([0] * len(spatial0))]]
@@ -313,6 +322,7 @@ def compare_rf(
     walks: dict[str, _Walk] = {}
     for label, spec in (("A", spec_a), ("B", spec_b)):
         walk = walks[label] = _walk(spec, shape, layout)
+        walk.need_rf()
         if not lines:
             default = " (the default size; give --input for another)" if input_shape is None else ""
             lines.append(f"both stacks run on {_in_text(walk, count=False)}{default}")

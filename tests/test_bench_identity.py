@@ -8,6 +8,7 @@ and an untrained model timed at --input 3,224,224 could not be told from one tim
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 import pytest
@@ -102,3 +103,18 @@ def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
     assert [(r["backend"], r["test_images"]) for r in board.rows()] == [("ort", None), ("eager", 10)]
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [("1,64,64", r"mat1 and mat2 shapes cannot be multiplied"), ("3,32,32", r"to have 1 channels, but got 3")],
+)
+def test_an_input_size_the_model_cannot_take_is_one_paragraph(tmp_path, capsys, size, reason):
+    # was a raw RuntimeError traceback from the first backend's accuracy-free timing pass
+    db = tmp_path / "lb.sqlite"
+    assert main(["bench", "lenet5", "--input", size, "--record", "--db", str(db), *QUICK]) == 2
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert captured.out == "" and "Traceback" not in err and "measuring" not in err
+    assert re.search(rf"^error: --input {size}: model 'lenet5' cannot run on {size.replace(',', 'x')} inputs", err)
+    assert re.search(reason, err) and "Its design input size is 1,32,32" in err and not db.exists()

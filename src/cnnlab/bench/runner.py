@@ -136,8 +136,26 @@ def load_target(spec: str, input_size: tuple[int, ...] | None = None) -> BenchTa
             f"{err}"
         ) from None
     model = create_model(spec).eval()
+    if input_size is not None:
+        _check_runs_at(model, spec, input_size, tuple(info.input_size))
     meta = {"model": spec, "input_size": list(input_size or info.input_size), "task": info.task}
     return BenchTarget(model, spec, f"registered model {spec!r} (untrained: speed only)", meta)
+
+
+def _check_runs_at(model: nn.Module, name: str, size: tuple[int, ...], design: tuple[int, ...]) -> None:
+    """One forward pass on zeros at ``--input`` ``size``; a model that cannot take it is a one-paragraph error."""
+    from cnnlab.analysis.capture import torch_reason
+
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, *size))
+    except Exception as err:  # whatever PyTorch raises, the user gets it as one paragraph
+        given, own = ",".join(map(str, size)), ",".join(map(str, design))
+        raise ValueError(
+            f"--input {given}: model {name!r} cannot run on {'x'.join(map(str, size))} inputs "
+            f"({torch_reason(err)}) Its design input size is {own}; pass an --input it accepts, or leave "
+            f"--input out to time it at {own}."
+        ) from None
 
 
 @dataclass

@@ -72,9 +72,46 @@ def test_a_model_no_image_can_feed_gets_honest_advice(
 
     path = tmp_path / "rgb.png"
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path)
-    gray_sample = (torch.zeros(1, 4, 4, dtype=torch.uint8), "T-shirt/top")  # a test image, without the dataset
+    gray_sample = (torch.zeros(1, 4, 4, dtype=torch.uint8), "T-shirt/top", [])  # a test image, without the dataset
     monkeypatch.setattr(sources, "_dataset_sample", lambda name, index, data_dir: gray_sample)
     for spec in (str(path), "fashion-mnist:0"):
         with pytest.raises(ImageError, match=r"expects 192\. Image files have 1 \(grayscale\) or 3 \(RGB\)") as info:
             load_picture(spec, channels=192, convert=convert)
         assert "convert it" not in str(info.value) and "--no-convert" not in str(info.value)
+
+
+def test_a_jpeg_cut_inside_its_header_is_damaged_not_a_crash(tmp_path: Path) -> None:
+    full = tmp_path / "full.jpg"
+    Image.fromarray(np.zeros((37, 53, 3), np.uint8)).save(full)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(full.read_bytes()[:600])  # Pillow's Image.open itself fails: OSError, "Truncated File Read"
+    with pytest.raises(ImageError, match=r"image '.*cut\.jpg' is truncated or damaged \(Truncated File Read\)"):
+        read_image(cut)
+
+
+def test_an_unreadable_file_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "locked.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
+
+    def refuse(*_args: object, **_kwargs: object) -> Image.Image:
+        raise PermissionError(13, "Permission denied")  # what open() raises without read permission (not as root)
+
+    monkeypatch.setattr(Image, "open", refuse)
+    with pytest.raises(ImageError, match=r"'.*locked\.png' cannot be read \(Permission denied\); make it readable"):
+        read_image(path)
+
+
+def test_a_folder_loaders_warning_becomes_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cnnlab.cli.main import main
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(10):  # images of mixed sizes: the loader resizes them and warns
+            h, w = 10 + i, 12 + 2 * i
+            Image.fromarray(rng.integers(0, 255, (h, w), dtype=np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    code = main(["viz", "edges", f"folder:{tmp_path / 'imgs'}:0", "--out", str(tmp_path / "e.png")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "note: Image folder" in out and "resized to" in out
+    assert "Warning" not in err and "loader(" not in err  # no Python warning with its source line

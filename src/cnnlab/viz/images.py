@@ -61,6 +61,12 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
             f"image {str(path)!r} has more pixels than the limit of {max_pixels:,} (Pillow: {err}); resize it "
             "first (e.g. to 1024 pixels on the long side)."
         ) from None
+    except PermissionError as err:
+        raise ImageError(
+            f"image {str(path)!r} cannot be read ({err.strerror}); make it readable (chmod) or copy it somewhere else."
+        ) from None
+    except (OSError, SyntaxError, ValueError) as err:  # the header itself is cut short (a JPEG cut inside it)
+        raise ImageError(f"image {str(path)!r} is truncated or damaged ({err}); re-export or re-download it.") from None
     width, height = img.size
     if width * height > max_pixels:
         raise ImageError(

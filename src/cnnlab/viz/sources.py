@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,16 +186,20 @@ class Picture:
     notes: list[str] = field(default_factory=list)  # silent changes the user should hear of (conversions)
 
 
-def _dataset_sample(name: str, index: int, data_dir: str | None) -> tuple[torch.Tensor, str]:
+def _dataset_sample(name: str, index: int, data_dir: str | None) -> tuple[torch.Tensor, str, list[str]]:
+    """Test image ``index`` of ``name``, its class name, and what the loader warned of (as notes)."""
     from cnnlab.data import load_dataset
 
-    ds = load_dataset(name, "test", data_dir)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a folder resizing images of mixed sizes
+        warnings.simplefilter("always")
+        ds = load_dataset(name, "test", data_dir)
+    notes = [" ".join(str(w.message).split()) for w in caught]
     if index >= len(ds):
         raise ValueError(
             f"--image {name}:{index} asks for test image {index}, but the test split of {name!r} has "
             f"{len(ds)} images; pass an index from 0 to {len(ds) - 1}."
         )
-    return ds.images[index], str(ds.classes[int(ds.labels[index])])
+    return ds.images[index], str(ds.classes[int(ds.labels[index])]), notes
 
 
 def _match_channels(image: torch.Tensor, channels: int | None, source: str) -> tuple[torch.Tensor, list[str]]:
@@ -235,14 +240,14 @@ def load_picture(
         if mistyped is not None:
             raise mistyped
     if sample is not None:
-        image, label = _dataset_sample(*sample, data_dir)
+        image, label, loader_notes = _dataset_sample(*sample, data_dir)
         if not convert and channels in (1, 3) and image.shape[0] != channels:  # others: _match_channels says why
             raise ImageError(
                 f"image {spec!r} has {image.shape[0]} channels but the model expects {channels}; "
                 "allow conversion (drop --no-convert) or use a matching dataset."
             )
         image, notes = _match_channels(image, channels, repr(spec))
-        pic = Picture(image, spec, label, notes=notes)
+        pic = Picture(image, spec, label, notes=loader_notes + notes)
     else:
         image, notes = read_image(spec, channels=channels, convert=convert)
         pic = Picture(image, spec, notes=notes)

@@ -118,3 +118,15 @@ def test_an_input_size_the_model_cannot_take_is_one_paragraph(tmp_path, capsys, 
     assert captured.out == "" and "Traceback" not in err and "measuring" not in err
     assert re.search(rf"^error: --input {size}: model 'lenet5' cannot run on {size.replace(',', 'x')} inputs", err)
     assert re.search(reason, err) and "Its design input size is 1,32,32" in err and not db.exists()
+
+
+def test_a_checkpoint_whose_dataset_is_missing_says_where_the_name_came_from(tmp_path, capsys):
+    # was only "Image folder ... does not exist": the user had named a run, not that folder
+    meta = {"model": "fastnet", "model_kwargs": {"widths": [4, 8, 8, 16]}, "num_classes": 10, "in_chans": 1,
+            "input_size": [1, 28, 28], "normalization": {"mean": [0.5], "std": [0.25]},
+            "dataset": f"folder:{tmp_path / 'moved'}", "task": "classification"}  # fmt: skip
+    save_model(create_model("fastnet", widths=(4, 8, 8, 16)).eval(), meta, tmp_path / "run")
+    assert main(["bench", str(tmp_path / "run"), *QUICK]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith(f"error: TARGET {tmp_path / 'run' / 'model.safetensors'}: bench scores a checkpoint")
+    assert f"'folder:{tmp_path / 'moved'}' (recorded in its model.json)" in err and "does not exist" in err

@@ -28,7 +28,7 @@ from cnnlab.bench.backends import DEFAULT_BACKENDS, BackendContext, BackendUnava
 from cnnlab.bench.compare import CompareResult, interleaved
 from cnnlab.bench.fingerprint import Fingerprint, machine_fingerprint, versions
 from cnnlab.bench.measure import LatencyStats, MemoryWatch, PeakMemory, throughput, time_calls
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, DataError
 
 __all__ = ["BackendResult", "BenchConfig", "BenchReport", "BenchTarget", "load_target", "run_bench", "run_compare"]
 
@@ -264,7 +264,13 @@ def _load_data(target: BenchTarget, cfg: BenchConfig) -> _Data:
     train_cfg = target.meta.get("config") or {}
     opts = dict(train_cfg.get("data_opts") or {})
     data_dir = cfg.data_dir or train_cfg.get("data_dir")
-    test = load_dataset(target.dataset, "test", data_dir, **opts)
+    try:
+        test = load_dataset(target.dataset, "test", data_dir, **opts)
+    except DataError as err:  # the user named a run, not a dataset: say where the dataset's name came from
+        raise DataError(
+            f"TARGET {target.source}: bench scores a checkpoint on the test split of the dataset it was trained "
+            f"on, {target.dataset!r} (recorded in its model.json), and that split cannot be loaded here. {err}"
+        ) from None
     if tuple(test.input_size) != size:
         raise ValueError(
             f"the checkpoint's model expects images of size {size} but the {target.dataset!r} test split has "

@@ -14,7 +14,6 @@ torch.Size([8, 8])
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,8 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnlab.viz.grid import compact, figure_array, label_image, new_figure, save_png
-from cnnlab.viz.hooks import is_passive, leaf_modules, no_inplace, record_outputs, released_hooks
+from cnnlab.viz.hooks import is_passive, no_inplace, record_outputs, released_hooks
 from cnnlab.viz.images import to_display
+from cnnlab.viz.rf import check_layer
 
 __all__ = ["GradCam", "cam_overlay", "grad_cam", "gradcam_figure", "gradcam_grid", "last_spatial_layer"]
 
@@ -68,19 +68,6 @@ def last_spatial_layer(model: nn.Module, x: torch.Tensor) -> str:
     return next(n for n, _, out in calls if out is last)  # calls end innermost first
 
 
-def _module(model: nn.Module, name: str) -> nn.Module:
-    modules = dict(model.named_modules())
-    if name not in modules or not name:
-        names = [n for n, _ in leaf_modules(model)]
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.3)
-        raise ValueError(
-            f"--layer must name a module of the model; received {name!r}."
-            + (f" Did you mean {', '.join(close)}?" if close else f" Modules: {', '.join(names[:20])}.")
-        )
-    module: nn.Module = modules[name]
-    return module
-
-
 def _normalise(m: torch.Tensor) -> torch.Tensor:
     lo, hi = m.min(), m.max()
     return (m - lo) / (hi - lo) if hi > lo else torch.zeros_like(m)
@@ -94,7 +81,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, *, target: int | None = None, la
     """
     x = (x.unsqueeze(0) if x.ndim == 3 else x)[:1].detach().float()
     name = layer if layer is not None else last_spatial_layer(model, x)
-    module = _module(model, name)
+    module = check_layer(model, name)
     captured: dict[str, torch.Tensor] = {}
 
     def keep(_m: nn.Module, _args: Any, out: Any) -> None:
@@ -107,8 +94,21 @@ def grad_cam(model: nn.Module, x: torch.Tensor, *, target: int | None = None, la
             handles.append(module.register_forward_hook(keep))
             xg = x.clone().requires_grad_(True)
             logits = model(xg)
-            if "a" not in captured or not isinstance(captured["a"], torch.Tensor) or captured["a"].ndim != 4:
-                raise ValueError(f"layer {name!r} did not produce a (N, C, h, w) tensor; choose a conv layer.")
+            got = captured.get("a")
+            if not isinstance(got, torch.Tensor) or got.ndim != 4:
+                what = (
+                    "was not called in the forward pass"
+                    if got is None
+                    else (
+                        f"outputs shape {tuple(got.shape)}"
+                        if isinstance(got, torch.Tensor)
+                        else f"outputs {type(got).__name__}"
+                    )
+                )
+                raise ValueError(
+                    f"--layer {name!r} {what}, not a feature map (N, C, h, w); Grad-CAM needs a spatial layer, e.g. "
+                    f"{last_spatial_layer(model, x)!r} (the default)."
+                )
             if logits.ndim != 2:
                 raise ValueError(f"Grad-CAM needs class scores (N, classes); the model returned {tuple(logits.shape)}.")
             cls = int(logits[0].argmax()) if target is None else int(target)

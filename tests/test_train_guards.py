@@ -241,3 +241,34 @@ def test_a_spec_built_checkpoint_loads_fine_tunes_and_resumes(
     text = _train(capsys, data_dir, "--out", "tuned", "--resume", "--epochs", "2")
     assert "resuming" in text and load_run(isolated / "tuned").model(x).shape == (2, 10)
     assert "training tiny on" in text and "randomly initialised" not in text  # the head is restored, not new
+
+
+def test_train_takes_a_spec_file_as_model(capsys: pytest.CaptureFixture[str], data_dir: Path, isolated: Path) -> None:
+    """DESIGN's `cnnlab train --model NAME|SPEC`: a spec file was looked up as a registered name ("model name
+    'net.yaml' is not registered")."""
+    import torch
+
+    plain = TINY[:3] + TINY[5:]  # without FastNet's model_kwargs
+    assert not any("model_kwargs" in a for a in plain)
+    base = ["train", "--data", "fashion-mnist", "--data-dir", str(data_dir), *plain]
+    layers = '[{conv: 4, kernel: 3}, relu, {maxpool: 2}, flatten, {linear: 5}]'
+    (isolated / "tiny.yaml").write_text(f"name: tiny\ninput: [1, 28, 28]\nlayers: {layers}\n")
+    assert main([*base, "--model", "tiny.yaml", "--out", "run"]) == 0, capsys.readouterr().err
+    assert "training tiny on" in capsys.readouterr().err
+    meta = json.loads((isolated / "run" / "model.json").read_text())
+    assert meta["model"] is None and meta["spec"]["name"] == "tiny" and meta["num_classes"] == 10  # head resized
+    config = json.loads((isolated / "run" / "config.json").read_text())
+    assert config["model"] == str(isolated / "tiny.yaml")  # absolute: --resume works from any directory
+    assert json.loads((isolated / "run" / "metrics.json").read_text())["model"] == "tiny"
+    assert load_run(isolated / "run").model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    (isolated / "tiny.yaml").unlink()  # the run's model.json keeps the spec: resuming does not need the file
+    assert main([*base, "--model", "tiny.yaml", "--out", "run", "--resume", "--epochs", "2"]) == 0
+    assert "resuming" in capsys.readouterr().err
+
+    (isolated / "rgb.json").write_text(json.dumps({"input": [3, 28, 28], "layers": [{"conv": 4}, "flatten"]}))
+    assert main([*base, "--model", "rgb.json", "--out", "rgb"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the spec's input has 3 channels, but the training images have 1. Set the spec's `input` to [1, 28" in err
+    assert not (isolated / "rgb").exists()
+    assert main([*base, "--model", "rgb.json", "--set", 'model_kwargs={"widths": [4]}', "--out", "kw"]) == 2
+    assert "a spec file fixes the whole architecture, so it takes no model_kwargs" in capsys.readouterr().err

@@ -12,8 +12,7 @@ from typing import Any
 import torch.nn as nn
 
 from cnnlab.errors import SpecError
-
-SPEC_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+from cnnlab.models.spec import SPEC_SUFFIXES
 
 
 @dataclass

@@ -21,7 +21,11 @@ HELP = "Train a model (default: fastnet on Fashion-MNIST) and write metrics and 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Every default is None so that --resume can tell which options were given explicitly.
-    parser.add_argument("--model", help="registered model name (default: fastnet)")
+    parser.add_argument(
+        "--model",
+        help="registered model name (default: fastnet), or a spec file (.toml/.yaml/.json; its last linear layer "
+        "is resized to the data's class count)",
+    )
     parser.add_argument("--data", help="fashion-mnist | mnist | cifar10 | cifar100 | folder:PATH | shapes | rot-NAME")
     parser.add_argument("--epochs", type=int, help="number of passes over the training data")
     parser.add_argument(

@@ -70,7 +70,18 @@ from cnnlab.models._spec_layers import (
     _is_int,
 )
 
-__all__ = ["LAYER_TYPES", "Concat", "Residual", "SpecNet", "from_spec", "load_spec"]
+__all__ = ["LAYER_TYPES", "SPEC_SUFFIXES", "Concat", "Residual", "SpecNet", "from_spec", "is_spec_path", "load_spec"]
+
+SPEC_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+
+
+def is_spec_path(name: str) -> bool:
+    """``name`` names a spec file by its suffix (whether or not it exists), not a registered model.
+
+    >>> is_spec_path("examples/specs/lenet.toml"), is_spec_path("resnet18")
+    (True, False)
+    """
+    return Path(name).suffix.lower() in SPEC_SUFFIXES
 
 TOP_KEYS = ("name", "input", "layers", "description")
 

@@ -151,7 +151,8 @@ class TrainConfig:
 
 
 def absolute_paths(values: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` with the paths in ``data`` (``folder:``), ``data_dir`` and ``init_from`` made absolute.
+    """``values`` with the paths in ``data`` (``folder:``), ``data_dir``, ``init_from`` and a spec-file ``model``
+    made absolute.
 
     A run records them so that bench, report, viz and ``--resume`` find the data from any working directory.
 
@@ -162,6 +163,12 @@ def absolute_paths(values: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("data_dir", "init_from"):
         if out.get(key):
             out[key] = str(Path(out[key]).expanduser().resolve())
+    model = out.get("model")
+    if isinstance(model, str):
+        from cnnlab.models.spec import is_spec_path
+
+        if is_spec_path(model):
+            out["model"] = str(Path(model).expanduser().resolve())
     data = out.get("data")
     if isinstance(data, str):
         for prefix in ("folder:", "rot-folder:"):
@@ -172,7 +179,8 @@ def absolute_paths(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
     """:func:`absolute_paths` applied to a config."""
-    changed = {k: v for k, v in absolute_paths(cfg.to_dict()).items() if k in ("data", "data_dir", "init_from")}
+    keys = ("data", "data_dir", "init_from", "model")
+    changed = {k: v for k, v in absolute_paths(cfg.to_dict()).items() if k in keys}
     return dataclasses.replace(cfg, **changed)
 
 

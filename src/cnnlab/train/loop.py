@@ -31,6 +31,7 @@ from cnnlab.data import augment
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.loader import TensorLoader, normalize
 from cnnlab.errors import CheckpointError, CnnlabError, TrainingInterrupted
+from cnnlab.models.spec import is_spec_path
 from cnnlab.train import tasks
 from cnnlab.train.checkpoint import STATE_NAME, model_label
 from cnnlab.train.config import TrainConfig, with_absolute_paths
@@ -288,7 +289,8 @@ def fit(
     started = time.perf_counter()
     hooks = hooks or Hooks()
     cfg = with_absolute_paths(cfg)  # the saved config then works from any directory
-    resumed_meta = _resumed_meta(out_dir) if resume and cfg.init_from else None
+    # a resumed run rebuilds its architecture from its own model.json: the source or spec file may be gone
+    resumed_meta = _resumed_meta(out_dir) if resume and (cfg.init_from or is_spec_path(cfg.model)) else None
     source = None
     if cfg.init_from:  # when resuming, the run's own model.json has its architecture: the source may be gone
         source = model_label(resumed_meta) if resumed_meta is not None else _source_model(cfg.init_from, resume)
@@ -298,7 +300,8 @@ def fit(
         if cfg.model != TrainConfig().model:
             check_model_matches_source(cfg.model, cfg.init_from, source)
         cfg = replace(cfg, model=source)
-    run_dir = Path(out_dir) if out_dir else default_run_dir(cfg.model)
+    label = Path(cfg.model).stem if is_spec_path(cfg.model) else cfg.model  # runs/<time>-small_resnet
+    run_dir = Path(out_dir) if out_dir else default_run_dir(label)
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if resume:  # before loading data: a changed --data is reported as such, not as a failure to build the model
         check_resume_settings(run_dir / STATE_NAME, cfg.to_dict())

@@ -17,6 +17,7 @@ import torch.nn as nn
 from cnnlab.data import load_dataset, split_train_val
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.loader import channel_stats, normalize
+from cnnlab.models.spec import SpecNet, is_spec_path
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.tricks import freeze_features, zero_gamma
 
@@ -45,7 +46,7 @@ def resolve_task(cfg: TrainConfig, ds: ImageDataset) -> str:
     """``auto`` -> the model's declared task (reconstruction), else the dataset's (masks: segmentation)."""
     if cfg.task != "auto":
         return cfg.task
-    if cfg.init_from is None:
+    if cfg.init_from is None and not is_spec_path(cfg.model):
         from cnnlab.models import model_info
 
         declared = model_info(cfg.model).task
@@ -252,6 +253,9 @@ def build_model(
             model.reset_classifier(num_classes)  # type: ignore[operator]
         norm = src.get("normalization") or {}
         mean, std = list(norm.get("mean", mean)), list(norm.get("std", std))
+    elif is_spec_path(name):
+        model, spec = _spec_model(name, kwargs, data, num_classes, resumed_meta)
+        name = model.name
     else:
         from cnnlab.models import create_model
 
@@ -284,6 +288,38 @@ def build_model(
     if source_classes is not None:
         meta["init_from_num_classes"] = source_classes  # != num_classes: the head was replaced
     return model, meta
+
+
+def _spec_model(
+    path: str, kwargs: dict[str, Any], data: RunData, num_classes: int, resumed_meta: dict[str, Any] | None
+) -> tuple[SpecNet, dict[str, Any]]:
+    """The model of the spec file ``path`` (``--model net.yaml``) and its spec, recorded in ``model.json``.
+
+    The spec fixes the architecture; a classifier head (a last ``linear`` layer) is resized to the data's class
+    count, as a registered model is built with ``num_classes``. A resumed run is rebuilt from the spec its
+    ``model.json`` recorded, so an edited or deleted file does not change it.
+    """
+    from cnnlab.models.spec import from_spec
+
+    if kwargs:
+        raise ValueError(
+            f"model_kwargs={kwargs} cannot apply to --model {path}: a spec file fixes the whole architecture, so "
+            "it takes no model_kwargs. Edit the spec instead, or drop --set model_kwargs."
+        )
+    net = from_spec(resumed_meta["spec"] if resumed_meta and resumed_meta.get("spec") else path)
+    chans = net.input_size[0]
+    if chans != data.input_size[0]:
+        c = data.input_size[0]
+        opts = f"--set data_opts='{{\"grayscale\": {str(chans == 1).lower()}}}'"
+        folder = f" (or, for a folder: dataset, load it with {opts})"
+        raise ValueError(
+            f"--model {path}: the spec's input has {chans} channel{'s' if chans != 1 else ''}, but the training "
+            f"images have {c}. Set the spec's `input` to [{c}, {', '.join(map(str, data.input_size[1:]))}]"
+            f"{folder if chans in (1, 3) else ''}."
+        )
+    if data.task == "classification" and net.has_classifier and tuple(net.output_shape) != (num_classes,):
+        net.reset_classifier(num_classes)
+    return net, dict(net.spec)
 
 
 def check_freeze(freeze: str, init_from: str | None) -> None:

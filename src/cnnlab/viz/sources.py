@@ -79,7 +79,7 @@ def load_model_source(target: str | os.PathLike[str], *, allow_untrained: bool =
     no normalisation (images are scaled to 0..1); :attr:`ModelSource.weights` says where its weights
     come from.
     """
-    from cnnlab.analysis.target import SPEC_SUFFIXES
+    from cnnlab.models.spec import SPEC_SUFFIXES
     from cnnlab.train.checkpoint import load_run, model_label
 
     p = Path(target).expanduser()

@@ -334,3 +334,31 @@ def test_random_chains(seed: int) -> None:
         post.append(nn.AdaptiveAvgPool2d(1))
     shape = (2, size, other) if axis == 0 else (2, other, size)
     check(pieces, 2 + axis, post, shape)
+
+
+class _CoordinateAttention(nn.Module):
+    """Coordinate Attention (Hou et al. 2021): the H-pooled map and the W-pooled one, permuted so W runs along
+    H's tensor axis, are joined along that axis, mixed by a 1x1 conv, split and applied as two gates."""
+
+    def __init__(self, c: int = 4) -> None:
+        super().__init__()
+        self.stem, self.mix = nn.Conv2d(3, c, 3, padding=1), nn.Conv2d(c, c, 1)
+        self.gh, self.gw = nn.Conv2d(c, c, 1), nn.Conv2d(c, c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        h, w = x.shape[-2:]
+        xh, xw = x.mean(3, keepdim=True), x.mean(2, keepdim=True).permute(0, 1, 3, 2)  # (h, 1), (w, 1)
+        gh, gw = torch.split(self.mix(torch.cat([xh, xw], dim=2)), [h, w], dim=2)
+        out: torch.Tensor = x * self.gh(gh).sigmoid() * self.gw(gw.permute(0, 1, 3, 2)).sigmoid()
+        return out
+
+
+def test_a_cat_of_different_spatial_axes_is_unknown_where_it_happens() -> None:
+    # H units then W units along one tensor axis: the cat was followed as if both were H, and the next layer
+    # (the 1x1 mix) was named as the one cnnlab could not follow
+    report = analyze(_CoordinateAttention(), (3, 9, 11))
+    unknown = [w for w in report.warnings if w.rule == "rf-unknown"]
+    assert [w.layer for w in unknown] == ["cat"]
+    assert "holds a different spatial axis" in unknown[0].message
+    assert report.layer("stem").rf is not None and report.layer("cat").rf is None

@@ -71,6 +71,7 @@ from cnnlab.analysis.report import LintWarning
 from cnnlab.analysis.resample import adaptive_windows
 from cnnlab.analysis.rfmap import (
     MAX_PARTS,
+    AxesDiffer,
     TooManyParts,
     broadcasts,
     compact_state,
@@ -270,6 +271,17 @@ def _too_many_parts(node: Node, count: int) -> LintWarning:
         node.name,
         f"the spatial cats up to {node.name} split the map into {count} pieces that no longer share one grid, "
         f"more than cnnlab follows ({MAX_PARTS}); receptive fields after it are not reported",
+    )
+
+
+def _axes_differ(node: Node, dim: int | None) -> LintWarning:
+    return LintWarning(
+        "rf-unknown",
+        "info",
+        node.name,
+        f"{node.name} joins its inputs along tensor axis {dim}, which holds a different spatial axis (or none, or "
+        "several flattened together) in each of them; cnnlab follows a cat whose inputs hold the same spatial "
+        "axes in the same places. Receptive fields after it are not reported",
     )
 
 
@@ -475,6 +487,8 @@ def propagate(graph: Graph) -> tuple[list[RFState | None], list[LintWarning]]:
                 raise TooManyParts(part_count(state))
         except TooManyParts as many:  # repeated spatial cats: not followed rather than unbounded time
             state, warning = None, _too_many_parts(node, many.count)
+        except AxesDiffer:
+            state, warning = None, _axes_differ(node, dim)
         states.append(sizes_from_map(state) if state is not None else None)
         if warning is not None:
             warnings.append(warning)

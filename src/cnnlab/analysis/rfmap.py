@@ -116,6 +116,11 @@ class TooManyParts(Exception):
         self.count = count
 
 
+class AxesDiffer(Exception):
+    """A cat along a tensor axis that holds different spatial axes in its inputs (Coordinate Attention's cat of
+    the H-pooled map with the permuted W-pooled one), or one of them flattened with others: not followed."""
+
+
 def compact_state(state: RFState) -> RFState:
     """The same state with its parts compacted (:func:`onmap.compact`): dead parts dropped, ``hi``'s parts
     with the same reach merged, ``lo``'s dominated parts dropped. Repeated spatial cats would otherwise
@@ -156,16 +161,21 @@ def join_state(
 ) -> RFState | None:
     """A cat along tensor axis ``dim`` (``pieces``: each input's state, None for a constant, and its length
     there) when ``dim`` holds a spatial axis alone (:mod:`cnnlab.analysis.seams`); None for channels.
-    Raises :class:`TooManyParts` when the joined map would hold more than :data:`MAX_PARTS` parts."""
+    Raises :class:`TooManyParts` when the joined map would hold more than :data:`MAX_PARTS` parts, and
+    :class:`AxesDiffer` when the inputs do not hold the same spatial axes in the same places."""
     real = [(s, shape) for (s, _), shape in zip(pieces, shapes) if s is not None]
     if not real:
         return None
     ref = real[0][0]
     a = next((b for b, p in enumerate(ref.places) if p is not None and p[0] == dim), None)
-    if a is None or any(not clean_axis(s.places[a], shape) for s, shape in real):
+    if a is None:  # a cat of channels, unless another input holds a spatial axis there
+        if any(p is not None and p[0] == dim for s, _ in real for p in s.places):
+            raise AxesDiffer
         return None
+    if any(not clean_axis(s.places[a], shape) for s, shape in real):
+        raise AxesDiffer
     if any(s.places[b] != ref.places[b] for s, _ in real for b in range(nd) if b != a):
-        return None  # the pieces hold their other axes differently
+        raise AxesDiffer  # the pieces hold their other axes differently
     count = sum(part_count(s) for s, _ in real)  # pieces sit apart along the joined axis: no part merges
     if count > MAX_PARTS:
         raise TooManyParts(count)

@@ -45,3 +45,19 @@ def test_published_size_and_grey_28px() -> None:
     assert sum(p.numel() for p in model.parameters()) == 966_986
     small = create_model("nin_cifar", in_chans=1, width_mult=0.25).eval()
     assert small(torch.randn(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_imagenet_maps_follow_the_authors_caffe_model() -> None:
+    """The authors' ImageNet NiN (Caffe, crop 224) pools with Caffe's rounding up: 54 -> 27 -> 13 -> 6, and
+    its last layer is a 6x6 average pool (pool4) over the 6x6 class maps. Reference: the Caffe model
+    converted by caffe-tensorflow (examples/imagenet/models/nin.py: pool1 'SAME', pool2/3 'VALID', pool4 6x6)."""
+    model = create_model("nin", width_mult=1 / 16).eval()
+    sizes = []
+    x = torch.zeros(1, 3, 224, 224)
+    for layer in model.features:
+        x = layer(x)
+        if isinstance(layer, nn.Sequential):  # an mlpconv block
+            sizes.append(x.shape[-1])
+    assert sizes == [54, 27, 13, 6]
+    maps = torch.relu(model.classifier(model.forward_features(torch.randn(1, 3, 224, 224))))
+    assert maps.shape[-2:] == (6, 6)

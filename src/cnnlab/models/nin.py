@@ -6,7 +6,9 @@ small multilayer perceptron slid over every position. There is no fully connecte
 
 ``nin_cifar`` is the paper's CIFAR-10 network (the authors' Caffe model: 192-160-96, 192-192-192,
 192-192-classes, 3x3/2 max and average pools, dropout 0.5 between blocks). ``nin`` is the ImageNet
-model (11x11/4 stem, widths 96-256-384-1024, 224x224 input).
+model (the authors' Caffe model: 11x11/4 stem, widths 96-256-384-1024, 3x3/2 max pools rounding up
+as Caffe does, so a 224x224 input gives maps of 54, 27, 13 and 6 and the class maps are averaged
+over 6x6).
 
 Interface: ``forward_features`` stops before the classifying 1x1 conv, so ``num_features`` is the
 width that conv reads and ``reset_classifier`` swaps that conv; ``pre_logits`` is the global average
@@ -68,11 +70,11 @@ class NiN(nn.Module):
         if imagenet:
             blocks: list[nn.Module] = [
                 mlpconv(in_chans, (w(96), w(96), w(96)), 11, stride=4),  # (B, 3, 224, 224) -> 54x54
-                nn.MaxPool2d(3, stride=2),  # -> 26x26
+                nn.MaxPool2d(3, stride=2, ceil_mode=True),  # -> 27x27 (Caffe rounds up; floor gives 26)
                 mlpconv(w(96), (w(256), w(256), w(256)), 5, padding=2),
-                nn.MaxPool2d(3, stride=2),  # -> 12x12
+                nn.MaxPool2d(3, stride=2, ceil_mode=True),  # -> 13x13
                 mlpconv(w(256), (w(384), w(384), w(384)), 3, padding=1),
-                nn.MaxPool2d(3, stride=2),  # -> 5x5
+                nn.MaxPool2d(3, stride=2, ceil_mode=True),  # -> 6x6, the authors' final 6x6 average pool
                 nn.Dropout(dropout),
                 mlpconv(w(384), (w(1024), w(1024), w(1024)), 3, padding=1)[:-2],  # last 1x1 -> classifier
             ]
@@ -122,7 +124,7 @@ def nin_cifar(num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> NiN:
 
 @register_model(
     "nin", family="nin", input_size=(3, 224, 224), num_classes=1000,
-    params=7_595_176, macs=969_460_864, rf=195, test_kwargs={"width_mult": 1 / 16},
+    params=7_595_176, macs=1_100_188_800, rf=195, test_kwargs={"width_mult": 1 / 16},
 )  # fmt: skip
 def nin(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> NiN:
     """Network in Network for ImageNet (4 mlpconv blocks, global average pooling)."""

@@ -305,6 +305,11 @@ def _spec(*layers: Any, input: list[int] | None = None) -> dict[str, Any]:
         (_spec({"conv": 4, "padding": 8, "padding_mode": "reflect"}), r"padding_mode 'reflect' needs padding smaller"),
         (_spec({"maxpool": 2, "padding": 2}), r"pooling padding must be at most half the kernel size"),
         (_spec({"conv_transpose": 2, "stride": 2, "output_padding": 2}), r"output_padding must be >= 0 and smaller"),
+        (  # it was accepted and ignored: the layer padded with zeros
+            _spec({"conv_transpose": 2, "padding": 1, "padding_mode": "reflect"}),
+            r"layers\[0\] \(conv_transpose 'conv_transpose1'\): a transposed convolution pads only with zeros "
+            r"\(PyTorch's ConvTranspose2d has no other padding_mode\); received padding_mode='reflect'\. Remove",
+        ),
         (_spec({"conv": 4}, {"conv": 4}, {"conv": 4, "name": "conv1"}), r"the name 'conv1' is already used"),
         (_spec({"upsample": 0.01}), r"the output would be empty"),
         (_spec(), r"spec layers: must be a non-empty list"),

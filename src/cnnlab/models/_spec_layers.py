@@ -215,6 +215,13 @@ def _conv_transpose(_: _Builder, a: _Args, shape: Shape) -> tuple[nn.Module, Sha
     out, k, s, d = a.integer("out"), a.pair("kernel"), a.pair("stride"), a.pair("dilation")
     p, op = a.padding(strings=False), a.pair("output_padding", 0)
     groups = a.integer("groups")
+    mode = a.choice("padding_mode", PADDING_MODES)
+    if mode != "zeros":  # torch's ConvTranspose2d refuses any other mode; never build zeros silently
+        raise a.error(
+            f"a transposed convolution pads only with zeros (PyTorch's ConvTranspose2d has no other "
+            f"padding_mode); received padding_mode={mode!r}. Remove `padding_mode`, or upsample with "
+            "`upsample` and pad a `conv` with that padding_mode."
+        )
     _check_groups(a, c, out, groups)
     hw_out = a.arith("impossible transposed convolution", conv_transpose_out, hw, k, s, p, op, d)
     module = nn.ConvTranspose2d(c, out, k, s, p, op, groups=groups, bias=a.flag("bias"), dilation=d)

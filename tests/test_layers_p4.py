@@ -168,6 +168,22 @@ def test_errors() -> None:
             P4LiftConv2d(bad, 2, 3)  # type: ignore[arg-type]
 
 
+def test_lift_refuses_what_is_not_a_batch_of_images() -> None:
+    """An unbatched (C, H, W) image ran through nn.Conv2d and the orientation unflatten split H instead:
+    (1, 8, 8) gave a (8, 2, 4, 8) tensor without a word."""
+    lift = P4LiftConv2d(1, 2, 3, padding=1)
+    with pytest.raises(ValueError, match=r"P4LiftConv2d: the input must be a batch of images of shape "
+                                         r"\(B, 1, H, W\); received shape \(1, 8, 8\) \(one unbatched image: add "
+                                         r"the batch axis with x\.unsqueeze\(0\)\)"):  # fmt: skip
+        lift(torch.zeros(1, 8, 8))
+    with pytest.raises(ValueError, match=r"received shape \(2, 1, 4, 8, 8\)\. .*goes to P4GroupConv2d"):
+        lift(torch.zeros(2, 1, 4, 8, 8))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\); received shape \(2, 3, 8, 8\)\. .*set in_channels"):
+        lift(torch.zeros(2, 3, 8, 8))
+    assert lift(torch.zeros(2, 1, 8, 8)).shape == (2, 2, 4, 8, 8)
+    assert isinstance(torch.fx.symbolic_trace(lift), torch.fx.GraphModule)  # tracing skips the check
+
+
 def test_group_conv_field_count_is_said_in_p4_fields() -> None:
     """A wrong field count is told in fields (3 vs 2), not torch's merged orientation planes (12 vs 8)."""
     with pytest.raises(ValueError, match=r"P4GroupConv2d: expects 2 P4 fields .*received 3 fields.*in_channels=3"):

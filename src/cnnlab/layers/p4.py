@@ -81,6 +81,19 @@ def _check_p4(x: Any, owner: str, fields: int | None = None) -> None:
         )
 
 
+def _check_image(x: Any, owner: str, channels: int) -> None:
+    """``x`` is a batch of images ``(B, channels, H, W)``: the lifting convolution's input."""
+    if not isinstance(x, torch.Tensor):  # a torch.fx Proxy: tracing has no shape to check
+        return
+    if x.dim() != 4 or x.shape[1] != channels:
+        unbatched = " (one unbatched image: add the batch axis with x.unsqueeze(0))" if x.dim() == 3 else ""
+        raise ValueError(
+            f"{owner}: the input must be a batch of images of shape (B, {channels}, H, W); received shape "
+            f"{tuple(x.shape)}{unbatched}. Feed (B, {channels}, H, W) images, or set in_channels to their channel "
+            "count; a P4 feature map (B, C, 4, H, W) goes to P4GroupConv2d instead."
+        )
+
+
 def _check_int(value: Any, name: str, owner: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{owner}: {name} must be a positive int; received {name}={value!r}.")
@@ -209,6 +222,8 @@ class P4LiftConv2d(_P4Conv):
         self._parametrize(_LiftWeight())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # nn.Conv2d also takes an unbatched (C, H, W) image; the unflatten below would then split H
+        _check_image(x, "P4LiftConv2d", self.p4_in_channels)
         y: torch.Tensor = super().forward(x)
         return torch.unflatten(y, 1, (-1, ORIENTATIONS))  # (B, out*4, H, W) -> (B, out, 4, H, W)
 

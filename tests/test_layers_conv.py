@@ -170,3 +170,17 @@ def test_reflect_and_circular_padding_larger_than_the_map_is_said_in_conv_terms(
     # at the limit both still run: reflect by size - 1, circular by the whole size
     assert Conv2d(1, 1, 3, stride=2, padding="same", padding_mode="reflect")(x).shape[-2:] == (1, 1)
     assert Conv2d(1, 1, 3, padding=((1, 1), (2, 0)), padding_mode="circular")(x).shape[-2:] == (2, 2)
+
+
+@pytest.mark.parametrize(("cin", "cout", "groups"), [(3, 4, 2), (4, 6, 4), (4, 4, 0)])
+def test_groups_that_do_not_divide_the_channels_are_said_in_one_paragraph(cin: int, cout: int, groups: int) -> None:
+    """torch said only 'in_channels must be divisible by groups' (no values, no fix; out_channels not at all)."""
+    with pytest.raises(
+        ValueError,
+        match=rf"Conv2d: groups must be a positive int that divides both in_channels and out_channels .*received "
+        rf"groups={groups} with in_channels={cin}, out_channels={cout}\. Use groups=1 or a common divisor",
+    ):
+        Conv2d(cin, cout, 3, groups=groups)
+    conv = Conv2d(4, 6, 3, groups=2, padding="same")  # a valid grouping is still torch's grouped conv
+    x = torch.randn(1, 4, 5, 5)
+    torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=1, groups=2))

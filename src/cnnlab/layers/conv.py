@@ -25,7 +25,10 @@ import torch.nn.functional as F
 from cnnlab.arith import same_padding
 from cnnlab.arith._norm import Pair, to_pairs, to_tuple
 
-__all__ = ["PADDING_MODES", "Conv1d", "Conv2d", "Conv3d", "check_pad_fits", "check_padding_mode", "pad_arg", "same_pad"]
+__all__ = [
+    "PADDING_MODES", "Conv1d", "Conv2d", "Conv3d", "check_groups", "check_pad_fits", "check_padding_mode", "pad_arg",
+    "same_pad",
+]  # fmt: skip
 
 # torch's padding_mode -> F.pad's mode
 PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
@@ -167,6 +170,20 @@ def _padding_repr(conv: nn.modules.conv._ConvNd) -> str:
     return f", padding={fixed}" if fixed is not None else ""
 
 
+def check_groups(in_channels: int, out_channels: int, groups: int, owner: str) -> None:
+    """``groups`` is a positive int dividing both channel counts, else one ``ValueError`` saying which.
+
+    >>> check_groups(4, 6, 2, "Conv2d")  # 4 and 6 are both even: fine, returns None
+    """
+    bad_in = isinstance(groups, int) and groups >= 1 and in_channels % groups != 0
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or bad_in or out_channels % groups:
+        raise ValueError(
+            f"{owner}: groups must be a positive int that divides both in_channels and out_channels (each group "
+            f"maps in_channels/groups inputs to out_channels/groups outputs); received groups={groups!r} with "
+            f"in_channels={in_channels}, out_channels={out_channels}. Use groups=1 or a common divisor of both."
+        )
+
+
 def _plan(owner: str, nd: int, kernel_size: Any, stride: Any, padding: Any, dilation: Any, mode: str) -> _PaddingPlan:
     check_padding_mode(mode, owner)
     return _PaddingPlan(
@@ -197,6 +214,7 @@ class _TFPadding:
         dtype: Any = None,
     ) -> None:
         plan = _plan(type(self).__name__, self._nd, kernel_size, stride, padding, dilation, padding_mode)
+        check_groups(in_channels, out_channels, groups, type(self).__name__)
         super().__init__(  # type: ignore[call-arg]  # nn.ConvNd, next in the MRO
             in_channels,
             out_channels,

@@ -105,3 +105,27 @@ def test_activation_may_be_a_plain_tensor_function(fn: Any) -> None:
     block = ConvBNAct(3, 4, act=fn).eval()
     torch.testing.assert_close(block(x), fn(block.bn(block.conv(x))))
     assert ConvBNAct(3, 4, act=lambda: nn.SiLU()).act.__class__ is nn.SiLU  # a zero-argument factory still works
+
+
+def test_gated_conv_takes_an_unbatched_map_like_nn_conv2d() -> None:
+    """The gate split the channels along dim 1: an unbatched (4, 8, 8) input was cut along H instead and
+    gave a (16, 4, 8) tensor; now the channel axis (-3) is split, as nn.Conv2d reads it."""
+    torch.manual_seed(0)
+    gated = GatedConv2d(4, 8, 3).double()
+    x = torch.randn(4, 8, 8, dtype=torch.float64)
+    out = gated(x)
+    assert out.shape == (8, 8, 8)
+    torch.testing.assert_close(out, gated(x.unsqueeze(0))[0])
+    full = gated.conv(x)
+    torch.testing.assert_close(out, F.elu(full[:8]) * torch.sigmoid(full[8:]))
+
+
+def test_gate_refuses_an_odd_channel_count() -> None:
+    """3 channels chunked into 2 + 1 and broadcast to a 2-channel output without a word."""
+    from cnnlab.layers import Gate
+
+    pattern = (r"Gate: the input must be \(B, 2C, H, W\) .*even channel count .*received shape \(1, 3, 4, 4\)\. "
+               r"Give the convolution before it 2 \* out_channels")  # fmt: skip
+    with pytest.raises(ValueError, match=pattern):
+        Gate()(torch.zeros(1, 3, 4, 4))
+    assert isinstance(torch.fx.symbolic_trace(GatedConv2d(2, 2, 3)), torch.fx.GraphModule)

@@ -31,7 +31,14 @@ class Gate(nn.Module):
         self.act = make_act(activation, "Gate", "activation")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feature, gate = x.chunk(2, dim=1)  # (B, 2C, H, W) -> 2 x (B, C, H, W)
+        if isinstance(x, torch.Tensor) and (x.dim() not in (3, 4) or x.shape[-3] % 2):  # a fx Proxy has no shape
+            raise ValueError(
+                f"Gate: the input must be (B, 2C, H, W) or one unbatched (2C, H, W) map with an even channel "
+                f"count (the first half are features, the second half their gates); received shape "
+                f"{tuple(x.shape)}. Give the convolution before it 2 * out_channels outputs, as GatedConv2d does."
+            )
+        # the channel axis is -3 for a batch and for one unbatched map, as for nn.Conv2d
+        feature, gate = x.chunk(2, dim=-3)  # (B, 2C, H, W) -> 2 x (B, C, H, W)
         out: torch.Tensor = self.act(feature) * torch.sigmoid(gate)
         return out
 

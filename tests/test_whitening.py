@@ -37,6 +37,31 @@ def test_filters_whiten_the_patches_they_see(c: int) -> None:
     assert torch.all(variances > 0.99) and torch.all(variances < 1.01)
 
 
+@pytest.mark.parametrize("k", [2, 4])
+def test_even_kernels_whiten_the_patches_a_same_conv_sees(k: int) -> None:
+    """An even kernel's 'same' conv pads (k-1)//2 before and k//2 after; the patches were padded k//2 on
+    both sides, one extra row and column of mostly-zero patches, so the covariance was not the conv's."""
+    from cnnlab.layers import Conv2d
+
+    x = _correlated_images(size=9)
+    dims = k * k
+    w = patch_whitening(x, k, 2 * dims, eps=1e-9)
+    conv = Conv2d(1, dims, k, padding="same", bias=False).double()
+    with torch.no_grad():
+        conv.weight.copy_(w[0::2].double())
+    out = conv(x.double())
+    assert out.shape[-2:] == x.shape[-2:]
+    cov = torch.cov(out.transpose(0, 1).reshape(dims, -1), correction=0)
+    torch.testing.assert_close(cov, torch.eye(dims, dtype=torch.float64), atol=1e-4, rtol=0)
+
+
+def test_kernel_size_must_be_a_positive_int() -> None:
+    # 0 said 'out_channels must be between 1 and 2 x C x k x k = 0' (blaming out_channels)
+    with pytest.raises(ValueError, match=r"patch_whitening: kernel_size must be a positive int .*received "
+                                         r"kernel_size=0\. Use the first convolution's kernel"):  # fmt: skip
+        patch_whitening(_correlated_images(), 0, 2)
+
+
 def test_out_channels_pick_the_leading_components_and_odd_counts_keep_the_next_one() -> None:
     x = _correlated_images()
     full = patch_whitening(x, 3, 18)

@@ -27,7 +27,8 @@ def patch_whitening(
     """Filters ``(out_channels, C, k, k)``: the top ``out_channels / 2`` whitened principal components, +/-.
 
     ``images`` are normalised ``(N, C, H, W)`` images (the training split, never validation or test).
-    Patches are taken with zero padding ``k // 2`` as a ``padding="same"`` convolution sees them, in
+    Patches are taken with zero padding as a ``padding="same"`` convolution sees them (``(k - 1) // 2``
+    before, ``k // 2`` after: one patch per pixel, for even kernels too), in
     chunks of ``chunk`` images so that memory stays at one chunk's patches. An odd ``out_channels``
     adds the next component with a plus sign only. At most ``2 * C * k * k`` filters exist.
     """
@@ -35,6 +36,11 @@ def patch_whitening(
         raise ValueError(
             f"patch_whitening: images must be a (N, C, H, W) batch with N >= 1; received shape "
             f"{tuple(images.shape)}. Pass normalised training images, e.g. normalize(train.images[:5000], mean, std)."
+        )
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+        raise ValueError(
+            f"patch_whitening: kernel_size must be a positive int (the first layer's square kernel); received "
+            f"kernel_size={kernel_size!r}. Use the first convolution's kernel, e.g. kernel_size=3."
         )
     dims = images.shape[1] * kernel_size * kernel_size
     if not 1 <= out_channels <= 2 * dims:
@@ -46,9 +52,12 @@ def patch_whitening(
     total = torch.zeros(dims, dtype=torch.float64)
     outer = torch.zeros(dims, dims, dtype=torch.float64)
     count = 0
+    before, after = (kernel_size - 1) // 2, kernel_size // 2
     for start in range(0, images.shape[0], chunk):
         x = images[start : start + chunk].to(torch.float32)
-        patches = F.unfold(x, kernel_size, padding=kernel_size // 2)  # (n, dims, pixels)
+        # 'same' zero padding, TensorFlow's split: an even kernel pads one more on the right/bottom
+        x = F.pad(x, (before, after, before, after))
+        patches = F.unfold(x, kernel_size)  # (n, dims, H*W): one patch per output pixel
         total += patches.sum((0, 2), dtype=torch.float64)  # float32 within a chunk, float64 across chunks
         outer += torch.bmm(patches, patches.transpose(1, 2)).sum(0, dtype=torch.float64)
         count += patches.shape[0] * patches.shape[2]

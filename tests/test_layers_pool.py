@@ -138,3 +138,14 @@ def test_unpool_every_other_size_is_refused_or_places_values_where_pooled(
             h, w = min(shape[0], size[0]), min(shape[1], size[1])
             assert torch.equal(out[..., :h, :w], truth[..., :h, :w]), size
             assert out.count_nonzero() == truth.count_nonzero(), size
+
+
+def test_like_refuses_a_dilated_pool_instead_of_dropping_the_dilation() -> None:
+    """like() copied kernel, stride and padding only; unpooling a dilated pool's output with x.shape then
+    failed with 'an input of (8, 8) pools to (4, 4)', blaming the size the user passed correctly."""
+    pool = nn.MaxPool2d(2, 2, dilation=2, return_indices=True)
+    with pytest.raises(ValueError, match=r"MaxUnpool2d\.like: max unpooling \(nn\.MaxUnpool2d\) has no dilation, "
+                                         r"so it cannot invert a dilated pool; received a pool with dilation=2\. "
+                                         r"Pool with dilation=1"):  # fmt: skip
+        MaxUnpool2d.like(pool)
+    assert MaxUnpool2d.like(nn.MaxPool2d(3, 2, 1, dilation=1)).kernel_size == (3, 3)

@@ -114,6 +114,12 @@ class MaxUnpool2d(nn.MaxUnpool2d):
         >>> MaxUnpool2d.like(MaxPool2dIndices(3, 2, 1))
         MaxUnpool2d(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))
         """
+        if to_tuple(pool.dilation, 2, "dilation") != (1, 1):  # dropping it would misplace every window
+            raise ValueError(
+                f"MaxUnpool2d.like: max unpooling (nn.MaxUnpool2d) has no dilation, so it cannot invert a "
+                f"dilated pool; received a pool with dilation={pool.dilation}. Pool with dilation=1, or scatter "
+                "the values back yourself with the indices (e.g. torch.zeros(...).flatten(2).scatter_(2, ...))."
+            )
         return cls(pool.kernel_size, pool.stride, pool.padding)
 
     def forward(self, y: torch.Tensor, indices: torch.Tensor, output_size: Any = None) -> torch.Tensor:

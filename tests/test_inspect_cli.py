@@ -16,6 +16,7 @@ import torch
 import cnnlab.models
 from cnnlab.analysis import analyze
 from cnnlab.cli.main import main
+from cnnlab.errors import AnalysisError
 from cnnlab.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -322,3 +323,67 @@ def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
     proc.stdout.close()  # the reader goes away before the table is written (the import alone takes a second)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) in (0, 1) and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_input_with_the_batch_axis_is_told_to_drop_it(capsys: pytest.CaptureFixture[str]) -> None:
+    # --input 1,1,32,32 was told "Give the channels too", although it held one number too many.
+    code, _, err = _run(capsys, "inspect", "lenet5", "--input", "1,1,32,32")
+    text = " ".join(err.split())
+    assert code == 2 and "without the batch axis: drop the leading 1, --input 1,32,32." in text
+    assert "Give the channels too" not in text
+    code, _, err = _run(capsys, "inspect", "lenet5", "--input", "2,1,32,32")
+    text = " ".join(err.split())
+    assert code == 2 and "Give C,H,W only (one sample, no batch axis), e.g. --input 1,32,32." in text
+
+
+def test_batch_axis_hint_only_when_it_would_work() -> None:
+    # analyze(resnet-like, (1, 32, 32)) on a 3-channel model suggested "try (32, 32)", which fails too.
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3))
+    with pytest.raises(AnalysisError, match="to have 3 channels, but got 1") as info:
+        analyze(conv, (1, 32, 32))
+    assert "batch axis" not in str(info.value)
+    with pytest.raises(AnalysisError, match=r"looks like it includes one, try \(3, 8, 8\)"):
+        analyze(conv, (1, 3, 8, 8))
+
+
+TWO_INPUTS = '''
+import torch.nn as nn
+
+
+class Pair(nn.Module):
+    def forward(self, x, mask):
+        return x * mask
+
+
+def build():
+    return Pair()
+
+
+class Lookup(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.heads = {}
+
+    def forward(self, x):
+        return self.heads["cls"](x)
+
+
+def lookup():
+    return Lookup()
+'''
+
+
+def test_forward_with_two_inputs_and_a_key_error_say_what_happened(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # forward(x, mask) said "layer 'mask' (mask) fails on input shape(s) no tensors: Expected positional
+    # argument for parameter mask"; a KeyError in forward said only "in code between modules: 'cls'."
+    path = tmp_path / "pair.py"
+    path.write_text(TWO_INPUTS)
+    code, _, err = _run(capsys, "inspect", f"{path}:build", "--input", "3,8,8")
+    text = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err
+    assert "the model's forward(x, mask) takes 2 inputs, but cnnlab analyses a model on one tensor" in text
+    assert "received no value for 'mask'" in text and "Give the other parameters defaults" in text
+    code, _, err = _run(capsys, "inspect", f"{path}:lookup", "--input", "3,8,8")
+    assert code == 2 and "in code between modules: KeyError: 'cls'." in " ".join(err.split())

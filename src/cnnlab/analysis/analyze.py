@@ -76,8 +76,8 @@ def analyze(
     try:
         graph = capture(model, shape)
     except AnalysisError as err:
-        if len(shape) >= 3 and shape[0] == 1:
-            # (1, C, H, W): the batch axis was most likely included
+        if len(shape) >= 3 and shape[0] == 1 and _captures(model, shape[1:]):
+            # (1, C, H, W): the batch axis was included, and the shape without it works
             raise AnalysisError(
                 f"{err} Note: input_shape is one sample without the batch axis; {shape} looks like it "
                 f"includes one, try {shape[1:]}."
@@ -121,6 +121,15 @@ def analyze(
         warnings.extend(run_rules(graph, report, states))
     report.warnings = warnings
     return report
+
+
+def _captures(model: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether ``model`` runs at ``shape``: the batch-axis hint is only given when it would work."""
+    try:
+        capture(model, shape)
+    except Exception:  # any failure: the hint would be wrong
+        return False
+    return True
 
 
 def _rows(graph: Graph, memory: Memory) -> list[LayerRow]:

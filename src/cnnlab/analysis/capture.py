@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -121,6 +122,9 @@ _SAVES_OUTPUT = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.ELU)  # autograd kee
 _SAVES_INPUT = (nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Mish)  # keeps the input
 
 
+_ADAPTIVE_AVG = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)
+
+
 def _adaptive_standin(x: torch.Tensor, output_size: Any, grad: bool) -> torch.Tensor:
     """Adaptive average pooling keeps only shapes for backward; (B, C, *in) -> (B, C, *out)."""
     nd = x.dim() - 2
@@ -166,8 +170,17 @@ def standin_module(
 
 
 def torch_reason(err: BaseException) -> str:
-    """PyTorch's message on one line, without the fx interpreter's "While executing ..." appendix."""
+    """PyTorch's message on one line, without the fx interpreter's "While executing ..." appendix.
+
+    Errors other than PyTorch's usual RuntimeError/ValueError keep their type: a ``KeyError``'s message
+    is only the key (``'head'``), which says nothing on its own.
+
+    >>> torch_reason(KeyError("head"))
+    "KeyError: 'head'."
+    """
     text = " ".join(str(err).split("While executing")[0].split())
+    if not isinstance(err, (RuntimeError, ValueError)) or not text:
+        text = f"{type(err).__name__}: {text}" if text else type(err).__name__
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
@@ -251,9 +264,35 @@ class _Recorder(fx.Interpreter):
                 if target is operator.iadd:
                     return a  # in place: the result is the left operand
                 return _fresh(a, a.requires_grad or b.requires_grad)  # add saves nothing for backward
+        if target in (F.relu, torch.relu, torch.relu_) and args and isinstance(args[0], torch.Tensor):
+            inplace = target is torch.relu_ or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
+            return self._relu(args[0], inplace)
+        if target in _ADAPTIVE_AVG and len(args) == 2 and not kwargs and isinstance(args[0], torch.Tensor):
+            x = args[0]
+            if x.dim() >= 3:  # meta adaptive_avg_pool runs PyTorch's Python reference, as relu does
+                return _adaptive_standin(x, args[1], x.requires_grad)
         return super().call_function(target, args, kwargs)
 
+    def call_method(self, target: Any, args: Any, kwargs: Any) -> Any:
+        if target in ("relu", "relu_") and len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
+            return self._relu(args[0], target == "relu_")
+        return super().call_method(target, args, kwargs)
+
+    def _relu(self, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+        """``F.relu`` as nn.ReLU's stand-in: on meta tensors PyTorch runs relu through its Python
+        reference, whose first call imports torch._dynamo (about 1 s of ``cnnlab inspect resnet50``)."""
+        out = x if inplace else _fresh(x, x.requires_grad)
+        self.pending.append((self.current, out))  # relu's backward reads its result
+        return out
+
     def _error(self, n: fx.Node, args: Any, kwargs: Any, err: Exception) -> AnalysisError:
+        if n.op == "placeholder":  # forward() has a second input without a default
+            inputs = [str(p.target) for p in self.graph.nodes if p.op == "placeholder"]
+            return AnalysisError(
+                f"the model's forward({', '.join(inputs)}) takes {len(inputs)} inputs, but cnnlab analyses a "
+                f"model on one tensor (the input shape; received no value for {str(n.target)!r}). Give the other "
+                "parameters defaults, or wrap the model in a module whose forward(x) builds them from x."
+            )
         shapes = [tuple(t.shape) for t in tensors_in((args, kwargs)) if not isinstance(t, nn.Parameter)]
         where = self._name(n, register=False)
         kind = (

@@ -30,10 +30,16 @@ def resolve(args: argparse.Namespace) -> tuple[object, str, tuple[int, ...]]:
     declared = target.input_size
     if declared is not None and len(shape) != len(declared):
         layout = {2: "C,L", 3: "C,H,W", 4: "C,D,H,W"}.get(len(declared), f"{len(declared)} numbers")
+        if len(shape) == len(declared) + 1 and shape[0] == 1:
+            sample = ",".join(map(str, shape[1:]))
+            fix = f"--input is one sample without the batch axis: drop the leading 1, --input {sample}."
+        elif len(shape) > len(declared):
+            fix = f"Give {layout} only (one sample, no batch axis), e.g. --input {','.join(map(str, declared))}."
+        else:
+            fix = f"Give the channels too, e.g. --input {','.join(map(str, declared))}."
         raise ValueError(
             f"--input for {args.target!r} must have {len(declared)} numbers ({layout}), like its declared "
-            f"size {','.join(map(str, declared))}; received {args.input!r} ({len(shape)} numbers). Give the "
-            f"channels too, e.g. --input {','.join(map(str, declared))}."
+            f"size {','.join(map(str, declared))}; received {args.input!r} ({len(shape)} numbers). {fix}"
         )
     return target.model, target.name, shape
 

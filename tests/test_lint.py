@@ -142,3 +142,12 @@ def test_a_field_too_long_to_follow_is_unknown_and_not_judged() -> None:
     assert [(w.rule, w.layer) for w in report.warnings] == [("rf-unknown", "0")]
     assert "repeats only every 100,000 units" in report.warnings[0].message
     assert report.layer("1").rf is None
+
+
+def test_channels_shrink_needs_a_downsampling_stride() -> None:
+    # Conv2d(16, 8, 3) without padding (16x16 -> 14x14) was told "features are lost twice"; it only
+    # loses its border, it does not lower the resolution as a strided conv does.
+    valid = _seq(nn.Conv2d(16, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    assert "channels-shrink-with-resolution" not in _rules(valid, (16, 16, 16))
+    strided = _seq(nn.Conv2d(16, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3, stride=(1, 2)))
+    assert _rules(strided, (16, 16, 16))["channels-shrink-with-resolution"] == ["2"]

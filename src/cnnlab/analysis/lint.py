@@ -260,7 +260,9 @@ def channels_shrink(graph: Graph, users: list[list[int]]) -> Iterator[LintWarnin
     for node, sp in _windowed(graph):
         g = node.geometry
         out_sp = node.output_shape[-graph.ndim :]
-        shrinks = g.kind == K.CONV and math.prod(out_sp) < math.prod(sp) and g.out_ch < g.in_ch
+        # a strided conv lowers the resolution; a 'valid' conv's lost border (16 -> 14) does not
+        downsamples = any(s > 1 for s in g.s) and math.prod(out_sp) < math.prod(sp)
+        shrinks = g.kind == K.CONV and downsamples and g.out_ch < g.in_ch
         # one branch of a concat is not a bottleneck: the concatenated map holds the channels
         if shrinks and not _feeds_concat(graph, users, index[id(node)]):
             yield LintWarning(

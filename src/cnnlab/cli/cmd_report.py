@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 NAME = "report"
 HELP = "Write a self-contained HTML report of a run: architecture, lint, curves, confusion, kernels, Grad-CAM."
@@ -19,14 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
     from cnnlab.viz.outpath import check_out_file
-    from cnnlab.viz.report import REPORT_NAME, write_report
+    from cnnlab.viz.report import REPORT_NAME, check_not_foreign, write_report
 
     if args.max_images < 1:
         raise ValueError(f"--max-images must be at least 1; received {args.max_images}.")
     run_dir = Path(args.run_dir).expanduser()
+    _check_run_dir(run_dir)
     if run_dir.is_dir() and not (run_dir / "model.json").is_file() and not (run_dir / "metrics.json").is_file():
         from cnnlab.train.checkpoint import STATE_NAME, unfinished_run_message
 
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     target = Path(args.out) if args.out else run_dir / REPORT_NAME
     # checked before the minutes of work: a folder, a file's child or an unwritable place fails now
     check_out_file(target, suffixes=(".html", ".htm"), given=bool(args.out), example="report")
+    # never replace a page of the user's: only a report this command wrote
+    check_not_foreign(target, option="--out", given=bool(args.out))
     _check_db(args.db)
     start = time.perf_counter()
     left_out: dict[str, list[str]] = {}  # reason -> section titles, so a shared reason is said once
@@ -55,6 +58,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({size / 1e3:.0f} kB, self-contained) in {time.perf_counter() - start:.1f} s")
     print(f"open it with: file://{out.resolve()}")
     return 0
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """A RUN_DIR that does not exist or is a file fails in one paragraph naming it (not as a --out problem)."""
+    import shlex
+
+    forms = "RUN_DIR is the folder a `cnnlab train` run wrote (its --out, holding model.json and metrics.json)"
+    if run_dir.is_file():
+        parent = run_dir.parent
+        if (parent / "model.json").is_file() or (parent / "metrics.json").is_file():
+            fix = f"pass the folder that holds it: `cnnlab report {shlex.quote(str(parent))}`"
+        else:
+            fix = "pass the folder of a training run instead"
+        raise ValueError(f"RUN_DIR {str(run_dir)!r} is a file; {forms}. Received a file, so {fix}.")
+    if not run_dir.exists():
+        raise FileNotFoundError(
+            f"RUN_DIR {str(run_dir)!r} does not exist; {forms}. Check the path (runs are under runs/ unless "
+            "train was given --out)."
+        )
 
 
 def _titles(titles: list[str]) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from cnnlab.viz.grid import compact, figure_array, new_figure, save_png
 from cnnlab.viz.images import to_display
@@ -84,6 +85,7 @@ def curves_figure(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[
             ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers: no tick at 1.2
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     compact(fig, left=0.07, bottom=0.16, wspace=0.25)
@@ -125,15 +127,26 @@ def confusion_figure(
                 fontsize=7,
                 color="white" if rates[r, c] > 0.5 else "black",
             )
-    labels = [str(c)[:12] for c in classes] if len(classes) == n else [str(i) for i in range(n)]
-    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(n), labels, fontsize=7)
+    labels = [_short(c) for c in classes] if len(classes) == n else [str(i) for i in range(n)]
+    # parse_math=False: a class (folder) name such as "$5 and $6" is text, not a TeX formula
+    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=7, parse_math=False)
+    ax.set_yticks(range(n), labels, fontsize=7, parse_math=False)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     acc = np.trace(counts) / max(counts.sum(), 1)
     ax.set_title(f"confusion matrix ({counts.sum()} images, accuracy {acc:.1%})", fontsize=9)
     compact(fig, left=0.2, bottom=0.2, top=0.92)
     return _finish(fig, path)
+
+
+def _short(name: object, width: int = 12) -> str:
+    """A class name cut to ``width`` characters, marked with an ellipsis when cut.
+
+    >>> _short("Ankle boot"), _short("a very long class name")
+    ('Ankle boot', 'a very long…')
+    """
+    text = str(name)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def misclassified_figure(
@@ -157,7 +170,9 @@ def misclassified_figure(
         axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     for ax, i in zip(axes, wrong):
         ax.imshow(to_display(images[i]), interpolation="nearest")
-        ax.set_title(f"{classes[int(y_true[i])]} -> {classes[int(y_pred[i])]}"[:28], fontsize=7)
+        # each name shortened on its own, so the predicted class is never cut off
+        title = f"{_short(classes[int(y_true[i])])} -> {_short(classes[int(y_pred[i])])}"
+        ax.set_title(title, fontsize=7, parse_math=False)
     compact(fig, left=0.02, right=0.98, bottom=0.02, top=0.88, hspace=0.45)
     return _finish(fig, path)
 

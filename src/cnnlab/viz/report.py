@@ -15,6 +15,7 @@ import dataclasses
 import html
 import importlib
 import os
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,10 +27,12 @@ import torch
 from cnnlab.viz.grid import png_data_uri
 from cnnlab.viz.hooks import one_thread
 from cnnlab.viz.run_data import (
+    HISTORY_NAME,
     Batch,
     RunContext,
     Skip,
     analysis_of,
+    load_history,
     load_metrics,
     load_run_data,
     need_data,
@@ -37,7 +40,15 @@ from cnnlab.viz.run_data import (
     task_of,
 )
 
-__all__ = ["REPORT_NAME", "SECTIONS", "report_after_training", "write_report"]
+__all__ = [
+    "REPORT_NAME",
+    "SECTIONS",
+    "check_not_foreign",
+    "comparable_rows",
+    "is_report",
+    "report_after_training",
+    "write_report",
+]
 
 REPORT_NAME = "report.html"
 # section ids, in page order (tests check that every one is present)
@@ -54,6 +65,7 @@ SECTIONS = (
     "rf",
     "leaderboard",
 )
+_GENERATOR = "cnnlab-report"  # marks a page this module wrote: only such a file is ever overwritten
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
@@ -95,17 +107,128 @@ def _table(header: list[str], rows: Sequence[Sequence[object]], left: int = 1) -
 
 def _summary(ctx: RunContext) -> str:
     m = ctx.metrics
-    keys = ["model", "dataset", "test_accuracy", "epochs", "train_seconds", "params", "recipe", "seed"]
-    rows = [[k, m.get(k, ctx.meta.get(k))] for k in keys if m.get(k, ctx.meta.get(k)) is not None]
-    extra = [[k, v] for k, v in m.items() if k not in keys and isinstance(v, (int, float, str)) and len(str(v)) < 80]
-    out = _table(["field", "value"], [[k, _fmt(v)] for k, v in rows + extra[:12]], left=2)
+    config = _config(ctx)
+    keys = ["model", "dataset", "test_accuracy", "epochs", "train_seconds", "params", "recipe", "seed", "init_from"]
+
+    def value(k: str) -> object:
+        return m.get(k, ctx.meta.get(k, config.get(k) if k in ("seed", "init_from") else None))
+
+    rows: list[list[object]] = [[k, value(k)] for k in keys if value(k) is not None]
+    extra: list[list[object]] = [
+        [k, v] for k, v in m.items() if k not in keys and isinstance(v, (int, float, str)) and len(str(v)) < 80
+    ]
+    if not m:  # a run cut short: model.json says which epoch the weights are from
+        last = ctx.meta.get("metrics")
+        val = last.get("val_accuracy") if isinstance(last, dict) else None
+        pairs: list[tuple[str, object]] = [
+            ("epoch", ctx.meta.get("epoch")), ("weights", ctx.meta.get("weights")), ("val_accuracy", val),
+        ]  # fmt: skip
+        extra = [[k, v] for k, v in pairs if v is not None]
+    meaning = _meanings(ctx)
+    body = [[k, _fmt(v), meaning.get(str(k), "")] for k, v in rows + extra[:12]]
+    out = _table(["field", "value", "what it is"], body, left=3)
     if ctx.metrics_error:
         out += _note(ctx.metrics_error, "err")
     elif not m:
-        out += _note("no metrics.json in this run directory.")
+        out += _note(_unfinished(ctx), "warn")
     if ctx.load_error:
         out += _note(f"model not loaded: {ctx.load_error}", "err")
     return out
+
+
+def _config(ctx: RunContext) -> dict[str, Any]:
+    config = ctx.metrics.get("config") or ctx.meta.get("config") or {}
+    return config if isinstance(config, dict) else {}
+
+
+def _test_scope(ctx: RunContext) -> str:
+    """Which test images, weights and passes gave metrics.json's test_* numbers."""
+    m, config = ctx.metrics, _config(ctx)
+    cm = m.get("confusion_matrix")
+    total = sum(sum(r) for r in cm) if isinstance(cm, list) and all(isinstance(r, list) for r in cm) else None
+    limit = config.get("limit_test")
+    if isinstance(limit, int) and limit > 0 and (total is None or limit <= total):
+        images = f"the first {limit:,} test images (limit_test={limit})"
+    else:
+        images = "the whole test split" + (f" ({total:,} images)" if total else "")
+    weights = {"ema": "EMA weights (moving average of the trained weights)", "raw": "the trained weights (no EMA)"}
+    passes = (
+        "each image averaged with its mirror (flip TTA)"
+        if config.get("tta_flip") and m.get("task") != "reconstruction"
+        else "one pass per image (no TTA)"
+    )
+    parts = [images, weights.get(str(m.get("weights")), ""), passes]
+    if m.get("precision"):
+        parts.append(f"in {m['precision']}")
+    epochs = f" after the last epoch ({m['epochs']})" if isinstance(m.get("epochs"), int) else ""
+    return f"{', '.join(p for p in parts if p)}; scored once{epochs}"
+
+
+_TEST_METRICS = {
+    "test_loss": "test loss (the training loss function)",
+    "test_mean_iou": "test mean intersection-over-union over the classes",
+    "test_pixel_accuracy": "test pixel accuracy (share of pixels labelled correctly)",
+    "test_iou": "test intersection-over-union",
+    "test_mse": "test mean squared error of the reconstructions",
+}
+
+
+def _meanings(ctx: RunContext) -> dict[str, str]:
+    """field -> what the number means, for the summary's third column."""
+    m, config = ctx.metrics, _config(ctx)
+    task = str(m.get("task") or ctx.meta.get("task") or "classification")
+    epochs = m.get("epochs")
+    out = {
+        "epochs": "epochs trained in this run" + (" (after --init-from)" if config.get("init_from") else ""),
+        "train_seconds": "seconds spent in training steps (evaluation and loading not counted)",
+        "wall_seconds": "seconds from start to end of `cnnlab train`, evaluation and loading included",
+        "params": "parameters, sum(p.numel())",
+        "trainable_params": "parameters that were trained (requires_grad)",
+        "steps": "optimizer steps",
+        "images_per_second": "training images per second",
+        "recipe": "training recipe (cnnlab train --recipe)",
+        "seed": "random seed of the run",
+        "init_from": "the run whose weights training started from (--init-from)",
+        "weights": "weights saved and scored: ema = moving average of the trained weights, raw = as trained",
+        "epoch": "last finished epoch: model.safetensors holds the weights from its end",
+    }
+    frac = config.get("val_fraction")
+    held_out = f"{frac:.0%} of the training images, held out" if isinstance(frac, float) else "held out of training"
+    when = f"after the last epoch ({epochs})" if isinstance(epochs, int) else "after the last finished epoch"
+    out["val_accuracy"] = f"validation accuracy ({held_out}) {when}; not the test split"
+    if not m:
+        return out
+    scope = _test_scope(ctx)
+    out["test_accuracy"] = (
+        f"test pixel accuracy (share of pixels labelled correctly) on {scope}"
+        if task == "segmentation"
+        else f"test accuracy (share of images classified correctly) on {scope}"
+    )
+    for key, what in _TEST_METRICS.items():
+        same = m.get("test_accuracy") is not None
+        out[key] = f"{what}, same images and weights as test_accuracy" if same else f"{what} on {scope}"
+    return out
+
+
+def _unfinished(ctx: RunContext) -> str:
+    """What the page says about a run directory without metrics.json."""
+    from cnnlab.train.checkpoint import STATE_NAME
+
+    run = ctx.run_dir
+    done = ctx.meta.get("epoch") or (ctx.history[-1].get("epoch") if ctx.history else None)
+    planned = _config(ctx).get("epochs")
+    of = f" of {planned}" if planned else ""
+    weights = f"The weights are from the end of epoch {done}{of}; " if done else ""
+    nxt = (
+        f"Finish it with `cnnlab train --resume --out {shlex.quote(str(run))}`."
+        if (run / STATE_NAME).is_file()
+        else "Its training state is gone too, so train it again to get the test scores."
+    )
+    return (
+        f"training has not finished: {run} has no metrics.json, which `cnnlab train` writes after the last epoch "
+        f"when it scores the test split. {weights}there is no test accuracy yet, and the curves come from "
+        f"{HISTORY_NAME} (one line per finished epoch). {nxt}"
+    )
 
 
 def _fmt(v: object) -> str:
@@ -153,12 +276,30 @@ def _lint(ctx: RunContext) -> str:
 def _curves(ctx: RunContext) -> str:
     from cnnlab.viz.curves import curves_figure
 
-    history = ctx.metrics.get("history") or []
     if ctx.metrics_error:
         raise Skip(ctx.metrics_error)
+    source = f"{ctx.run_dir / 'metrics.json'} 'history'"
+    history = ctx.metrics.get("history")
+    if not ctx.metrics:  # a run cut short: the epochs it finished
+        source, history = str(ctx.run_dir / HISTORY_NAME), ctx.history
+        if ctx.history_error and not history:
+            raise Skip(ctx.history_error)
+        if not history:
+            raise Skip(
+                f"{ctx.run_dir} has neither metrics.json nor a {HISTORY_NAME} with a finished epoch, so there is "
+                "no training history to plot."
+            )
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        raise Skip(f"{source} is not a list of per-epoch records; received {type(history).__name__} {history!r:.60}.")
     if not history:
-        raise Skip("metrics.json has no history to plot.")
-    return _img(curves_figure(history), "training curves")
+        raise Skip(f"{source} is empty: the run recorded no finished epoch.")
+    out = _img(curves_figure(history), "training curves")
+    if ctx.history_error and not ctx.metrics:
+        out += _note(ctx.history_error, "err")
+    return out + _note(
+        f"per epoch, from {source}: train_* are averages over the epoch's training batches while the weights changed, "
+        "val_* are scored on the held-out validation images at the epoch's end."
+    )
 
 
 def _confusion(ctx: RunContext) -> str:
@@ -289,33 +430,108 @@ def _gradcam(ctx: RunContext) -> str:
 
 
 _NO_ROWS = "no leaderboard rows yet: run cnnlab bench RUN --record"
-# the leaderboard columns a reader compares; the rest (versions, fingerprints) stay in the database
+# (header, row key, format): what a reader compares; the machine is said once, under the table
 _BOARD_COLUMNS = (
-    "backend", "accuracy", "latency_median_ms", "latency_p90_ms", "batch_size", "throughput", "params", "macs",
-    "threads", "cpu_model", "gpu", "created_at",
+    ("backend", "backend", "s"), ("accuracy", "accuracy", ".4f"), ("test imgs", "test_images", ",d"),
+    ("input", "input_size", "s"), ("median ms", "latency_median_ms", ".3f"), ("p90 ms", "latency_p90_ms", ".3f"),
+    ("batch", "batch_size", "d"), ("img/s", "throughput", ",.0f"), ("threads", "threads", "d"),
+    ("params", "params", ",d"), ("MACs", "macs", ",d"), ("weights sha256", "checkpoint_sha256", "sha"),
+    ("recorded", "created_at", "s"),
 )  # fmt: skip
 
 
+def _cell(value: object, spec: str) -> str:
+    if value is None or value == "":
+        return "-"
+    if spec == "sha":
+        return str(value)[:12]
+    return str(value) if spec == "s" else format(value, spec)
+
+
 def _leaderboard(ctx: RunContext) -> str:
+    from cnnlab.bench.fingerprint import machine_fingerprint
+
     model = ctx.metrics.get("model") or ctx.meta.get("model")
     dataset = ctx.metrics.get("dataset") or ctx.meta.get("dataset")
     rows = leaderboard_rows(model, dataset, ctx.leaderboard_db)
     if rows is None:
         return _note(f"{_NO_ROWS} (this cnnlab has no cnnlab.bench.Leaderboard yet).")
+    db = f" --db {shlex.quote(str(ctx.leaderboard_db))}" if ctx.leaderboard_db is not None else ""
     if not rows:
-        db = f" --db {ctx.leaderboard_db}" if ctx.leaderboard_db is not None else ""
-        return _note(f"{_NO_ROWS.replace('RUN', str(ctx.run_dir))}{db} (none for model {model!r} on {dataset!r}).")
-    present = {k for r in rows for k in r}
-    header = [c for c in _BOARD_COLUMNS if c in present] or list(dict.fromkeys(k for r in rows for k in r))
+        bench = _NO_ROWS.replace("RUN", shlex.quote(str(ctx.run_dir)))
+        return _note(f"{bench}{db} (none for model {model!r} on {dataset!r}).")
+    here = machine_fingerprint()
+    size = "x".join(str(v) for v in ctx.meta.get("input_size") or ()) or None
+    shown, left_out = comparable_rows(rows, here.machine, size, ctx.test_data_sha256)
+    shown.sort(key=lambda r: (r.get("accuracy") is None, -(r.get("accuracy") or 0.0), r.get("latency_median_ms") or 0))
     sha = ctx.meta.get("sha256")
     body = [
-        ["this run" if sha and r.get("checkpoint_sha256") == sha else "", *(_fmt(r.get(h, "")) for h in header)]
-        for r in rows[:20]
-    ]
-    more = f", first 20 of {len(rows)} shown" if len(rows) > 20 else ""
-    return _table(["", *header], body, left=2) + _note(
-        f"leaderboard rows for model {model!r} on {dataset!r}{more}; 'this run' marks this checkpoint's weights."
+        ["this run" if sha and r.get("checkpoint_sha256") == sha else "", *(_cell(r.get(k), f) for _, k, f in
+                                                                              _BOARD_COLUMNS)]
+        for r in shown[:20]
+    ]  # fmt: skip
+    gpu = "no GPU" if here.gpu in (None, "none") else f"GPU {here.gpu}"
+    data = (
+        f"this run's test split ({ctx.test_images:,} images, data sha256 {ctx.test_data_sha256[:12]})"
+        if ctx.test_data_sha256 and ctx.test_images
+        else "any test data (this run's test split could not be loaded here, so the rows' data was not checked)"
     )
+    parts = []
+    if shown:
+        more = f"; the first 20 of {len(shown)} are shown" if len(shown) > 20 else ""
+        parts.append(_table(["", *(h for h, _, _ in _BOARD_COLUMNS)], body, left=2))
+        parts.append(_note(
+            f"`cnnlab bench` rows for model {model!r} on {dataset!r} measured on this machine ({here.machine}: "
+            f"{here.cpu_model}, {here.cpu_count} cores, {gpu}), at input {size or '?'}, on {data}, best accuracy "
+            f"first{more}. accuracy: one pass per image over the whole test split in the backend's precision (no "
+            "TTA), so it can differ from test_accuracy above; latency: one batch of `batch` images. 'this run' "
+            "marks rows of this checkpoint's weights."
+        ))  # fmt: skip
+    else:
+        parts.append(_note(
+            f"no leaderboard row for model {model!r} on {dataset!r} compares with this run: none was measured on "
+            f"this machine ({here.machine}) at input {size or '?'} on {data}. Add one with `cnnlab bench "
+            f"{shlex.quote(str(ctx.run_dir))} --record{db}`."
+        ))  # fmt: skip
+    if left_out:
+        listed = "; ".join(f"{len(v)} {reason}" for reason, v in left_out.items())
+        args = f"--model {shlex.quote(str(model))} --dataset {shlex.quote(str(dataset))} --machine all{db}"
+        parts.append(_note(
+            f"left out {sum(len(v) for v in left_out.values())} rows that do not compare with these: {listed}. "
+            f"`cnnlab leaderboard {args}` lists them."
+        ))  # fmt: skip
+    return "".join(parts)
+
+
+def comparable_rows(
+    rows: Sequence[dict[str, Any]], machine: str, input_size: str | None, data_sha256: str | None
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The rows measured like this run (same machine, input size and test data), and the rest by reason.
+
+    A row's latency compares only on its own machine, its accuracy only on the same test images (the
+    leaderboard's ``data_sha256``); rows recorded before the leaderboard kept that hash cannot be checked.
+    ``data_sha256=None`` (the test split is not available here) leaves the test data unchecked.
+
+    >>> rows = [{"machine": "a", "input_size": "1x28x28", "data_sha256": "d"}, {"machine": "b"}]
+    >>> comparable_rows(rows, "a", "1x28x28", "d")[1]
+    {'from another machine': [{'machine': 'b'}]}
+    """
+    shown: list[dict[str, Any]] = []
+    left_out: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("machine") != machine:
+            reason = "from another machine"
+        elif input_size is not None and row.get("input_size") not in (None, input_size):
+            reason = f"at another input size than {input_size}"
+        elif data_sha256 is not None and row.get("data_sha256") is None:
+            reason = "with no record of their test data (recorded before leaderboard schema 2)"
+        elif data_sha256 is not None and row.get("data_sha256") != data_sha256:
+            reason = "measured on other test data (another data sha256)"
+        else:
+            shown.append(row)
+            continue
+        left_out.setdefault(reason, []).append(row)
+    return shown, left_out
 
 
 def _as_dict(row: Any) -> dict[str, Any]:
@@ -421,7 +637,8 @@ def write_report(
     Up to ``max_images`` test images (fewer when the forward passes take more than ``budget_s``
     seconds) feed the examples, the feature maps and Grad-CAM. The leaderboard section reads
     ``leaderboard_db`` (default: the bench default). Raises FileNotFoundError when ``run_dir`` is not
-    a directory; every other problem is shown in the page instead, and ``on_skip(title, reason)`` is
+    a directory and ValueError when ``out`` is a file that is not a report (it is never overwritten); every
+    other problem is shown in the page instead, and ``on_skip(title, reason)`` is
     called for each section left out, so a command can say so too.
     """
     run = Path(run_dir).expanduser()
@@ -429,23 +646,26 @@ def write_report(
         raise FileNotFoundError(
             f"run directory {str(run)!r} does not exist; pass the --out folder of a `cnnlab train` run."
         )
+    target = Path(out).expanduser() if out is not None else run / REPORT_NAME
+    check_not_foreign(target)
     start = time.perf_counter()
     metrics, metrics_error = load_metrics(run)
     db = Path(leaderboard_db).expanduser() if leaderboard_db is not None else None
     ctx = RunContext(run, metrics, metrics_error=metrics_error, leaderboard_db=db)
+    if not metrics and not metrics_error:  # not finished: the epochs it did finish are in metrics.jsonl
+        ctx.history, ctx.history_error = load_history(run)
     with one_thread():
         load_run_data(ctx, max_images, budget_s)
         sections = "\n".join(_section(ctx, key, on_skip or _ignore) for key in SECTIONS)
     title = f"cnnlab report: {ctx.metrics.get('model') or ctx.meta.get('model') or run.name}"
     toc = " | ".join(f'<a href="#{key}">{_e(_BUILDERS[key][0])}</a>' for key in SECTIONS)
     page = (
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><meta name=generator content={_GENERATOR}>"
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>\n<h1>{_e(title)}</h1>\n"
         f'<p class="note">{_e(str(run))} - written {time.strftime("%Y-%m-%d %H:%M:%S")} in '
         f"{time.perf_counter() - start:.1f} s</p>\n<nav>{toc}</nav>\n{sections}\n</body></html>\n"
     )
-    target = Path(out).expanduser() if out is not None else run / REPORT_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
@@ -455,6 +675,41 @@ def write_report(
         tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
         raise
     return target
+
+
+def is_report(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a page this module wrote (a report may be replaced; any other file is kept).
+
+    >>> is_report("/nonexistent/report.html")
+    False
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    # the generator tag since it was added; before that, the title every report began with
+    return f"<meta name=generator content={_GENERATOR}>" in head or (
+        head.startswith("<!DOCTYPE html>") and "<title>cnnlab report: " in head
+    )
+
+
+def check_not_foreign(target: str | os.PathLike[str], *, option: str = "out", given: bool = True) -> None:
+    """Raise ValueError when ``target`` is a non-empty file that is not a cnnlab report (it would be lost).
+
+    ``given`` is False for a default path the user did not type (the message then says so).
+
+    >>> check_not_foreign("/nonexistent/report.html")
+    """
+    p = Path(target).expanduser()
+    if not p.is_file() or p.stat().st_size == 0 or is_report(p):
+        return
+    subject = f"{option} {str(p)!r}" if given else f"the default output {str(p)!r} (no {option} given)"
+    raise ValueError(
+        f"{subject} already exists and is not a cnnlab report (it does not begin like a page that `cnnlab "
+        f"report` writes), so it is not overwritten. Choose another file, e.g. {option} "
+        f"{p.with_name(p.stem + '-report.html')}, or move that file away first."
+    )
 
 
 def _ignore(title: str, reason: str) -> None:

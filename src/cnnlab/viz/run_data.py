@@ -14,12 +14,16 @@ from typing import Any
 
 import torch
 
+HISTORY_NAME = "metrics.jsonl"  # one JSON object per finished epoch (cnnlab.train.runfiles)
+
 __all__ = [
+    "HISTORY_NAME",
     "Batch",
     "RunContext",
     "Skip",
     "analysis_of",
     "input_shape",
+    "load_history",
     "load_metrics",
     "load_run_data",
     "need_data",
@@ -36,6 +40,8 @@ class RunContext:
     run_dir: Path
     metrics: dict[str, Any]
     metrics_error: str | None = None  # why metrics.json could not be used (None: fine or absent)
+    history: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl: epochs of a run without metrics.json
+    history_error: str | None = None  # why metrics.jsonl could not be used (None: fine or absent)
     leaderboard_db: Path | None = None  # None: the bench default (cnnlab.bench.leaderboard.default_db_path)
     model: torch.nn.Module | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -44,6 +50,8 @@ class RunContext:
     data_error: str | None = None
     inputs: torch.Tensor | None = None  # preprocessed test images (N, C, H, W)
     outputs: torch.Tensor | None = None  # model outputs on them
+    test_data_sha256: str | None = None  # of the whole test split, as `cnnlab bench` records it in the leaderboard
+    test_images: int | None = None  # images in the whole test split
     analysis: Any = None  # cnnlab.analysis.ModelReport, computed once for two sections
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -69,6 +77,36 @@ def load_metrics(run: Path) -> tuple[dict[str, Any], str | None]:
     if not isinstance(data, dict):
         return {}, f"{p} is damaged: it holds a JSON {type(data).__name__} instead of an object of metrics."
     return data, None
+
+
+def load_history(run: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The per-epoch records of ``run/metrics.jsonl`` and why they could not be used (None: fine or absent).
+
+    Training rewrites this file at the end of every epoch, so it holds the curves of a run that has not
+    finished (no ``metrics.json`` yet).
+
+    >>> load_history(Path("/nonexistent"))
+    ([], None)
+    """
+    p = run / HISTORY_NAME
+    if not p.is_file():
+        return [], None
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        return [], f"{p} cannot be read ({getattr(err, 'strerror', None) or err})."
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            return records, f"{p} is damaged at line {number} (not valid JSON: {err}); the curves stop before it."
+        if not isinstance(record, dict):
+            return records, f"{p} is damaged at line {number}: a JSON {type(record).__name__} instead of an epoch."
+        records.append(record)
+    return records, None
 
 
 def read_metrics(run: Path) -> dict[str, Any]:
@@ -114,8 +152,13 @@ def _evaluate_test_images(ctx: RunContext, model: torch.nn.Module, max_images: i
     except (CnnlabError, ValueError, OSError, TypeError) as err:
         ctx.data_error = f"test split of {name!r} unavailable: {err}"
         return
+    from cnnlab.bench.runner import _data_sha256
     from cnnlab.data.dataset import ImageDataset
 
+    # the leaderboard rows of this data carry the same hash: bench scores the whole split with these targets
+    targets = ds.masks if ctx.meta.get("task") == "segmentation" else ds.labels
+    ctx.test_data_sha256 = None if targets is None else _data_sha256(ds.images, targets)
+    ctx.test_images = len(ds)
     # forward in small batches until max_images or the time budget: a big model gets fewer images
     outputs, start, n = [], time.perf_counter(), 0
     with torch.no_grad():

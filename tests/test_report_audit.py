@@ -155,12 +155,12 @@ def seg_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def test_leaderboard_section_compares_like_with_like(seg_run: Path, tmp_path: Path) -> None:
     from cnnlab.bench import Leaderboard
     from cnnlab.bench.fingerprint import machine_fingerprint
-    from cnnlab.bench.runner import _data_sha256
+    from cnnlab.bench.runner import data_sha256
     from cnnlab.data import load_dataset
 
     test = load_dataset("shapes", "test", None, n=48, size=32)
     assert test.masks is not None
-    digest, here = _data_sha256(test.images, test.masks), machine_fingerprint().machine
+    digest, here = data_sha256(test.images, test.masks), machine_fingerprint().machine
     base = {"model": SEG, "dataset": "shapes", "backend": "eager", "machine": here, "input_size": "1x32x32",
             "data_sha256": digest, "test_images": len(test), "latency_median_ms": 1.0}  # fmt: skip
     db = tmp_path / "lb.sqlite"

@@ -123,14 +123,14 @@ def test_report_shows_leaderboard_rows(
     assert f"wrote {out}" in capsys.readouterr().out
     assert "no leaderboard rows yet: run cnnlab bench" in out.read_text()
     from cnnlab.bench.fingerprint import machine_fingerprint
-    from cnnlab.bench.runner import _data_sha256
+    from cnnlab.bench.runner import data_sha256
     from cnnlab.data import load_dataset
 
     meta = json.loads((run / "model.json").read_text())
     test = load_dataset("fashion-mnist", "test")  # the report shows rows of this machine on this test data only
     row = {"model": "fastnet", "dataset": "fashion-mnist", "backend": "eager", "machine": machine_fingerprint().machine,
            "accuracy": 0.8125, "latency_median_ms": 1.25, "checkpoint_sha256": meta["sha256"],
-           "input_size": "1x28x28", "data_sha256": _data_sha256(test.images, test.labels)}  # fmt: skip
+           "input_size": "1x28x28", "data_sha256": data_sha256(test.images, test.labels)}  # fmt: skip
     bench.Leaderboard(db).record(row)
     bench.Leaderboard(db).record({**row, "backend": "ort", "checkpoint_sha256": "0" * 64, "model": "other"})
     assert main(["report", str(run), "--out", str(out), "--max-images", "32"]) == 0

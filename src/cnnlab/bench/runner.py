@@ -30,7 +30,10 @@ from cnnlab.bench.fingerprint import Fingerprint, machine_fingerprint, versions
 from cnnlab.bench.measure import LatencyStats, MemoryWatch, PeakMemory, throughput, time_calls
 from cnnlab.errors import CnnlabError, DataError
 
-__all__ = ["BackendResult", "BenchConfig", "BenchReport", "BenchTarget", "load_target", "run_bench", "run_compare"]
+__all__ = [
+    "BackendResult", "BenchConfig", "BenchReport", "BenchTarget", "data_sha256", "load_target", "run_bench",
+    "run_compare",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -288,16 +291,16 @@ def _load_data(target: BenchTarget, cfg: BenchConfig) -> _Data:
         return preprocess(test.images[:n] if reps == 1 else test.images.repeat(reps, 1, 1, 1)[:n], target.meta)
 
     note = f"{cfg.calibration_images} random {target.dataset} training images"
-    digest = None if targets is None else _data_sha256(test.images, targets)
+    digest = None if targets is None else data_sha256(test.images, targets)
     return _Data(test.images, targets, list(test.classes), calibration, note, example, digest)
 
 
-def _data_sha256(images: torch.Tensor, targets: torch.Tensor) -> str:
+def data_sha256(images: torch.Tensor, targets: torch.Tensor) -> str:
     """sha256 of the test images and targets, so a row says which data gave its accuracy (not just a name).
 
     >>> images = torch.zeros(2, 1, 2, 2, dtype=torch.uint8)
-    >>> a, b = _data_sha256(images, torch.tensor([0, 1])), _data_sha256(images, torch.tensor([1, 0]))
-    >>> len(a), a == _data_sha256(images.clone(), torch.tensor([0, 1])), a == b
+    >>> a, b = data_sha256(images, torch.tensor([0, 1])), data_sha256(images, torch.tensor([1, 0]))
+    >>> len(a), a == data_sha256(images.clone(), torch.tensor([0, 1])), a == b
     (64, True, False)
     """
     digest = hashlib.sha256()

@@ -152,12 +152,12 @@ def _evaluate_test_images(ctx: RunContext, model: torch.nn.Module, max_images: i
     except (CnnlabError, ValueError, OSError, TypeError) as err:
         ctx.data_error = f"test split of {name!r} unavailable: {err}"
         return
-    from cnnlab.bench.runner import _data_sha256
+    from cnnlab.bench.runner import data_sha256
     from cnnlab.data.dataset import ImageDataset
 
     # the leaderboard rows of this data carry the same hash: bench scores the whole split with these targets
     targets = ds.masks if ctx.meta.get("task") == "segmentation" else ds.labels
-    ctx.test_data_sha256 = None if targets is None else _data_sha256(ds.images, targets)
+    ctx.test_data_sha256 = None if targets is None else data_sha256(ds.images, targets)
     ctx.test_images = len(ds)
     # forward in small batches until max_images or the time budget: a big model gets fewer images
     outputs, start, n = [], time.perf_counter(), 0

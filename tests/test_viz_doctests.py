@@ -10,7 +10,8 @@ import pytest
 MODULES = [
     "cnnlab.viz", "cnnlab.viz.animate", "cnnlab.viz.curves", "cnnlab.viz.edges", "cnnlab.viz.features",
     "cnnlab.viz.filters", "cnnlab.viz.gradcam", "cnnlab.viz.grid", "cnnlab.viz.hooks", "cnnlab.viz.images",
-    "cnnlab.viz.outpath", "cnnlab.viz.report", "cnnlab.viz.rf", "cnnlab.viz.run_data", "cnnlab.viz.sources",
+    "cnnlab.viz.outpath", "cnnlab.viz.report", "cnnlab.viz.report_board", "cnnlab.viz.report_html",
+    "cnnlab.viz.report_summary", "cnnlab.viz.rf", "cnnlab.viz.run_data", "cnnlab.viz.sources",
 ]  # fmt: skip
 
 

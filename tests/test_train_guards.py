@@ -123,7 +123,8 @@ def test_model_against_init_from_is_refused_and_the_source_model_is_recorded(
     text = _train(capsys, data_dir, "--out", "tuned", "--init-from", "lenet", "--model", "fastnet", code=2)
     assert text.startswith("error: --model fastnet conflicts with --init-from lenet, a lenet5 checkpoint:")
     assert "Drop --model (or pass --model lenet5)" in text and not (isolated / "tuned").exists()
-    _train(capsys, data_dir, "--out", "tuned", "--init-from", "lenet")  # no --model: the checkpoint's
+    # no --model: the checkpoint's; TINY's FastNet widths are dropped (with --init-from they are refused)
+    _train(capsys, data_dir, "--out", "tuned", "--init-from", "lenet", "--set", "model_kwargs={}")
     config = json.loads((isolated / "tuned" / "config.json").read_text())
     assert config["model"] == "lenet5" and config["init_from"] == str(isolated / "lenet")  # absolute
     # fit() with TrainConfig's default model fine-tunes the checkpoint's architecture and records it
@@ -232,13 +233,14 @@ def test_a_spec_built_checkpoint_loads_fine_tunes_and_resumes(
     loaded = load_run(isolated / "src")
     x = torch.rand(2, 1, 28, 28)
     torch.testing.assert_close(loaded.model(x), net.eval()(x))
-    _train(capsys, data_dir, "--out", "tuned", "--init-from", "src")  # 10 classes: a new head
+    no_widths = ["--set", "model_kwargs={}"]  # TINY's FastNet widths: refused with --init-from
+    _train(capsys, data_dir, "--out", "tuned", "--init-from", "src", *no_widths)  # 10 classes: a new head
     meta = json.loads((isolated / "tuned" / "model.json").read_text())
     assert meta["model"] is None and meta["spec"]["name"] == "tiny" and meta["init_from_num_classes"] == 5
     tuned = load_run(isolated / "tuned")
     assert tuned.model(x).shape == (2, 10)
     assert json.loads((isolated / "tuned" / "metrics.json").read_text())["model"] == "tiny"
-    text = _train(capsys, data_dir, "--out", "tuned", "--resume", "--epochs", "2")
+    text = _train(capsys, data_dir, "--out", "tuned", "--resume", "--epochs", "2", *no_widths)
     assert "resuming" in text and load_run(isolated / "tuned").model(x).shape == (2, 10)
     assert "training tiny on" in text and "randomly initialised" not in text  # the head is restored, not new
 

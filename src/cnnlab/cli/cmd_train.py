@@ -76,6 +76,17 @@ def _fresh_settings(args: argparse.Namespace) -> dict[str, object]:
     return explicit
 
 
+def _check_resumed_recipe(asked: str | None, recorded: str, out: Path) -> None:
+    """``--resume`` keeps the run's own recipe: a different ``--recipe`` would be silently ignored."""
+    if asked is None or asked == recorded or (asked == "default" and recorded == "gpu"):  # default became gpu
+        return
+    raise ValueError(
+        f"--recipe {asked} with --resume: the run in {out} was trained with recipe {recorded!r}, and --resume "
+        f"continues it with the same settings, so --recipe {asked} would not apply. Drop --recipe to continue "
+        f"the run, or start a new run with --recipe {asked} --out NEW_DIR."
+    )
+
+
 @contextmanager
 def _warnings_as_lines() -> Iterator[None]:
     """cnnlab's warnings (e.g. skipped unreadable images) as one 'warning: ...' line, not Python's
@@ -109,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
                 "runs/. Pass the run with --out DIR."
             )
         cfg = resume_config(out).with_overrides(_explicit(args)).with_overrides(args.assignments)
+        _check_resumed_recipe(args.recipe, cfg.recipe, out)
     else:
         cfg = resolve_recipe(args.recipe or "default", _fresh_settings(args), args.assignments)
     with _warnings_as_lines():

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -124,13 +126,26 @@ class TrainConfig:
                 raise ValueError(
                     f"TrainConfig.{name} must be one of {', '.join(allowed)}; received {name}={value!r}."
                 )
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size}
+        for name in _FLOAT_FIELDS:  # nan passes every range check below (each comparison is False)
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(
+                    f"TrainConfig.{name} must be a finite number; received {name}={value!r}. Give a plain number, "
+                    f"e.g. --set {name}={_FIELDS[name].default}."
+                )
+        if not _DEVICE.fullmatch(self.device):
+            raise ValueError(
+                f"TrainConfig.device must be auto, cpu, cuda or cuda:N (a GPU index); received device={self.device!r}."
+            )
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
+                    "step_epochs": self.step_epochs}  # fmt: skip
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1; received {name}={value}.")
         ranges = {
             "label_smoothing": (self.label_smoothing, 0.0, 1.0),
             "ema_decay": (self.ema_decay, 0.0, 1.0),
+            "momentum": (self.momentum, 0.0, 1.0),  # SGD momentum or AdamW beta1: 1 or more never forgets
         }
         if not 0 < self.val_fraction < 1:
             raise ValueError(
@@ -143,11 +158,18 @@ class TrainConfig:
                 raise ValueError(
                     f"TrainConfig.{name} must lie in [{low}, {high}); received {name}={value}."
                 )
-        for name in ("lr", "weight_decay", "grad_clip", "mixup_alpha", "warmup_epochs", "limit_train"):
+        nonnegative = ("lr", "weight_decay", "grad_clip", "mixup_alpha", "warmup_epochs", "limit_train", "limit_test",
+                       "translate", "threads")  # fmt: skip
+        for name in nonnegative:
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0; received {name}={getattr(self, name)}.")
         if self.lr == 0:
             raise ValueError("TrainConfig.lr must be > 0; received lr=0. Try lr=0.1 for SGD or 1e-3 for AdamW.")
+        if self.step_gamma <= 0:
+            raise ValueError(
+                f"TrainConfig.step_gamma must be > 0: the step schedule multiplies the learning rate by it every "
+                f"step_epochs epochs; received step_gamma={self.step_gamma}. Use e.g. 0.7 (PyTorch's MNIST example)."
+            )
 
 
 def absolute_paths(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -186,6 +208,8 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
+_FLOAT_FIELDS = tuple(name for name, hint in _HINTS.items() if hint is float)
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def check_keys(values: Iterable[str], where: str) -> None:

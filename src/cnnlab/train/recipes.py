@@ -84,6 +84,8 @@ def resolve_recipe(
         close = difflib.get_close_matches(name, list(RECIPES), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}; received {name!r}.{hint}")
+    assignments = list(assignments)
+    _check_no_recipe_override(overrides, assignments)
     cfg = _apply(name, overrides, assignments)
     if cuda_available is None:
         import torch
@@ -98,6 +100,19 @@ def resolve_recipe(
     if name in CPU_RECIPES and cfg.model in WHITEN_MODELS and not cfg.init_from:
         extra.update(whiten=True)
     return _apply(name, overrides, assignments, extra) if extra else cfg
+
+
+def _check_no_recipe_override(overrides: Mapping[str, Any] | None, assignments: list[str]) -> None:
+    """``recipe`` only records where the settings came from: setting it would not apply that recipe."""
+    from cnnlab.train.config import parse_assignments
+
+    given = {**(overrides or {}), **parse_assignments(assignments)}
+    if "recipe" in given:
+        raise ValueError(
+            f"--set recipe={given['recipe']}: the recipe field only records which recipe a run's settings came "
+            "from; setting it does not apply that recipe's settings, so the run would record one recipe and train "
+            f"with another. Choose the recipe with --recipe {given['recipe']} (one of {', '.join(RECIPES)})."
+        )
 
 
 def _apply(

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,13 +135,16 @@ def _whiten_first_layer(model: nn.Module, name: str, cfg: TrainConfig, data: Run
         raise ValueError(f"whiten=true on model {name!r}: {err} Or train it: --set whiten=false.") from None
 
 
-def _output_shape(model: nn.Module, name: str, dataset: str, input_size: tuple[int, ...]) -> tuple[int, ...] | None:
+def _output_shape(
+    model: nn.Module, name: str, dataset: str, input_size: tuple[int, ...], geometry: str | None = None
+) -> tuple[int, ...] | None:
     """``model``'s output shape for one ``input_size`` image; a one-paragraph ``ValueError`` if it cannot take it.
 
     The model runs on meta tensors first (no compute). If that fails, cnnlab's hook capture names the
     failing layer, and one real forward pass in eval mode on zeros (batch-norm buffers untouched)
     decides. A forward that branches on values, which meta tensors lack, therefore still trains.
-    ``None``: the output is not one tensor, so the caller cannot check it.
+    ``None``: the output is not one tensor, so the caller cannot check it. ``geometry``: how to give this model
+    the data's geometry, where it is not ``--set model_kwargs`` (a spec file, a checkpoint).
 
     >>> _output_shape(nn.Conv2d(1, 4, 3), "tiny", "shapes", (1, 8, 8))
     (1, 4, 6, 6)
@@ -163,7 +167,7 @@ def _output_shape(model: nn.Module, name: str, dataset: str, input_size: tuple[i
         capture_hooks(meta_copy(model), tuple(input_size))
     except AnalysisError as err:
         if not data_dependent(err):
-            reason = str(err).split(" Check the --input size")[0]  # names the layer
+            reason = str(err)  # names the layer
     training = model.training
     model.eval()
     try:
@@ -175,11 +179,17 @@ def _output_shape(model: nn.Module, name: str, dataset: str, input_size: tuple[i
     finally:
         model.train(training)
     size = "x".join(str(v) for v in input_size)
+    # The analysis's advice names inspect's --input, which cnnlab train does not have: the fix follows here.
+    reason = re.split(r" Check the (?:--input size|input shape)", reason or "")[0]
+    if geometry is None:
+        geometry = (
+            f"choose a model made for {size} inputs (`cnnlab models` lists each model's design input size), give "
+            "this one the geometry the data needs through --set model_kwargs='{...}' (e.g. lenet5 takes 28x28 "
+            "with conv1_padding=2)"
+        )
     raise ValueError(
-        f"model {name!r} cannot take the {dataset!r} images ({size}): {reason} Choose a model made for "
-        f"{size} inputs (`cnnlab models` lists each model's design input size), give this one the geometry "
-        "the data needs through --set model_kwargs='{...}' (e.g. lenet5 takes 28x28 with conv1_padding=2), "
-        "or load the images at the size the model expects (folder data: --set data_opts='{\"size\": N}')."
+        f"model {name!r} cannot take the {dataset!r} images ({size}): {reason} Either {geometry}, or load the "
+        "images at the size the model expects (folder data: --set data_opts='{\"size\": N}')."
     ) from None
 
 
@@ -240,6 +250,7 @@ def build_model(
             source = load_run(cfg.init_from)
             model, src = source.model, source.meta
             source_classes = int(src["num_classes"])
+            _check_init_from_settings(cfg, dict(src.get("model_kwargs") or {}))
         name, kwargs = model_label(src), dict(src.get("model_kwargs") or {})
         spec = src.get("spec")  # a spec-built source: the spec, not a registered name, fixes the architecture
         if int(src.get("in_chans", in_chans)) != in_chans:
@@ -257,15 +268,23 @@ def build_model(
         model, spec = _spec_model(name, kwargs, data, num_classes, resumed_meta)
         name = model.name
     else:
-        from cnnlab.models import create_model
-
-        model = create_model(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
-        if cfg.zero_gamma and zero_gamma(model) == 0:
-            raise ValueError(
-                f"zero_gamma=true, but model {name!r} has no residual block with zero_init_last(); "
-                "use a residual model (e.g. resnet20, or fastnet with model_kwargs residual=true)."
-            )
-    out = _output_shape(model, name, cfg.data, data.input_size)
+        model = _create(name, kwargs, num_classes, in_chans)
+    if cfg.zero_gamma and not cfg.init_from and zero_gamma(model) == 0:
+        raise ValueError(
+            f"zero_gamma=true, but model {name!r} has no residual block whose last batch norm it can zero "
+            "(zero_init_last() or last_bn()); use a residual model (e.g. resnet20, or fastnet with model_kwargs "
+            "residual=true), or drop --set zero_gamma."
+        )
+    geometry = None  # registered models take --set model_kwargs
+    if cfg.init_from:
+        trained = "x".join(str(v) for v in meta_input) if (meta_input := src.get("input_size")) else "its size"
+        geometry = f"fine-tune on images of the size --init-from {cfg.init_from} was trained on ({trained})"
+    elif spec is not None:
+        geometry = (
+            f"give the spec {cfg.model} the geometry the data needs (its `input` and layers, e.g. padding=2 in the "
+            "first conv for 28x28 images)"
+        )
+    out = _output_shape(model, name, cfg.data, data.input_size, geometry)
     _check_output_fits_task(out, data.task, num_classes, data.input_size, name, cfg.data)
     if cfg.whiten:
         _whiten_first_layer(model, name, cfg, data)
@@ -288,6 +307,51 @@ def build_model(
     if source_classes is not None:
         meta["init_from_num_classes"] = source_classes  # != num_classes: the head was replaced
     return model, meta
+
+
+def _check_init_from_settings(cfg: TrainConfig, source_kwargs: dict[str, Any]) -> None:
+    """Settings that shape a fresh model cannot apply to one loaded with ``init_from``: refused, not ignored.
+
+    ``model_kwargs`` equal to the checkpoint's own (``source_kwargs``) describe the model that is loaded.
+    """
+    if cfg.model_kwargs and cfg.model_kwargs != source_kwargs:
+        raise ValueError(
+            f"model_kwargs={cfg.model_kwargs} cannot apply with --init-from {cfg.init_from}: the checkpoint's "
+            f"weights fix the architecture, built with model_kwargs={source_kwargs}, so these would be recorded but "
+            "not built. Drop --set model_kwargs to fine-tune the checkpoint, or drop --init-from to train a new "
+            "model with them."
+        )
+    if cfg.zero_gamma:
+        raise ValueError(
+            f"zero_gamma=true initialises a fresh model's residual blocks, but --init-from {cfg.init_from} brings "
+            "trained weights, which it would overwrite; drop --set zero_gamma (or --init-from)."
+        )
+
+
+def _create(name: str, kwargs: dict[str, Any], num_classes: int, in_chans: int) -> nn.Module:
+    """``create_model`` for the data; model_kwargs that the builder does not take are one paragraph.
+
+    >>> _create("fastnet", {"colour": 1}, 10, 1)
+    Traceback (most recent call last):
+    ValueError: model_kwargs={'colour': 1}: model 'fastnet' cannot be built with them (FastNet.__init__() got ...
+    """
+    from cnnlab.models import create_model
+
+    fixed = sorted(k for k in ("num_classes", "in_chans") if k in kwargs)
+    if fixed:
+        raise ValueError(
+            f"model_kwargs={kwargs} sets {' and '.join(fixed)}, which cnnlab train takes from the data (here "
+            f"num_classes={num_classes}, in_chans={in_chans}); drop {', '.join(fixed)} from --set model_kwargs "
+            "(for other images, change --data or its data_opts)."
+        )
+    try:
+        return create_model(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    except TypeError as err:
+        raise ValueError(
+            f"model_kwargs={kwargs}: model {name!r} cannot be built with them ({err}). Each key must be a keyword "
+            f"argument that {name!r} takes (its class in cnnlab.models documents them); fix or drop --set "
+            "model_kwargs."
+        ) from None
 
 
 def _spec_model(

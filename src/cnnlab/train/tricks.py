@@ -104,17 +104,24 @@ def reuse_freed_memory(limit_bytes: int = 1 << 30) -> bool:
 
 
 def zero_gamma(model: nn.Module) -> int:
-    """Call ``zero_init_last()`` on every block that has it (the timm convention); returns how many.
+    """Zero the last batch-norm scale of every residual block; returns how many blocks.
 
-    Zeroing the last batch-norm scale of each residual branch makes every block the identity at
-    step 0 (Goyal et al. 2017; He et al. 2019, section 3.1).
+    A block says which its last batch norm is through ``zero_init_last()`` (the timm convention) or
+    ``last_bn()`` (torchvision's ResNet blocks). Zeroing it makes every block the identity at step 0
+    (Goyal et al. 2017; He et al. 2019, section 3.1).
     """
     count = 0
     for module in model.modules():
-        init = getattr(module, "zero_init_last", None)
-        if callable(init) and module is not model:
+        if module is model:
+            continue
+        init, last_bn = getattr(module, "zero_init_last", None), getattr(module, "last_bn", None)
+        if callable(init):
             init()
-            count += 1
+        elif callable(last_bn):
+            nn.init.zeros_(last_bn().weight)
+        else:
+            continue
+        count += 1
     return count
 
 

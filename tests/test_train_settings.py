@@ -157,3 +157,19 @@ def test_a_size_mismatch_gives_train_options_not_inspects(
     text = _train(capsys, data_dir, "--model", "small.yaml", code=2)
     assert "model 'small' cannot take" in text and "--input" not in text and "model_kwargs" not in text
     assert f"give the spec {isolated / 'small.yaml'} the geometry the data needs" in text
+
+
+def test_init_from_an_autoencoder_fine_tunes_it_as_one(
+    capsys: pytest.CaptureFixture[str], data_dir: Path, isolated: Path
+) -> None:
+    """`--init-from AE_RUN` took the task from the labelled data (classification), replaced the decoder's last
+    layer by a 10-class 'head' and refused with "model 'conv_autoencoder' returns (1, 10, 28, 28)"."""
+    import shutil
+
+    _train(capsys, data_dir, "--model", "conv_autoencoder", "--out", "ae")
+    _train(capsys, data_dir, "--init-from", "ae", "--out", "tuned")
+    metrics = json.loads((isolated / "tuned" / "metrics.json").read_text())
+    assert metrics["task"] == "reconstruction" and metrics["test_mse"] > 0 and metrics["test_accuracy"] is None
+    shutil.rmtree(isolated / "ae")  # resuming takes the task from the run's own model.json
+    assert "resuming" in _train(capsys, data_dir, "--resume", "--out", "tuned", "--epochs", "2")
+    assert json.loads((isolated / "tuned" / "metrics.json").read_text())["task"] == "reconstruction"

@@ -306,7 +306,7 @@ def fit(
     if resume:  # before loading data: a changed --data is reported as such, not as a failure to build the model
         check_resume_settings(run_dir / STATE_NAME, cfg.to_dict())
     env = configure(cfg)
-    data = data or load_data(cfg)
+    data = data or load_data(cfg, resumed_meta.get("task") if resumed_meta is not None else None)
     model, meta = build_model(cfg, data, resumed_meta)
     model = model.to(env.device)
     if cfg.channels_last:

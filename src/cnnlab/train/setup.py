@@ -43,25 +43,44 @@ class RunData:
         return self.train.input_size
 
 
-def resolve_task(cfg: TrainConfig, ds: ImageDataset) -> str:
-    """``auto`` -> the model's declared task (reconstruction), else the dataset's (masks: segmentation)."""
+def resolve_task(cfg: TrainConfig, ds: ImageDataset, model_task: str | None = None) -> str:
+    """``auto`` -> the model's task if it is reconstruction, else the dataset's (masks: segmentation).
+
+    The model's task is ``model_task`` when given (a resumed run's model.json), else what the ``init_from``
+    checkpoint recorded, else what a registered model declares.
+    """
     if cfg.task != "auto":
         return cfg.task
-    if cfg.init_from is None and not is_spec_path(cfg.model):
-        from cnnlab.models import model_info
+    declared = model_task or _declared_task(cfg)
+    return "reconstruction" if declared == "reconstruction" else ds.task
 
-        declared = model_info(cfg.model).task
-        if declared == "reconstruction":
-            return declared
-    return ds.task
+
+def _declared_task(cfg: TrainConfig) -> str | None:
+    if cfg.init_from:  # an autoencoder's checkpoint fine-tunes as one (its head is no classifier to replace)
+        from cnnlab.errors import CheckpointError
+        from cnnlab.train.checkpoint import read_meta
+
+        try:
+            task = read_meta(cfg.init_from).get("task")
+        except CheckpointError:  # unreadable: build_model reports it
+            return None
+        return str(task) if task else None
+    if is_spec_path(cfg.model):
+        return None
+    from cnnlab.models import model_info
+
+    return model_info(cfg.model).task
 
 
 def _first(ds: ImageDataset, n: int) -> ImageDataset:
     return ds if n <= 0 or n >= len(ds) else ds.subset(torch.arange(n))
 
 
-def load_data(cfg: TrainConfig) -> RunData:
-    """Load the training and test splits, hold out ``val_fraction`` of training for validation."""
+def load_data(cfg: TrainConfig, model_task: str | None = None) -> RunData:
+    """Load the training and test splits, hold out ``val_fraction`` of training for validation.
+
+    ``model_task``: the task the model was trained for, where the run already has one (``--resume``).
+    """
     full = _first(load_dataset(cfg.data, "train", cfg.data_dir, **cfg.data_opts), cfg.limit_train)
     test = _first(load_dataset(cfg.data, "test", cfg.data_dir, **cfg.data_opts), cfg.limit_test)
     side = min(full.input_size[1:])
@@ -72,7 +91,7 @@ def load_data(cfg: TrainConfig) -> RunData:
             f"{side} or more leaves nothing of them; received translate={cfg.translate}. Use e.g. 1-4 (the "
             "default recipe uses 1)."
         )
-    task = resolve_task(cfg, full)
+    task = resolve_task(cfg, full, model_task)
     if task == "classification":
         _check_two_classes(full, cfg)
     train, val = _split(full, cfg)

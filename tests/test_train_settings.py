@@ -173,3 +173,19 @@ def test_init_from_an_autoencoder_fine_tunes_it_as_one(
     shutil.rmtree(isolated / "ae")  # resuming takes the task from the run's own model.json
     assert "resuming" in _train(capsys, data_dir, "--resume", "--out", "tuned", "--epochs", "2")
     assert json.loads((isolated / "tuned" / "metrics.json").read_text())["task"] == "reconstruction"
+
+
+def test_init_from_with_other_channels_suggests_data_opts_only_for_folders(
+    capsys: pytest.CaptureFixture[str], data_dir: Path, isolated: Path
+) -> None:
+    """An RGB checkpoint onto Fashion-MNIST advised --set data_opts='{"grayscale": false}', which the IDX loader
+    refuses ("does not take the option(s) grayscale")."""
+    from cnnlab.models import from_spec
+    from cnnlab.train.checkpoint import save_model
+
+    net = from_spec({"name": "rgb", "input": [3, 28, 28], "layers": [{"conv": 4}, "flatten", {"linear": 10}]})
+    save_model(net, {"model": None, "spec": net.spec, "num_classes": 10, "in_chans": 3,
+                     "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3}}, isolated / "src")  # fmt: skip
+    text = _train(capsys, data_dir, "--init-from", "src", "--out", "tuned", code=2)
+    assert "that model takes 3-channel images but 'fashion-mnist' has 1-channel images" in text
+    assert "data_opts" not in text and "Fine-tune it on 3-channel data (--data)" in text

@@ -273,11 +273,15 @@ def build_model(
         name, kwargs = model_label(src), dict(src.get("model_kwargs") or {})
         spec = src.get("spec")  # a spec-built source: the spec, not a registered name, fixes the architecture
         if int(src.get("in_chans", in_chans)) != in_chans:
+            wanted = int(src.get("in_chans", in_chans))
+            if cfg.data.startswith("folder:") and wanted in (1, 3):  # only image folders take grayscale=
+                fix = (f"Load the data as {'grayscale' if wanted == 1 else 'RGB'} (--set data_opts='{{\"grayscale\": "
+                       f"{str(wanted == 1).lower()}}}').")  # fmt: skip
+            else:
+                fix = f"Fine-tune it on {wanted}-channel data (--data), or drop --init-from to train a new model."
             raise ValueError(
-                f"--init-from {cfg.init_from}: that model takes {src.get('in_chans')}-channel images but "
-                f"{cfg.data!r} has {in_chans}-channel images. Load the data as "
-                f"{'grayscale' if src.get('in_chans') == 1 else 'RGB'} (--set data_opts='{{\"grayscale\": "
-                f"{str(src.get('in_chans') == 1).lower()}}}')."
+                f"--init-from {cfg.init_from}: that model takes {wanted}-channel images but {cfg.data!r} has "
+                f"{in_chans}-channel images. {fix}"
             )
         if resumed_meta is None and source_classes != num_classes:
             model.reset_classifier(num_classes)  # type: ignore[operator]

@@ -274,3 +274,28 @@ def test_train_takes_a_spec_file_as_model(capsys: pytest.CaptureFixture[str], da
     assert not (isolated / "rgb").exists()
     assert main([*base, "--model", "rgb.json", "--set", 'model_kwargs={"widths": [4]}', "--out", "kw"]) == 2
     assert "a spec file fixes the whole architecture, so it takes no model_kwargs" in capsys.readouterr().err
+
+
+def test_a_signal_after_an_epochs_last_step_stops_the_run(data_dir: Path, isolated: Path) -> None:
+    """Ctrl-C during an epoch's evaluation or checkpoint set the stop request, but nothing read it again: the run
+    went on to the test split after the last epoch and exited 0 (test_train_resume's Ctrl-C test failed so, rarely,
+    when its signal came late under load)."""
+    import os
+    import signal
+
+    from cnnlab.errors import TrainingInterrupted
+    from cnnlab.train.loop import Hooks
+
+    cfg = TrainConfig(data_dir=str(data_dir), model_kwargs={"widths": [4, 8, 8, 16]}, epochs=2, batch_size=32,
+                      threads=1, precision="fp32", progress="none")  # fmt: skip
+
+    def ctrl_c_at_the_last_epoch_end(state: object, record: dict[str, object]) -> None:
+        if record["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs at once: after the last epoch's checkpoint
+
+    with pytest.raises(TrainingInterrupted) as stopped:
+        fit(cfg, isolated / "run", hooks=Hooks(on_epoch_end=[ctrl_c_at_the_last_epoch_end]))
+    assert stopped.value.signum == signal.SIGINT
+    assert not (isolated / "run" / "metrics.json").exists()  # stopped before the test split
+    assert len((isolated / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert fit(cfg, isolated / "run", resume=True).metrics["epochs"] == 2  # resuming scores the test split

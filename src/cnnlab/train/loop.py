@@ -394,14 +394,7 @@ def fit(
                     if interrupt["stop"]:
                         state.rank_aug_states = gather_states(state.aug_generator.get_state(), env.dist)
                         run.save_interrupted(state, config)
-                        progress.close()
-                        if env.dist.is_main:  # said whatever the progress mode: the user must see it
-                            print(
-                                f"interrupted at step {state.step} (epoch {epoch + 1}, batch {state.batch}); "
-                                f"the training state is saved in {run.state_path}. Continue with: "
-                                f"{resume_command(env.dist.world_size, run.dir)}",
-                                file=sys.stderr, flush=True,
-                            )  # fmt: skip
+                        _stopped(f"at step {state.step} (epoch {epoch + 1}, batch {state.batch})", run, env, progress)
                         raise TrainingInterrupted(interrupt["signum"])
                 # -- eval
                 if env.dist.enabled:  # replicas agree on batch-norm statistics before eval and checkpoint
@@ -428,6 +421,11 @@ def fit(
                 progress.epoch_end(epoch + 1, {k: v for k, v in record.items() if k not in ("epoch", "lr")})
                 for hook in hooks.on_epoch_end:
                     hook(state, record)
+                # a signal during this epoch's evaluation or checkpoint (after its last step): stop here too, with
+                # everything saved, rather than go on to the next epoch or the test split as if none came
+                if sum_over_ranks([float(interrupt["stop"])], env.dist)[0] > 0:
+                    _stopped(f"after epoch {epoch + 1} (step {state.step}), its checkpoint written", run, env, progress)
+                    raise TrainingInterrupted(interrupt["signum"])
         # -- final number: the test split, touched once
         test = evaluate(state.eval_model, data.test, data, cfg, env)
         metrics = _final_metrics(cfg, env, data, meta, state, test, time.perf_counter() - started)
@@ -439,6 +437,17 @@ def fit(
     finally:
         progress.close()
         cleanup(env.dist)
+
+
+def _stopped(where: str, run: RunFiles, env: Env, progress: Progress) -> None:
+    """Say where a run stopped on Ctrl-C or SIGTERM and how to continue it (the state is already saved)."""
+    progress.close()
+    if env.dist.is_main:  # said whatever the progress mode: the user must see it
+        print(
+            f"interrupted {where}; the training state is saved in {run.state_path}. Continue with: "
+            f"{resume_command(env.dist.world_size, run.dir)}",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
 
 
 def _new_head_note(cfg: TrainConfig, meta: dict[str, Any], model: nn.Module) -> str | None:

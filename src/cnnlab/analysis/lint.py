@@ -15,6 +15,7 @@ from cnnlab.analysis import nodes as K
 from cnnlab.analysis.capture import Graph, Node
 from cnnlab.analysis.receptive import RFState
 from cnnlab.analysis.report import LintWarning, ModelReport
+from cnnlab.arith._norm import axis_names
 
 RULES: dict[str, str] = {
     "bias-before-bn": "a conv/linear bias right before BatchNorm is cancelled by BN's mean subtraction",
@@ -70,6 +71,16 @@ def bias_before_bn(graph: Graph, users: list[list[int]]) -> Iterator[LintWarning
                 )
 
 
+# what one step along each named spatial axis is, for messages ("2 rows", not "2 along axis 0")
+_UNITS = {"H": "row", "W": "column", "D": "slice", "L": "position"}
+
+
+def _axis(nd: int, axis: int) -> tuple[str, str]:
+    """The name of spatial axis ``axis`` (H, W, D or L) and what its units are called."""
+    name = axis_names(nd)[axis]
+    return name, _UNITS.get(name, "position")
+
+
 def unread_border(graph: Graph) -> Iterator[LintWarning]:
     for node, sp in _windowed(graph):
         g = node.geometry
@@ -81,8 +92,12 @@ def unread_border(graph: Graph) -> Iterator[LintWarning]:
                 continue
             real = max(0, r - pr)
             level = "warning" if real else "info"
+            name, unit = _axis(graph.ndim, axis)
+            ke = d * (k - 1) + 1
+            skips = f"; the {ke}-pixel window with stride {s} also skips {s - ke} {unit}(s) between windows"
+            gaps = skips if ke < s else ""
             what = (
-                f"{real} input row(s)/column(s) are never read"
+                f"the last {real} input {unit}(s) are never read{gaps}"
                 if real
                 else (
                     f"only padding is skipped, so the effective padding is ({pl}, {pr - r}), not ({pl}, {pr})"
@@ -92,7 +107,7 @@ def unread_border(graph: Graph) -> Iterator[LintWarning]:
                 "unread-border",
                 level,
                 node.name,
-                f"axis {axis}: (n + pl + pr - d(k-1) - 1) mod s = ({n} + {pl} + {pr} - "
+                f"{name}: (n + pl + pr - d(k-1) - 1) mod s = ({n} + {pl} + {pr} - "
                 f"{d * (k - 1)} - 1) mod {s} = {r}: {what}",
             )
             break
@@ -191,7 +206,7 @@ def map_smaller_than_kernel(graph: Graph) -> Iterator[LintWarning]:
                     "map-smaller-than-kernel",
                     "error",
                     node.name,
-                    f"axis {axis}: the {n}-pixel map is smaller than the {ke}-pixel kernel and {dead} "
+                    f"{_axis(nd, axis)[0]}: the {n}-pixel map is smaller than the {ke}-pixel kernel and {dead} "
                     f"of its {k} taps only ever read padding, so their weights never learn; use a "
                     "smaller kernel or downsample less",
                 )
@@ -200,7 +215,7 @@ def map_smaller_than_kernel(graph: Graph) -> Iterator[LintWarning]:
                     "map-smaller-than-kernel",
                     "warning",
                     node.name,
-                    f"axis {axis}: the {n}-pixel map is smaller than the {ke}-pixel kernel; most "
+                    f"{_axis(nd, axis)[0]}: the {n}-pixel map is smaller than the {ke}-pixel kernel; most "
                     "taps read padding",
                 )
             break

@@ -102,44 +102,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True, parser_class=_ExplainParser)
     raw = argparse.RawDescriptionHelpFormatter
 
-    conv = sub.add_parser(
-        "conv", help="a convolution, window by window", epilog=EXAMPLES, formatter_class=raw
-    )
+    text = "a convolution, window by window"
+    conv = sub.add_parser("conv", help=text, description=text, epilog=EXAMPLES, formatter_class=raw)
     _add_matrix_ops(
         conv,
         'matrix "1 0; 0 1", | between channels, || between filters, or @FILE (for a one-channel input, '
         '"1 0; 0 1 | 0 1; 1 0" is two filters)',
     )
-    conv.add_argument("--padding", default="0", help="int, H,W, top,bottom,left,right, same or valid")
+    conv.add_argument("--padding", default="0", help="int, H,W, top,bottom,left,right, same or valid (default 0)")
     conv.add_argument("--dilation", default="1", help="int or H,W (default 1)")
-    conv.add_argument("--padding-mode", choices=["zeros", "reflect", "replicate"], default="zeros")
-    conv.add_argument("--groups", type=int, default=1, help="split channels and filters into groups")
-    conv.add_argument("--bias", default="0", help="one number, or one per filter separated by commas")
+    conv.add_argument(
+        "--padding-mode", choices=["zeros", "reflect", "replicate"], default="zeros",
+        help="what the padding holds (default zeros)",
+    )  # fmt: skip
+    conv.add_argument("--groups", type=int, default=1, help="split channels and filters into groups (default 1)")
+    conv.add_argument("--bias", default="0", help="one number, or one per filter separated by commas (default 0)")
     conv.add_argument(
         "--flip",
         action="store_true",
         help="textbook convolution (kernel rotated 180 degrees), not cross-correlation",
     )
 
-    pool = sub.add_parser("pool", help="max / average / sum pooling, window by window", epilog=EXAMPLES,
-                          formatter_class=raw)  # fmt: skip
+    text = "max / average / sum pooling, window by window"
+    pool = sub.add_parser("pool", help=text, description=text, epilog=EXAMPLES, formatter_class=raw)
     _add_matrix_ops(pool, "window size: int or H,W", "int or H,W (default: the window size, as in PyTorch)")
     pool.set_defaults(stride=None)
-    pool.add_argument("--padding", default="0", help="int or H,W (at most half the window)")
-    pool.add_argument("--mode", choices=["max", "avg", "sum"], default="max")
+    pool.add_argument("--padding", default="0", help="int or H,W (at most half the window; default 0)")
+    pool.add_argument("--mode", choices=["max", "avg", "sum"], default="max", help="(default max)")
     pool.add_argument("--ceil-mode", action="store_true", help="keep a last partial window (PyTorch's rule)")
 
-    tr = sub.add_parser("transposed", help="a transposed convolution as zero insertion + convolution",
-                        epilog=EXAMPLES, formatter_class=raw)  # fmt: skip
+    text = "a transposed convolution as zero insertion + convolution"
+    tr = sub.add_parser("transposed", help=text, description=text, epilog=EXAMPLES, formatter_class=raw)
     _add_matrix_ops(
         tr,
         'matrix "1 1; 1 1", | between input channels, or @FILE; for several filters PyTorch\'s order '
         "(C_in, F): || between input channels, | between filters (so for a one-channel input | separates "
         "filters)",
     )
-    tr.add_argument("--padding", default="0", help="int or H,W")
-    tr.add_argument("--output-padding", default="0", help="int or H,W (smaller than stride or dilation)")
-    tr.add_argument("--dilation", default="1", help="int or H,W")
+    tr.add_argument("--padding", default="0", help="int or H,W: rows/columns cropped from each side (default 0)")
+    tr.add_argument("--output-padding", default="0", help="int or H,W (smaller than stride or dilation; default 0)")
+    tr.add_argument("--dilation", default="1", help="int or H,W (default 1)")
 
     for name, text in (
         ("shape", "output shape of every layer of a stack, with the size formula"),

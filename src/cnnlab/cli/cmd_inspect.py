@@ -11,8 +11,14 @@ HELP = "Per-layer shapes, parameters, MACs, activation memory and receptive fiel
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="TARGET", help="registered model name, spec file, or file.py:factory")
     parser.add_argument("--input", default=None, help="input size C,H,W (default: the model's declared size)")
-    parser.add_argument("--format", default="text", choices=["text", "md", "json", "csv"], help="output format")
-    parser.add_argument("--depth", type=int, default=None, help="fold modules nested deeper than N levels")
+    parser.add_argument(
+        "--format", default="text", choices=["text", "md", "json", "csv"], help="output format (default text)"
+    )
+    parser.add_argument(
+        "--depth", type=int, default=None,
+        help="fold modules nested deeper than N levels into one row each (0: top-level modules only; "
+        "default: every layer; text, md and csv only)",
+    )  # fmt: skip
 
 
 def resolve(args: argparse.Namespace) -> tuple[object, str, tuple[int, ...]]:

@@ -48,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="only rows of this model")
     parser.add_argument("--machine", default="current",
                         help="current (default), all (grouped by machine) or a fingerprint id prefix")  # fmt: skip
-    parser.add_argument("--format", choices=["text", "csv", "json", "md"], default="text", help="output format")
+    parser.add_argument(
+        "--format", choices=["text", "csv", "json", "md"], default="text", help="output format (default text)"
+    )
 
 
 def _cell(value: Any, spec: str) -> str:

@@ -11,7 +11,7 @@ HELP = "Design warnings for a model (exit code 1 if any has level error)."
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="TARGET", help="registered model name, spec file, or file.py:factory")
     parser.add_argument("--input", default=None, help="input size C,H,W (default: the model's declared size)")
-    parser.add_argument("--format", default="text", choices=["text", "json"], help="output format")
+    parser.add_argument("--format", default="text", choices=["text", "json"], help="output format (default text)")
 
 
 def run(args: argparse.Namespace) -> int:

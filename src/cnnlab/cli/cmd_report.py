@@ -12,7 +12,9 @@ HELP = "Write a self-contained HTML report of a run: architecture, lint, curves,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `cnnlab train`")
     parser.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html)")
-    parser.add_argument("--max-images", type=int, default=500, help="test images evaluated for the examples")
+    parser.add_argument(
+        "--max-images", type=int, default=500, help="test images evaluated for the examples (default 500)"
+    )
     parser.add_argument(
         "--db", help="leaderboard database whose rows the report shows (default: the one `cnnlab bench --record` uses)"
     )

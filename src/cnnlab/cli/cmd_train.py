@@ -23,13 +23,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Every default is None so that --resume can tell which options were given explicitly.
     parser.add_argument(
         "--model",
-        help="registered model name (default: fastnet), or a spec file (.toml/.yaml/.json; its last linear layer "
-        "is resized to the data's class count)",
+        help="registered model name (default: fastnet; unet for --recipe segmentation), or a spec file "
+        "(.toml/.yaml/.json; its last linear layer is resized to the data's class count)",
     )
-    parser.add_argument("--data", help="fashion-mnist | mnist | cifar10 | cifar100 | folder:PATH | shapes | rot-NAME")
-    parser.add_argument("--epochs", type=int, help="number of passes over the training data")
     parser.add_argument(
-        "--recipe", help="named set of settings: default, long, quick, pytorch-mnist, segmentation, gpu"
+        "--data",
+        help="fashion-mnist | mnist | cifar10 | cifar100 | folder:PATH | shapes | rot-NAME (default: fashion-mnist; "
+        "shapes for --recipe segmentation); files not found on disk are downloaded",
+    )
+    parser.add_argument(
+        "--epochs", type=int, help="number of passes over the training data (default: the recipe's; 8 for default)"
+    )
+    parser.add_argument(
+        "--recipe",
+        help="named set of settings (without --recipe, default; it becomes gpu when CUDA is available): "
+        "default, long, quick, pytorch-mnist, segmentation, gpu",
     )
     parser.add_argument("--out", help="run directory (default: runs/<timestamp>-<model>)")
     parser.add_argument(
@@ -41,11 +49,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true",
         help="--out holds a run already: delete it (weights, metrics, report, pictures) and train a new one there",
     )
-    parser.add_argument("--seed", type=int, help="random seed (weights, split, shuffling, augmentation)")
-    parser.add_argument("--data-dir", help="folder holding the dataset files")
+    parser.add_argument("--seed", type=int, help="random seed (weights, split, shuffling, augmentation; default 0)")
+    parser.add_argument(
+        "--data-dir",
+        help="folder holding the dataset files (default: $CNNLAB_DATA, ~/.cache/cnnlab, /usr/share/datasets)",
+    )
     parser.add_argument("--init-from", help="run directory or .safetensors to start from (transfer learning)")
-    parser.add_argument("--freeze", choices=["features", "none"], help="train only the head (features) or all")
-    parser.add_argument("--limit-train", type=int, help="use only the first N training images (quick runs)")
+    parser.add_argument(
+        "--freeze", choices=["features", "none"], help="features: train only the head; none (default): train all"
+    )
+    parser.add_argument(
+        "--limit-train", type=int,
+        help="use only the first N training images (quick runs; --set limit_test=N limits the test images)",
+    )  # fmt: skip
     parser.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
     parser.add_argument("--compile", action="store_true", help="run the training step through torch.compile")
     parser.add_argument(

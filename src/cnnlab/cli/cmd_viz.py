@@ -43,7 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("filters", help="grid of a conv layer's kernels (default: the first layer)")
     p.add_argument("model", metavar="MODEL_OR_RUN", help=_TARGET_HELP)
     p.add_argument("--layer", help="name of a Conv2d layer (default: the first)")
-    p.add_argument("--mode", default="auto", choices=["auto", "rgb", "channels"], help="tile per filter or per channel")
+    p.add_argument(
+        "--mode", default="auto", choices=["auto", "rgb", "channels"],
+        help="tile per filter or per channel (default auto)",
+    )  # fmt: skip
     p.add_argument("--out", help="PNG file (default: RUN/viz/filters-LAYER.png or ./filters-LAYER.png)")
 
     p = sub.add_parser("features", help="feature maps of one image, before and after each activation")
@@ -62,8 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="IMG", help=_IMAGE_HELP)
     p.add_argument("--data-dir", metavar="DIR", help=_DATA_DIR_HELP)
     p.add_argument(
-        "--kernels", nargs="+", metavar="NAME", help="vertical horizontal sobel_x ... laplacian (default: 6)"
-    )
+        "--kernels", nargs="+", metavar="NAME",
+        help="kernels to apply, any of vertical horizontal sobel_x sobel_y scharr_x scharr_y prewitt_x prewitt_y "
+        "laplacian (default: the first six)",
+    )  # fmt: skip
     p.add_argument("--out", help="PNG file (default: ./edges.png)")
 
     p = sub.add_parser("rf", help="theoretical and effective receptive field of one unit, side by side")

@@ -144,6 +144,22 @@ def test_zero_gamma_on_a_spec_without_such_blocks_is_refused(
     assert "zero_gamma=true, but model 'tiny' has no residual block" in text
 
 
+def test_zero_gamma_zeroes_a_spec_residual_body_that_ends_in_batch_norm() -> None:
+    """A spec's residual blocks had no zero_init_last(), so zero_gamma=true was refused for every spec model."""
+    from cnnlab.models import from_spec
+    from cnnlab.train.tricks import zero_gamma
+
+    def spec(body: list[object]) -> dict[str, object]:
+        return {"input": [4, 6, 6], "layers": [{"residual": {"body": body}, "act": "relu"}]}
+
+    net = from_spec(spec([{"conv": 4, "padding": 1, "bias": False}, "bn", "relu", {"conv": 4, "padding": 1}, "bn"]))
+    assert zero_gamma(net) == 1
+    x = torch.randn(2, 4, 6, 6)
+    torch.testing.assert_close(net.eval()(x), torch.relu(x))  # the block starts as relu(shortcut): the identity
+    ends_in_conv = from_spec(spec([{"conv": 4, "padding": 1}, "bn", "relu", {"conv": 4, "padding": 1}]))
+    assert zero_gamma(ends_in_conv) == 0  # zeroing the inner batch norm would not silence the body
+
+
 def test_a_size_mismatch_gives_train_options_not_inspects(
     capsys: pytest.CaptureFixture[str], data_dir: Path, isolated: Path
 ) -> None:

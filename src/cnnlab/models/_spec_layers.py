@@ -45,6 +45,17 @@ class Residual(nn.Module):
         out: torch.Tensor = self.act(self.body(x) + self.shortcut(x))
         return out
 
+    def zero_init_last(self) -> bool:
+        """Zero the scale of the body's last layer when it is a batch norm, so that the block starts as its
+        shortcut (the "zero gamma" trick, ``zero_gamma=true``); False, and nothing changed, for a body that
+        ends otherwise (a conv: zeroing an earlier batch norm would not silence the body)."""
+        layers = list(self.body.children()) if isinstance(self.body, nn.Sequential) else [self.body]
+        last = layers[-1] if layers else None
+        if not (isinstance(last, nn.modules.batchnorm._BatchNorm) and last.weight is not None):
+            return False
+        nn.init.zeros_(last.weight)
+        return True
+
 
 class Concat(nn.Module):
     """Runs every branch (children ``branch1``, ``branch2``, ...) on the input; concatenates along channels."""

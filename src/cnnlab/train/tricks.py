@@ -116,7 +116,8 @@ def zero_gamma(model: nn.Module) -> int:
             continue
         init, last_bn = getattr(module, "zero_init_last", None), getattr(module, "last_bn", None)
         if callable(init):
-            init()
+            if init() is False:  # a block with no last batch norm to zero (a spec body that ends in a conv)
+                continue
         elif callable(last_bn):
             nn.init.zeros_(last_bn().weight)
         else:

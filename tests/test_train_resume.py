@@ -54,8 +54,8 @@ def _run(root: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]
     return done
 
 
-def _start_and_signal(root: Path, out: Path, sig: signal.Signals, *extra: str) -> subprocess.Popen[str]:
-    """Start a run and send ``sig`` as soon as its first epoch is recorded in metrics.jsonl."""
+def _start_and_signal(root: Path, out: Path, sig: signal.Signals, *extra: str) -> tuple[int, str]:
+    """Start a run, send ``sig`` once its first epoch is recorded in metrics.jsonl; its exit code and stderr."""
     proc = subprocess.Popen(
         _command(root, out, *extra), env=_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -66,8 +66,8 @@ def _start_and_signal(root: Path, out: Path, sig: signal.Signals, *extra: str) -
         assert time.monotonic() < deadline, "no epoch finished within 90 s"
         time.sleep(0.01)
     proc.send_signal(sig)
-    proc.wait(timeout=60)
-    return proc
+    _, stderr = proc.communicate(timeout=60)  # reads and closes the pipes
+    return proc.returncode, stderr
 
 
 def _comparable(run_dir: Path) -> dict[str, object]:
@@ -106,8 +106,8 @@ def reference(workdir: Path) -> dict[str, object]:
 
 def test_sigkill_mid_epoch_then_resume_is_bit_exact(workdir: Path, reference: dict[str, object]) -> None:
     out = workdir / "killed"
-    proc = _start_and_signal(workdir, out, signal.SIGKILL)
-    assert proc.returncode == -signal.SIGKILL
+    code, _ = _start_and_signal(workdir, out, signal.SIGKILL)
+    assert code == -signal.SIGKILL
     done = _assert_every_file_is_whole(out)
     assert 1 <= done < EPOCHS, f"the kill came too late to test anything (after epoch {done})"
     assert len((out / "metrics.jsonl").read_text().splitlines()) == done
@@ -128,9 +128,8 @@ def test_ctrl_c_or_sigterm_saves_the_state_and_says_how_to_resume(
     # SIGTERM is what `kill`, `docker stop` and a scheduler's pre-emption send: it used to end the run
     # at once, losing the epoch in progress.
     out = workdir / f"interrupted-{sig.name}"
-    proc = _start_and_signal(workdir, out, sig)
-    stderr = proc.stderr.read() if proc.stderr else ""
-    assert proc.returncode == 128 + sig, stderr  # as a shell reports the signal: 130 for Ctrl-C, 143 for SIGTERM
+    code, stderr = _start_and_signal(workdir, out, sig)
+    assert code == 128 + sig, stderr  # as a shell reports the signal: 130 for Ctrl-C, 143 for SIGTERM
     assert "\ninterrupted\n" not in stderr  # the run's own message says it all (a bare 'interrupted' followed it)
     assert f"Continue with: cnnlab train --resume --out {out}" in stderr
     _, info = load_train_state(out / STATE_NAME)
@@ -192,8 +191,8 @@ def test_resume_of_a_fine_tuning_run_does_not_need_its_source_any_more(
     whole = workdir / "finetune-whole"
     _run(workdir, whole, "--init-from", str(source))
     out = workdir / "finetune-stopped"
-    proc = _start_and_signal(workdir, out, signal.SIGINT, "--init-from", str(source))
-    assert proc.returncode == 130, proc.stderr.read() if proc.stderr else ""
+    code, stderr = _start_and_signal(workdir, out, signal.SIGINT, "--init-from", str(source))
+    assert code == 130, stderr
     _, info = load_train_state(out / STATE_NAME)
     assert info["epoch"] < EPOCHS
     early = workdir / "finetune-stopped-in-epoch-1"  # no model.json of its own: the source is still needed

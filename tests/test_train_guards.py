@@ -15,14 +15,12 @@ import pytest
 from PIL import Image
 
 from _idx_files import write_striped_mnist
+from _train_cli import TINY, WIDTHS, isolate, run_train
 from cnnlab.cli.main import main
 from cnnlab.data import load_dataset
 from cnnlab.train.checkpoint import load_run
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.loop import fit
-
-TINY = ["--no-report", "--epochs", "1", "--set", 'model_kwargs={"widths": [4, 8, 8, 16]}', "--set", "batch_size=32",
-        "--set", "threads=1", "--set", "precision=fp32", "--set", "progress=plain"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +30,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CNNLAB_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return isolate(monkeypatch, tmp_path)
 
 
 def _train(capsys: pytest.CaptureFixture[str], data_dir: Path, *argv: str, code: int = 0) -> str:
-    """Run ``cnnlab train`` on the synthetic set; assert the exit code; return stderr as one line of words."""
-    got = main(["train", "--data", "fashion-mnist", "--data-dir", str(data_dir), *TINY, *argv])
-    err = capsys.readouterr().err
-    assert got == code, err
-    if code == 2:
-        assert err.startswith("error: ") and "Traceback" not in err and "\n\n" not in err.strip()
-    return " ".join(err.split())
+    return run_train(capsys, data_dir, *TINY, *WIDTHS, *argv, code=code)
 
 
 def _png_folder(root: Path, classes: tuple[str, ...], per_class: int = 10) -> Path:
@@ -250,9 +239,7 @@ def test_train_takes_a_spec_file_as_model(capsys: pytest.CaptureFixture[str], da
     'net.yaml' is not registered")."""
     import torch
 
-    plain = TINY[:3] + TINY[5:]  # without FastNet's model_kwargs
-    assert not any("model_kwargs" in a for a in plain)
-    base = ["train", "--data", "fashion-mnist", "--data-dir", str(data_dir), *plain]
+    base = ["train", "--data", "fashion-mnist", "--data-dir", str(data_dir), *TINY]  # no FastNet model_kwargs
     layers = '[{conv: 4, kernel: 3}, relu, {maxpool: 2}, flatten, {linear: 5}]'
     (isolated / "tiny.yaml").write_text(f"name: tiny\ninput: [1, 28, 28]\nlayers: {layers}\n")
     assert main([*base, "--model", "tiny.yaml", "--out", "run"]) == 0, capsys.readouterr().err

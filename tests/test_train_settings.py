@@ -14,12 +14,8 @@ import pytest
 import torch
 
 from _idx_files import write_striped_mnist
-from cnnlab.cli.main import main
+from _train_cli import TINY, WIDTHS, isolate, run_train
 from cnnlab.train.config import TrainConfig
-
-TINY = ["--no-report", "--epochs", "1", "--set", "batch_size=32", "--set", "threads=1", "--set", "precision=fp32",
-        "--set", "progress=plain"]  # fmt: skip
-WIDTHS = ["--set", 'model_kwargs={"widths": [4, 8, 8, 16]}']
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +25,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CNNLAB_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return isolate(monkeypatch, tmp_path)
 
 
 def _train(capsys: pytest.CaptureFixture[str], data_dir: Path, *argv: str, code: int = 0) -> str:
-    """Run ``cnnlab train`` on the synthetic set; assert the exit code; return stderr as one line of words."""
-    got = main(["train", "--data", "fashion-mnist", "--data-dir", str(data_dir), *TINY, *argv])
-    err = capsys.readouterr().err
-    assert got == code, err
-    if code == 2:
-        assert err.startswith("error: ") and "Traceback" not in err and "\n\n" not in err.strip()
-    return " ".join(err.split())
+    return run_train(capsys, data_dir, *TINY, *argv, code=code)
 
 
 @pytest.mark.parametrize(

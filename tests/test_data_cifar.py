@@ -19,13 +19,7 @@ from cnnlab.data import load_dataset
 from cnnlab.data.cifar import CIFAR10, CIFAR10_CLASSES, load_cifar
 from cnnlab.errors import DataError
 
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CNNLAB_DATA", raising=False)
-    monkeypatch.delenv("CNNLAB_MIRROR", raising=False)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("isolated")  # conftest: a private cache, no $CNNLAB_DATA/$CNNLAB_MIRROR
 
 
 def records(labels: np.ndarray, images: np.ndarray) -> bytes:

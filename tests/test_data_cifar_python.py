@@ -18,13 +18,7 @@ from cnnlab.data import load_dataset
 from cnnlab.data.cifar import CIFAR10, CIFAR10_CLASSES, CIFAR100
 from cnnlab.errors import DataError
 
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CNNLAB_DATA", raising=False)
-    monkeypatch.delenv("CNNLAB_MIRROR", raising=False)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("isolated")  # conftest: a private cache, no $CNNLAB_DATA/$CNNLAB_MIRROR
 
 
 class _Python2Pickler(pickle._Pickler):  # the pure-Python pickler, whose dispatch table can be extended

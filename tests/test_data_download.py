@@ -54,12 +54,6 @@ def _serve(mode: str, body: bytes = BODY) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CNNLAB_DATA", raising=False)
-    monkeypatch.delenv("CNNLAB_MIRROR", raising=False)
-    return tmp_path
 
 
 def test_a_connection_closed_half_way_is_not_kept_even_without_a_checksum(isolated: Path) -> None:

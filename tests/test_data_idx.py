@@ -50,13 +50,6 @@ def write_small_mnist(folder: Path, n_train: int = 12, n_test: int = 5, seed: in
     return out
 
 
-@pytest.fixture
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """A private user cache and no $CNNLAB_DATA / $CNNLAB_MIRROR from the environment."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CNNLAB_DATA", raising=False)
-    monkeypatch.delenv("CNNLAB_MIRROR", raising=False)
-    return tmp_path
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

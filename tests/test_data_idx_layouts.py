@@ -13,14 +13,6 @@ from cnnlab.data import load_dataset
 from cnnlab.errors import DataError
 
 
-@pytest.fixture
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CNNLAB_DATA", raising=False)
-    monkeypatch.setenv("CNNLAB_MIRROR", "http://127.0.0.1:9/")  # port 9 (discard): never a download
-    return tmp_path
-
-
 def _write(folder: Path, names: dict[str, str], gz: bool) -> tuple[np.ndarray, np.ndarray]:
     """Training images and labels under the given file names (gzip or raw); returns what was written."""
     rng = np.random.default_rng(0)

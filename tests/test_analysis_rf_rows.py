@@ -111,7 +111,7 @@ VGG16 = "; ".join(
 @pytest.mark.parametrize(
     ("model", "size", "spec", "fc"),
     [
-        ("alexnet_original", 227, ALEXNET + "; fc 4096", "classifier.1"),
+        ("alexnet_original", 227, ALEXNET + "; fc 4096", "classifier.0"),
         ("vgg16", 224, VGG16 + "; fc 4096", "classifier.0"),
         ("vgg16_cifar", 32, VGG16 + "; gap; fc 10", "classifier.0"),
     ],

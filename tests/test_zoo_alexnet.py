@@ -77,3 +77,12 @@ def test_parameter_counts() -> None:
 def test_one_tower_accepts_other_sizes_and_grey_input() -> None:
     model = create_model("alexnet", in_chans=1, num_classes=10, width_mult=1 / 16).eval()
     assert model(torch.randn(2, 1, 96, 96)).shape == (2, 10)
+
+
+def test_dropout_sits_where_each_layout_puts_it() -> None:
+    """The paper (and its Caffe model) drops the outputs of fc6 and fc7; torchvision drops their inputs.
+    alexnet_original used torchvision's order."""
+    kinds = {name: [type(m).__name__ for m in create_model(name, width_mult=1 / 16).classifier]
+             for name in ("alexnet_original", "alexnet")}  # fmt: skip
+    assert kinds["alexnet_original"] == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+    assert kinds["alexnet"] == ["Dropout", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]

@@ -80,16 +80,12 @@ class AlexNet(nn.Module):
         self.num_features = c5
         hidden = _scaled(4096, width_mult)
         self.avgpool = nn.AdaptiveAvgPool2d(6)
-        # torchvision's order (dropout before fc6 and fc7) so its state dicts load unchanged.
-        self.classifier = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(c5 * 6 * 6, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, num_classes),
-        )
+        fc6, fc7 = nn.Linear(c5 * 6 * 6, hidden), nn.Linear(hidden, hidden)
+        if two_tower:  # the paper's (Caffe's) order: dropout on the outputs of fc6 and fc7 (fc6 -> relu -> drop)
+            layers = [fc6, nn.ReLU(inplace=True), nn.Dropout(dropout), fc7, nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        else:  # torchvision's order (dropout before fc6 and fc7), so its state dicts load unchanged
+            layers = [nn.Dropout(dropout), fc6, nn.ReLU(inplace=True), nn.Dropout(dropout), fc7, nn.ReLU(inplace=True)]
+        self.classifier = nn.Sequential(*layers, nn.Linear(hidden, num_classes))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.features(x)  # (B, in, 227, 227) -> (B, 256, 6, 6)

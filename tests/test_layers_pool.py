@@ -149,3 +149,18 @@ def test_like_refuses_a_dilated_pool_instead_of_dropping_the_dilation() -> None:
                                          r"Pool with dilation=1"):  # fmt: skip
         MaxUnpool2d.like(pool)
     assert MaxUnpool2d.like(nn.MaxPool2d(3, 2, 1, dilation=1)).kernel_size == (3, 3)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: SumPool2d(0), r"^SumPool2d: kernel_size must be positive on every axis; received kernel_size=0 along"),
+        (lambda: MaxPool2dIndices(2, stride=(1, 0)), r"^MaxPool2dIndices: stride must be positive .* stride=0 along W"),
+        (lambda: SumPool2d(2, padding=-1), r"padding must be >= 0 .* \(negative padding is not supported, as in "
+                                           r"PyTorch\)\. Use padding=0 or more\.$"),
+    ],
+)
+def test_pool_windows_are_checked_when_built(make: Any, message: str) -> None:
+    # they built and failed at the first forward with torch's bare "kernel size should be greater than zero"
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -87,10 +87,10 @@ def check_minimum(values: tuple[int, ...], name: str, minimum: int) -> None:
     for axis, v in zip(names, values):
         if v < minimum:
             rule = "positive" if minimum == 1 else f">= {minimum}"
-            what = "non-positive" if minimum == 1 else "too small"
+            what = {0: "negative", 1: "non-positive"}.get(minimum, "too small")
             raise ValueError(
                 f"{name} must be {rule} on every axis; received {name}={v} along {axis} "
-                f"({what} {name} is not supported, as in PyTorch). Use {name}={max(minimum, 1)} or more."
+                f"({what} {name} is not supported, as in PyTorch). Use {name}={minimum} or more."
             )
 
 

@@ -21,6 +21,17 @@ from cnnlab.arith._norm import to_tuple
 __all__ = ["MaxPool2dIndices", "MaxUnpool2d", "SumPool2d", "max_unpool2d"]
 
 
+def _check_window(owner: str, kernel_size: Any, stride: Any, padding: Any) -> None:
+    """A pooling window that torch would accept here and refuse only at the first forward (kernel_size=0)."""
+    try:
+        to_tuple(kernel_size, 2, "kernel_size", minimum=1)
+        if stride is not None:
+            to_tuple(stride, 2, "stride", minimum=1)
+        to_tuple(padding, 2, "padding", minimum=0)
+    except ValueError as err:
+        raise ValueError(f"{owner}: {err}") from None
+
+
 class SumPool2d(nn.AvgPool2d):
     """Sum of every window (not the mean); zero padding counts as zeros.
 
@@ -33,6 +44,7 @@ class SumPool2d(nn.AvgPool2d):
     """
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False) -> None:
+        _check_window("SumPool2d", kernel_size, stride, padding)
         super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode, count_include_pad=True, divisor_override=1)
 
     def extra_repr(self) -> str:
@@ -54,6 +66,7 @@ class MaxPool2dIndices(nn.MaxPool2d):
     """
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+        _check_window("MaxPool2dIndices", kernel_size, stride, padding)
         super().__init__(kernel_size, stride, padding, return_indices=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

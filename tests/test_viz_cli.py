@@ -236,6 +236,9 @@ def test_rf_of_an_untrained_registered_model(tmp_path: Path, capsys: pytest.Capt
     assert code == 2 and "--layer must name a module of" in _flat(err) and "features.0" in err
     code, _, err = _cli(["viz", "rf", "lenet5", "--layer", "features.0", "--image", img, "--keep-size"], capsys)
     assert code == 2 and "drop it to resize the image to the model's input size" in _flat(err)
+    # a negative unit reaches the ROW,COL check (argparse said "--unit: expected one argument")
+    code, _, err = _cli(["viz", "rf", "lenet5", "--layer", "features.0", "--image", img, "--unit", "-1,0"], capsys)
+    assert code == 2 and "--unit must lie in the 28x28 output of layer 'features.0'; received (-1, 0)" in _flat(err)
 
 
 # ----------------------------------------------------------------------------------------------- Grad-CAM

@@ -12,9 +12,10 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from cnnlab.cli._values import negative_value_parser
 
 NAME = "explain"
 HELP = "Reproduce textbook CNN arithmetic step by step with your own numbers (conv, pool, shapes, RF)."
@@ -46,39 +47,7 @@ examples:
 _VALUE_OPTIONS = frozenset(
     ["--input", "--kernel", "--bias", "--stride", "--padding", "--dilation", "--output-padding", "--channels"]
 )
-
-
-def attach_negative_values(argv: list[str]) -> list[str]:
-    """``["--bias", "-1,2"]`` -> ``["--bias=-1,2"]``: argparse takes a word that starts with '-' for an
-    option unless it is a lone negative number (-1, -.5), so ``--bias -1,2`` or ``--input -1,32,3``
-    failed with "expected one argument". A value that starts with '-' and a digit or '.' is attached.
-
-    >>> attach_negative_values(["--kernel", "-1 0; 0 1", "--flip", "--bias", "-.5,2"])
-    ['--kernel=-1 0; 0 1', '--flip', '--bias=-.5,2']
-    """
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        if word == "--":  # everything after it is positional
-            return out + argv[i:]
-        if word in _VALUE_OPTIONS and i + 1 < len(argv) and re.match(r"-[\d.]", argv[i + 1]):
-            out.append(f"{word}={argv[i + 1]}")
-            i += 2
-            continue
-        out.append(word)
-        i += 1
-    return out
-
-
-class _ExplainParser(argparse.ArgumentParser):
-    """The parser of each ``explain`` sub-command: it reads negative values (see attach_negative_values)."""
-
-    def parse_known_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
-        words = attach_negative_values(list(sys.argv[1:] if args is None else args))
-        return super().parse_known_args(words, namespace)
+_ExplainParser = negative_value_parser(_VALUE_OPTIONS)
 
 
 def _add_format(p: argparse.ArgumentParser) -> None:

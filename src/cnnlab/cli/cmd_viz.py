@@ -14,6 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cnnlab.cli._values import negative_value_parser
+
 NAME = "viz"
 HELP = "Pictures: kernels, feature maps, edges, receptive fields, Grad-CAM, conv-arithmetic animations."
 
@@ -38,7 +40,10 @@ def _image_options(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="picture", metavar="PICTURE", required=True)
+    # --unit -1,0 reaches the ROW,COL check (argparse read it as an option: "expected one argument")
+    sub = parser.add_subparsers(
+        dest="picture", metavar="PICTURE", required=True, parser_class=negative_value_parser(["--unit"])
+    )
 
     p = sub.add_parser("filters", help="grid of a conv layer's kernels (default: the first layer)")
     p.add_argument("model", metavar="MODEL_OR_RUN", help=_TARGET_HELP)

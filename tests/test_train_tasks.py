@@ -38,6 +38,47 @@ def test_classification_metrics_by_hand() -> None:
     assert empty["per_class_accuracy"] == {"a": None, "b": None}  # no sample of a class: no number
 
 
+def test_mean_iou_by_hand_over_two_batches_with_absent_classes() -> None:
+    # 4 classes over 2 batches. Class 2 is predicted once but never true (IoU 0, counted), class 3 is
+    # neither true nor predicted (no IoU, left out of the mean). By hand:
+    # class 0: truth {a, b, f}, prediction {a, e, f}: 2 / 4;  class 1: truth {c, d, e}, prediction {c, d}: 2 / 3.
+    truth = torch.tensor([[[0, 0, 1]], [[1, 1, 0]]])  # pixels a b c / d e f, one image per batch
+    pred = torch.tensor([[[0, 2, 1]], [[1, 0, 0]]])
+    stats = new_stats("segmentation", 4)
+    for i in range(2):
+        logits = torch.nn.functional.one_hot(pred[i : i + 1], 4).permute(0, 3, 1, 2).double()  # (1, 4, 1, 3)
+        update_stats(stats, "segmentation", logits, truth[i : i + 1])
+    out = summarize(stats, "segmentation", ["bg", "a", "b", "c"])
+    assert out["iou"] == {"bg": 0.5, "a": 2 / 3, "b": 0.0, "c": None}
+    assert out["mean_iou"] == pytest.approx((0.5 + 2 / 3 + 0.0) / 3)
+    assert out["pixel_accuracy"] == out["accuracy"] == 4 / 6
+
+
+def test_mse_and_loss_weight_batches_by_their_size() -> None:
+    g = torch.Generator().manual_seed(0)
+    out, target = torch.randn(5, 1, 3, 3, generator=g), torch.randn(5, 1, 3, 3, generator=g)
+    stats = new_stats("reconstruction", 0)
+    for lo, hi in ((0, 1), (1, 5)):  # unequal batches: a plain mean of batch means would be wrong
+        update_stats(stats, "reconstruction", out[lo:hi], target[lo:hi])
+    metrics = summarize(stats, "reconstruction", [])
+    assert metrics["mse"] == pytest.approx(float((out.double() - target.double()).square().mean()))
+    assert metrics["loss"] == pytest.approx(metrics["mse"])
+
+
+def test_update_stats_refuses_outputs_and_targets_outside_its_classes() -> None:
+    # A 5-wide output with 3-class stats counted prediction 4 for truth 0 in cell 0 * 3 + 4 = (1, 1):
+    # a wrong answer scored as a correct class 1 (accuracy 1.0); an ignore id -100 failed inside bincount.
+    stats = new_stats("classification", 3)
+    with pytest.raises(ValueError, match=r"out must hold one score per class, 3 .*received out of shape \(1, 5\)"):
+        update_stats(stats, "classification", torch.tensor([[0.0, 0, 0, 0, 5]]), torch.tensor([0]))
+    seg = new_stats("segmentation", 2)
+    with pytest.raises(ValueError, match=r"class ids in \[0, 2\).*received ids from -100 to 1"):
+        update_stats(seg, "segmentation", torch.zeros(1, 2, 2, 2), torch.tensor([[[0, -100], [1, 1]]]))
+    with pytest.raises(ValueError, match=r"class ids in \[0, 3\).*from 0 to 3"):
+        update_stats(stats, "classification", torch.zeros(2, 3), torch.tensor([0, 3]))
+    assert int(stats["confusion"].sum()) == 0 and stats["count"] == 0  # nothing was counted
+
+
 @pytest.mark.parametrize("model", ["unet", "unet_transposed", "segnet"])
 def test_segmentation_models_train_on_shapes(model: str, tmp_path) -> None:
     cfg = TrainConfig.from_dict({**SHAPES, "model": model, "model_kwargs": TINY_KW[model]})

@@ -42,7 +42,14 @@ def new_stats(task: str, num_classes: int) -> dict[str, Any]:
 def update_stats(
     stats: dict[str, Any], task: str, out: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0
 ) -> None:
-    """Add one evaluated batch to ``stats`` (``out`` are logits, or images for reconstruction)."""
+    """Add one evaluated batch to ``stats`` (``out`` are logits, or images for reconstruction).
+
+    Class ids must lie in ``[0, K)`` for the ``K`` classes of ``stats``, and ``out`` must have ``K``
+    scores per sample (or pixel): the confusion matrix is indexed by ``truth * K + prediction``, so a
+    wider output or an ignore id such as -100 would land in another class's cell.
+    """
+    if task != "reconstruction":
+        _check_classes(stats["confusion"].shape[0], out, target)
     n = int(target.shape[0])
     stats["loss_sum"] += float(task_loss(task, out, target, label_smoothing)) * n
     stats["count"] += n
@@ -54,6 +61,24 @@ def update_stats(
     pred = out.argmax(1).flatten().cpu()  # (B,) or (B*H*W,) class ids
     truth = target.flatten().cpu()
     stats["confusion"] += torch.bincount(truth * k + pred, minlength=k * k).view(k, k)
+
+
+def _check_classes(k: int, out: torch.Tensor, target: torch.Tensor) -> None:
+    if out.ndim < 2 or out.shape[1] != k:
+        raise ValueError(
+            f"update_stats: out must hold one score per class, {k} along dimension 1 for the {k} classes of "
+            f"these stats; received out of shape {tuple(out.shape)}. Build the stats with "
+            f"new_stats(task, {out.shape[1] if out.ndim >= 2 else 'num_classes'}) or give the model a {k}-class head."
+        )
+    if target.numel() == 0:
+        return
+    low, high = (int(v) for v in torch.aminmax(target))
+    if low < 0 or high >= k:
+        raise ValueError(
+            f"update_stats: target must hold class ids in [0, {k}) for the {k} classes of these stats; received "
+            f"ids from {low} to {high}. Ignore ids (such as -100) are not supported: map those pixels to a class "
+            "(e.g. background 0) or drop those samples before evaluating."
+        )
 
 
 def summarize(stats: dict[str, Any], task: str, classes: list[str]) -> dict[str, Any]:

@@ -232,6 +232,68 @@ def test_schedules():
     assert lr_factor("step", 35, 100, steps_per_epoch=10, step_gamma=0.5) == 0.125
 
 
+def _torch_lrs(make, total: int) -> list[float]:
+    """The lr torch's scheduler ``make(optimizer)`` sets before each of ``total`` steps (peak 1)."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched, lrs = make(opt), []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_warmup_and_decay_equal_torch_schedulers(schedule):
+    total, warm = 50, 7
+    lrs = torch.optim.lr_scheduler
+
+    def make(opt):
+        decay = (lrs.CosineAnnealingLR(opt, T_max=total - warm) if schedule == "cosine"
+                 else lrs.LinearLR(opt, 1.0, 0.0, total_iters=total - warm))  # fmt: skip
+        ramp = lrs.LinearLR(opt, start_factor=1 / warm, total_iters=warm - 1)
+        return lrs.SequentialLR(opt, [ramp, decay], milestones=[warm])
+
+    ours = [lr_factor(schedule, s, total, warmup_steps=warm) for s in range(total)]
+    assert ours == pytest.approx(_torch_lrs(make, total), abs=1e-12)
+    assert ours[0] == 1 / warm and ours[warm - 1] == ours[warm] == 1.0  # step 0, end of warm-up
+
+
+def test_onecycle_against_torch_onecycle():
+    # Pins the default recipe's schedule: 25% up from about 0.1, a two-step peak, then one step behind
+    # OneCycleLR's linear decay, so the last step keeps 1 / (total - peak) of the peak instead of 0.
+    total, peak = 40, 10
+    ours = [lr_factor("onecycle", s, total) for s in range(total)]
+    ref = _torch_lrs(lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=1.0, total_steps=total, pct_start=0.25, anneal_strategy="linear", div_factor=10,
+        final_div_factor=1e12, cycle_momentum=False), total)  # fmt: skip
+    assert ours[0] == pytest.approx(0.1 + 0.9 / peak) and ref[0] == pytest.approx(0.1)
+    assert ours[peak - 1] == ours[peak] == 1.0 == ref[peak - 1]
+    assert ours[peak:] == pytest.approx(ref[peak - 1 : -1], abs=1e-9)  # the decay, one step late
+    assert ours[-1] == pytest.approx(1 / (total - peak)) and ref[-1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_unknown_schedule_is_refused_in_the_warmup_too():
+    # 'cosin' returned the warm-up factor 0.1 for steps below warmup_steps and failed only after them
+    for step in (0, 50):
+        with pytest.raises(ValueError, match=r"schedule must be one of cosine, linear, .*received 'cosin'"):
+            lr_factor("cosin", step, 100, warmup_steps=10)
+
+
+def test_flip_tta_flips_dense_outputs_back_before_averaging():
+    # A model that is not mirror-equivariant (its output depends on the column index), so a missing or
+    # doubled flip-back would change the average.
+    class Dense(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([x, x * torch.arange(x.shape[-1], dtype=x.dtype)], 1)  # (B, 2, H, W)
+
+    x = torch.randn(2, 1, 3, 4, dtype=torch.float64)
+    model = Dense()
+    expected = (model(x) + model(x.flip(-1)).flip(-1)) / 2
+    torch.testing.assert_close(predict_logits(model, x, tta_flip=True), expected)
+    torch.testing.assert_close(predict_logits(model, x, tta_flip=True)[:, 0], x[:, 0])  # channel 0 is equivariant
+
+
 def test_linear_lr_scaling():
     assert peak_lr(TrainConfig(lr=0.1, batch_size=1024)) == pytest.approx(0.4)
     assert peak_lr(TrainConfig(lr=0.1, batch_size=1024, scale_lr=False)) == 0.1

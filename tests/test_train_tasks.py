@@ -138,3 +138,9 @@ def test_segmentation_masks_move_with_their_images() -> None:
     pixels = x[:, 0] * data.std[0] + data.mean[0]  # undo the normalisation, back to 0..1
     assert not torch.equal(target, masks)  # something moved
     assert torch.equal(pixels > 120 / 255, target > 0)
+
+
+def test_mixup_is_refused_where_it_would_be_ignored() -> None:
+    # the step mixes only classification batches: mixup_alpha on shapes trained without it, without a word
+    with pytest.raises(ValueError, match=r"mixup_alpha=0\.2 applies to classification .* task is segmentation"):
+        load_data(TrainConfig(**{**SHAPES, "mixup_alpha": 0.2}))

@@ -92,6 +92,11 @@ def load_data(cfg: TrainConfig, model_task: str | None = None) -> RunData:
             "default recipe uses 1)."
         )
     task = resolve_task(cfg, full, model_task)
+    if cfg.mixup_alpha > 0 and task != "classification":  # the step mixes images and one-hot labels only
+        raise ValueError(
+            f"TrainConfig.mixup_alpha={cfg.mixup_alpha} applies to classification (it blends two images and their "
+            f"labels), but this run's task is {task}, where it would be ignored. Drop --set mixup_alpha."
+        )
     if task == "classification":
         _check_two_classes(full, cfg)
     train, val = _split(full, cfg)

@@ -220,7 +220,8 @@ def test_shape_and_rf_and_compare(capsys: pytest.CaptureFixture[str], tmp_path) 
         ),
         (
             ["params", "conv f=3 c=6 g=4", "--input", "8,8,4"],
-            r"error: out_channels must be divisible by groups .* received out_channels=6, groups=4",
+            r"error: layer 1 \(conv1: 'conv f=3 c=6 g=4'\): out_channels must be divisible by groups .* "
+            r"received out_channels=6, groups=4",
         ),
         (  # stride 0 used to be taken as the default 1 (`stride or 1`) and explained as stride 1
             ["conv", "--input", "1 2; 3 4", "--kernel", "1", "--stride", "0"],

@@ -46,8 +46,13 @@ def _walk(spec: str, input_shape: str, layout: str) -> _Walk:
     steps = []
     flat_map: tuple[int, ...] | None = None  # the map a flatten made a vector of, until an fc reads it whole
     lost = ""  # why the receptive field is not followed past some layer (shapes and counts go on)
-    for layer in layers:
-        step = step_layer(layer, state, layout, flat_map)
+    for number, layer in enumerate(layers, start=1):
+        try:
+            step = step_layer(layer, state, layout, flat_map)
+        except ValueError as err:
+            # the arithmetic says what is wrong; in a stack of many layers, say where too
+            where = "" if f"'{layer.text}'" in str(err) else f"layer {number} ({layer.name}: '{layer.text}'): "
+            raise ValueError(f"{where}{err}") from None
         lost = step.rf_lost = lost or step.rf_lost
         steps.append(step)
         state = (step.spatial, step.channels, step.rf)

@@ -60,3 +60,64 @@ def test_empty_output_names_the_options(
 ) -> None:
     code, _, err = _run([*args, "--out", tmp_path / "x.gif"], capsys)
     assert code == 2 and wording in err and "along L" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "wording"),
+    [
+        (["conv", "--input", "0"],
+         "--input must be an integer >= 1; received 0. Use --input 1 or more, e.g. --input 5."),
+        (["conv", "--padding", "-1"], "--padding must be an integer >= 0; received -1. Use --padding 0 or more"),
+        # the pooling rule used to say 'received p=2, k=2', not the options, and no fix
+        (["pool", "--kernel", "2", "--padding", "2"],
+         "--padding must be at most half of --kernel for pooling (PyTorch's rule: no window may lie wholly in the "
+         "padding); received --padding 2 with --kernel 2. Use --padding 1 or less, or --kernel 4 or more."),
+        (["transposed", "--stride", "2", "--output-padding", "2"],
+         "--output-padding must be smaller than --stride or --dilation; received --output-padding 2 with --stride 2, "
+         "--dilation 1. Use --output-padding 1 or less, or a larger --stride."),
+        (["transposed", "--output-padding", "1"],
+         "received --output-padding 1 with --stride 1, --dilation 1. Use --output-padding 0, or a larger --stride."),
+        (["conv", "--output-padding", "1"],
+         "--output-padding applies to transposed convolutions only; received --output-padding 1 for conv. Drop "
+         "--output-padding, or animate transposed."),
+        (["conv", "--input", "159", "--padding", "1"],
+         "the padded input would be 161 cells wide (--input 159 + 2*--padding 1); animations are drawn up to 160. "
+         "Use a smaller --input or --padding"),
+        # the zero-stuffed input of a transposed conv grows with the stride, which the message did not say
+        (["transposed", "--input", "50", "--stride", "4"],
+         "the zero-inserted, padded input would be 201 cells wide ((--input 50 - 1)*--stride 4 + 1 + "
+         "2*(--dilation 1*(--kernel 3 - 1) - --padding 0) + --output-padding 0); animations are drawn up to 160. "
+         "Use a smaller --input or --stride"),
+    ],
+)  # fmt: skip
+def test_mistakes_name_the_options_and_the_fix(
+    args: list[str], wording: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run([*args, "--out", tmp_path / "x.gif"], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert wording in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "wording"),
+    [
+        (["transposed", "--input", "5", "--stride", "100000000"], "would be 400000005 cells wide"),
+        (["transposed", "--input", "5", "--stride", "30000"], "would be 120005 cells wide"),
+        (["transposed", "--dilation", "100000000"], "would be 400000005 cells wide"),
+        (["conv", "--input", "100000000"], "--input 100000000 is wider than the 160 cells animations are drawn up to"),
+        # the padding crops the zero-inserted grid to 1 cell, but the input itself is 100,000,000 wide
+        (["transposed", "--input", "100000000", "--kernel", "1", "--padding", "49999999"],
+         "--input 100000000 is wider"),
+        (["pool", "--kernel", "4", "--padding", "2", "--input", "159"], "would be 163 cells wide"),
+        (["pool", "--input", "20000"], "--input 20000 is wider"),
+        (["conv", "--padding", "100000000"], "would be 200000005 cells wide"),
+    ],
+)
+def test_huge_numbers_are_refused_before_any_array_is_made(
+    args: list[str], wording: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # these used to end in numpy's MemoryError traceback ('Unable to allocate 1.11 EiB'), or to fill the
+    # machine's memory for minutes where the array did fit
+    code, out, err = _run([*args, "--out", tmp_path / "x.gif"], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert wording in err and "animations are drawn up to" in err, err

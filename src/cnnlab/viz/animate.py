@@ -105,6 +105,10 @@ def _expected_out(kind: str, n: int, k: int, s: int, p: int, d: int, op: int) ->
     return conv_transpose_out(n, k, s, p, op, d)[0]
 
 
+# the CLI's defaults, for the example in a message
+_EXAMPLE = {"--input": 5, "--kernel": 3, "--stride": 1, "--padding": 0, "--dilation": 1, "--output-padding": 0}
+
+
 def _check(kind: str, n: int, k: int, s: int, p: int, d: int, op: int) -> None:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}; received {kind!r}.")
@@ -117,13 +121,42 @@ def _check(kind: str, n: int, k: int, s: int, p: int, d: int, op: int) -> None:
         ("--output-padding", op, 0),
     ):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}; received {v!r}.")
+            raise ValueError(
+                f"{name} must be an integer >= {lo}; received {v!r}. Use {name} {lo} or more, e.g. "
+                f"{name} {max(lo, _EXAMPLE[name])}."
+            )
     if kind != "transposed" and op:
-        raise ValueError(f"--output-padding applies to transposed convolutions only; received {op} for {kind}.")
+        raise ValueError(
+            f"--output-padding applies to transposed convolutions only; received --output-padding {op} for {kind}. "
+            "Drop --output-padding, or animate transposed."
+        )
     if kind == "pool" and 2 * p > k:
-        raise ValueError(f"pooling padding must be at most half the kernel (PyTorch's rule); received p={p}, k={k}.")
+        raise ValueError(
+            f"--padding must be at most half of --kernel for pooling (PyTorch's rule: no window may lie wholly "
+            f"in the padding); received --padding {p} with --kernel {k}. Use --padding {k // 2} or less, or "
+            f"--kernel {2 * p} or more."
+        )
     if kind == "transposed" and op >= max(s, d):
-        raise ValueError(f"--output-padding must be smaller than stride or dilation; received {op} with s={s}, d={d}.")
+        most = max(s, d) - 1
+        raise ValueError(
+            f"--output-padding must be smaller than --stride or --dilation; received --output-padding {op} with "
+            f"--stride {s}, --dilation {d}. Use --output-padding {most}{' or less' if most else ''}, or a larger "
+            "--stride."
+        )
+
+
+def _too_wide(kind: str, m: int, n: int, k: int, s: int, p: int, d: int, op: int) -> str:
+    """The message for a grid wider than MAX_CELLS, with what makes it that wide."""
+    if kind != "transposed":
+        return (
+            f"the padded input would be {m} cells wide (--input {n} + 2*--padding {p}); animations are drawn up "
+            f"to {MAX_CELLS}. Use a smaller --input or --padding (the arithmetic is the same at any size)."
+        )
+    return (
+        f"the zero-inserted, padded input would be {m} cells wide ((--input {n} - 1)*--stride {s} + 1 + "
+        f"2*(--dilation {d}*(--kernel {k} - 1) - --padding {p}) + --output-padding {op}); animations are drawn "
+        f"up to {MAX_CELLS}. Use a smaller --input or --stride (the arithmetic is the same at any size)."
+    )
 
 
 def _check_not_empty(kind: str, n: int, k: int, s: int, p: int, d: int, op: int) -> None:
@@ -177,14 +210,19 @@ def conv_animation(
     """
     _check(kind, n, k, s, p, d, output_padding)
     _check_not_empty(kind, n, k, s, p, d, output_padding)
+    # the grid's side from the numbers alone, checked before any array is made (--stride 10**8 would ask
+    # for exabytes): n + 2p, or for transposed (n-1)s + 1 + 2(d(k-1) - p) + output_padding
+    side = n + 2 * p if kind != "transposed" else (n - 1) * s + 1 + 2 * (d * (k - 1) - p) + output_padding
+    if n > MAX_CELLS:  # a transposed conv's padding may crop the grid below n; the input is drawn whole
+        raise ValueError(
+            f"--input {n} is wider than the {MAX_CELLS} cells animations are drawn up to. Use --input "
+            f"{MAX_CELLS} or less (the arithmetic is the same at any size)."
+        )
+    if side > MAX_CELLS:
+        raise ValueError(_too_wide(kind, side, n, k, s, p, d, output_padding))
     o = _expected_out(kind, n, k, s, p, d, output_padding)
     x, kernel = _values(kind, n, k, seed)
     grid, mask, step = direct_form(kind, x, k, s, p, d, output_padding)
-    if grid.shape[0] > MAX_CELLS:
-        raise ValueError(
-            f"the padded input would be {grid.shape[0]} cells wide; animations are drawn up to {MAX_CELLS}. "
-            "Use a smaller --input (the arithmetic is the same at any size)."
-        )
     taps_kernel = kernel[::-1, ::-1] if kind == "transposed" else kernel  # transposed = flipped kernel
     out = np.zeros((o, o))
     for i in range(o):

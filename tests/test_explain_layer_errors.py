@@ -44,3 +44,12 @@ def test_the_cli_prints_the_layer_in_its_one_paragraph(capsys: pytest.CaptureFix
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and "Traceback" not in err
     assert err.startswith("error: layer 3 (maxpool2: 'pool f=3 s=2'): pool output would be 0 along H")
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "1.5e3"])
+def test_a_bad_claimed_total_gives_the_fix(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # the message used to stop at "received 'abc'." with no example of what to write
+    code = main(["explain", "params", "conv f=3", "--input", "8,8,3", "--claimed-total", value])
+    _, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err
+    assert f"received --claimed-total {value!r}. Write e.g. --claimed-total 52794" in " ".join(err.split())

@@ -290,7 +290,10 @@ def _explain_stack(args: argparse.Namespace) -> dict[str, Any]:
     if args.claimed_total is not None:
         digits = args.claimed_total.replace(",", "").replace("_", "")
         if not digits.isdigit():
-            raise ValueError(f"--claimed-total must be a whole number; received {args.claimed_total!r}.")
+            raise ValueError(
+                f"--claimed-total must be a whole number (a table's printed total, commas allowed); received "
+                f"--claimed-total {args.claimed_total!r}. Write e.g. --claimed-total 52794 or --claimed-total 52,794."
+            )
         claimed = int(digits)
     return ex.explain_params(spec, args.input, layout=layout, claimed_total=claimed)
 

@@ -275,6 +275,16 @@ def _conv_t(layer: Layer, state: State, layout: str) -> LayerStep:
     return step
 
 
+# what one output unit of each upsampling mode reads (PyTorch's rules, followed by rf_upsample)
+_UP_READS = {
+    "nearest": "each unit copies one input unit",
+    "nearest-exact": "each unit copies one input unit",
+    "bilinear": "each unit mixes the two nearest input units per axis",
+    "linear": "each unit mixes the two nearest input units per axis",
+    "bicubic": "each unit mixes the four nearest input units per axis",
+}
+
+
 def _upsample(layer: Layer, state: State, layout: str) -> LayerStep:
     spatial, c, rf = state
     n = _need_map(layer, spatial)
@@ -292,7 +302,14 @@ def _upsample(layer: Layer, state: State, layout: str) -> LayerStep:
     out = tuple(v * scale for v in n)
     step = LayerStep(layer, "up", layout, n, c, out, c, rf_out, rf_lost=lost)
     step.size_formulas = _merge([(a, f"{v}*{scale} = {o}") for a, v, o in zip(axis_names(len(n)), n, out)])
-    step.rf_formulas = [f"j = j_in/{scale}, RF = {rf_out.size} ({mode} upsampling)"]
+    # the numbers filled in per axis, like the other layers ("j = j_in/2, RF = (4, 4)" before)
+    step.rf_formulas = _merge(
+        [
+            (a, f"j = {rf.jump[i]:.12g}/{scale} = {rf_out.jump[i]:.12g}, RF = {rf_out.size[i]} ({mode} upsampling: "
+                f"{_UP_READS[mode]}), start = {rf_out.start[i]:.12g}")
+            for i, a in enumerate(axis_names(len(n)))
+        ]
+    )  # fmt: skip
     return step
 
 

@@ -121,3 +121,34 @@ def test_huge_numbers_are_refused_before_any_array_is_made(
     code, out, err = _run([*args, "--out", tmp_path / "x.gif"], capsys)
     assert code == 2 and out == "" and "Traceback" not in err
     assert wording in err and "animations are drawn up to" in err, err
+
+
+
+
+@pytest.mark.parametrize(("kind", "title_lines"), [("conv", 1), ("transposed", 2)])
+def test_the_kernel_weights_are_drawn_so_outputs_can_be_checked(tmp_path: Path, kind: str, title_lines: int) -> None:
+    # before, the frames showed the input and the output but not the weights: no output value could be
+    # checked by hand. The kernel (flipped for transposed) now sits between them, in the tap colour.
+    from PIL import Image
+
+    from cnnlab.viz.animate import conv_animation
+
+    anim = conv_animation(kind, 3, 3, 2 if kind == "transposed" else 1, frames_dir=tmp_path / "frames")
+    m, o, cell, gap = anim.grid.shape[0], anim.output.shape[0], 30, 40
+    top = 8 + 14 * title_lines
+    assert anim.frame_size[0] == 10 + m * cell + gap + 3 * cell + gap + o * cell + 10
+    kernel_x = 10 + m * cell + gap
+    with Image.open(anim.frame_paths[0]) as im:
+        rgb = im.convert("RGB")
+        for r in range(3):
+            for c in range(3):
+                assert rgb.getpixel((kernel_x + c * cell + 25, top + r * cell + 25)) == (255, 165, 60)
+        assert rgb.getpixel((kernel_x + 3 * cell + gap // 2, top + 15)) == (255, 255, 255)  # the gap after it
+
+
+def test_pooling_has_no_kernel_panel(tmp_path: Path) -> None:
+    from cnnlab.viz.animate import conv_animation
+
+    anim = conv_animation("pool", 5, 3, 2, 1, frames_dir=tmp_path / "frames")
+    m, o = anim.grid.shape[0], anim.output.shape[0]
+    assert anim.frame_size == (10 + m * 30 + 40 + o * 30 + 10, 22 + max(m, o) * 30 + 10)

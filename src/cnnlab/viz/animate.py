@@ -1,7 +1,8 @@
 """Convolution-arithmetic animations (after Dumoulin & Visin 2016) for any sizes the user gives.
 
 Each frame shows the padded input with the kernel's taps highlighted (dilation spreads them out,
-stride moves them) and the output filling in cell by cell. A transposed convolution is drawn the way
+stride moves them), the kernel's weights (when values are printed; pooling has none) and the output
+filling in cell by cell, so each output value can be checked by hand. A transposed convolution is drawn the way
 Dumoulin & Visin explain it: the equivalent direct convolution, with ``s - 1`` zeros inserted between
 input cells, ``d(k - 1) - p`` cells of padding around them (``output_padding`` more at the bottom and
 right) and the kernel flipped. Output sizes come from :mod:`cnnlab.arith`; the values drawn are the
@@ -266,19 +267,37 @@ def _render(
     m, o = anim.grid.shape[0], anim.output.shape[0]
     cell, show = _layout(m, o)
     n, _, s, p, _, op = numbers
-    title = f"{anim.kind}: input {n}x{n}, k={k}, s={s}, p={p}, d={d}" + (f", op={op}" if op else "")
+    label = "max pool" if anim.kind == "pool" else anim.kind  # pooling is drawn as max pooling
+    title = f"{label}: input {n}x{n}, k={k}, s={s}, p={p}, d={d}" + (f", op={op}" if op else "")
     title += f" -> output {o}x{o}"
-    gap, top = 40, 22
-    width = 10 + m * cell + gap + o * cell + 10
-    height = top + max(m, o) * cell + 10
+    lines = [title]
+    if anim.kind == "transposed":  # the grid is the equivalent direct convolution's, which the title must say
+        q = d * (k - 1) - p
+        pad = f"pad d(k-1)-p = {q}" if q >= 0 else f"crop p-d(k-1) = {-q}"
+        lines.append(f"drawn as a conv: {s - 1} zero(s) between inputs, {pad}, flipped kernel, stride 1")
+    # the kernel's weights (flipped for transposed), so every output value can be checked by hand; pooling
+    # has no weights, and without printed values there is nothing to read
+    kernel_label = "flipped kernel" if anim.kind == "transposed" else "kernel"
+    show_kernel = show and anim.kind != "pool"
+    gap, top = 40, 8 + 14 * len(lines)
+    kernel_w = k * cell + gap if show_kernel else 0
+    width = 10 + m * cell + gap + kernel_w + o * cell + 10
+    height = top + max(m * cell, o * cell, (k * cell + 16) if show_kernel else 0) + 10
     base_in = np.where(anim.is_pad, _PAD if anim.kind != "transposed" else _ZERO, _INPUT)  # (m, m) palette ids
     in_text = [[_fmt(v) if show else "" for v in row] for row in anim.grid]
-    out_x = 10 + m * cell + gap
+    kernel_x = 10 + m * cell + gap
+    out_x = kernel_x + kernel_w
     # the canvas keeps the input grid and the output filled so far; each frame adds the kernel's taps
     canvas = Image.new("P", (width, height), _EMPTY)
     canvas.putpalette([v for rgb in _PALETTE for v in rgb])
     draw = ImageDraw.Draw(canvas)
-    draw.text((10, 5), title, fill=_TEXT)
+    for i, line in enumerate(lines):
+        draw.text((10, 5 + 14 * i), line, fill=_TEXT)
+    if show_kernel:
+        for r in range(k):
+            for c in range(k):
+                _cell(draw, kernel_x, top, cell, (r, c), _TAP, _fmt(taps_kernel[r, c]))
+        draw.text((kernel_x, top + k * cell + 3), kernel_label, fill=_TEXT)
     for r in range(m):
         for c in range(m):
             _cell(draw, 10, top, cell, (r, c), int(base_in[r, c]), in_text[r][c])

@@ -288,3 +288,18 @@ def test_flip_matches_numpy_convolve_on_a_row() -> None:
     d = explain_conv(x, w, flip=True)
     assert d["output"] == [np.convolve(x[0], w[0], mode="valid").astype(int).tolist()]
     assert d["output"] != explain_conv(x, w)["output"]
+
+
+def test_a_dilated_step_names_the_taps_it_reads() -> None:
+    # "window rows 0-2" while a dilation-2 kernel reads rows 0 and 2 only
+    x = np.arange(25.0).reshape(5, 5)
+    lines = explain_conv(x, np.eye(2), dilation=2)["lines"]
+    assert "output[0, 1]: taps at rows 0, 2, cols 1, 3 of the padded input" in lines
+    plain = explain_conv(x, np.eye(2))["lines"]
+    assert "output[0, 1]: window rows 0-1, cols 1-2 of the padded input" in plain
+
+
+def test_the_flip_note_states_stride_and_dilation() -> None:
+    # the formula x[i+m, j+n] holds for stride 1 and dilation 1 only
+    notes = " ".join(explain_conv(np.ones((4, 4)), np.eye(2), stride=2, flip=True)["lines"])
+    assert "out[i, j] = sum x[i*s+m*d, j*s+n*d] * w[kh-1-m, kw-1-n] (x padded, s the stride, d the dilation)" in notes

@@ -177,6 +177,12 @@ def conv_core(
     return out, steps, lines
 
 
+def _taps(lo: int, hi: int, n: int) -> str:
+    """``0, 2, 4``: the ``n`` rows (or columns) from ``lo`` to ``hi`` that a dilated kernel's taps read."""
+    gap = (hi - lo) // (n - 1) if n > 1 else 1
+    return ", ".join(str(lo + t * gap) for t in range(n))
+
+
 def step_lines(
     step: dict[str, Any],
     win: np.ndarray,
@@ -193,10 +199,12 @@ def step_lines(
     head = f"filter {step['filter']} " if many else ""
     if "group" in step:
         head += f"(group {step['group']}) "
-    lines = [
-        f"{head}output[{i}, {j}]: window rows {step['rows'][0]}-{step['rows'][1]}, "
-        f"cols {step['cols'][0]}-{step['cols'][1]} of the padded input"
-    ]
+    (r0, r1), (c0, c1), (kh, kw) = step["rows"], step["cols"], k.shape[-2:]
+    if r1 - r0 > kh - 1 or c1 - c0 > kw - 1:  # dilated: the taps skip the rows and columns between them
+        where = f"taps at rows {_taps(r0, r1, kh)}, cols {_taps(c0, c1, kw)}"
+    else:
+        where = f"window rows {r0}-{r1}, cols {c0}-{c1}"
+    lines = [f"{head}output[{i}, {j}]: {where} of the padded input"]
     for ch in range(win.shape[0]):
         if win.shape[0] > 1:
             lines.append(f"  channel {first_channel + ch}:")

@@ -55,11 +55,11 @@ CROSS_CORRELATION_NOTE = (
 )
 FLIP_NOTE = (
     "Note: flip=True computes the textbook convolution: the kernel is rotated by 180 degrees (rows and "
-    "columns reversed) before it slides, out[i, j] = sum x[i+m, j+n] * w[kh-1-m, kw-1-n]. Deep-learning "
-    "libraries (PyTorch's conv2d, TensorFlow's conv2d) compute cross-correlation instead, "
-    "out[i, j] = sum x[i+m, j+n] * w[m, n], without the flip. The two agree for kernels that are "
-    "symmetric under a 180-degree rotation; for learned kernels the difference does not matter, because "
-    "training simply learns the flipped kernel."
+    "columns reversed) before it slides, out[i, j] = sum x[i*s+m*d, j*s+n*d] * w[kh-1-m, kw-1-n] (x padded, "
+    "s the stride, d the dilation). Deep-learning libraries (PyTorch's conv2d, TensorFlow's conv2d) compute "
+    "cross-correlation instead, out[i, j] = sum x[i*s+m*d, j*s+n*d] * w[m, n], without the flip. The two "
+    "agree for kernels that are symmetric under a 180-degree rotation; for learned kernels the difference "
+    "does not matter, because training simply learns the flipped kernel."
 )
 
 

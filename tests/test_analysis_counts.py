@@ -79,6 +79,9 @@ def test_misaligned_merge_warns() -> None:
 
     report = analyze(Skewed(), (1, 8, 8))
     assert [w.layer for w in report.warnings if w.rule == "rf-misaligned"] == ["add"]
+    message = next(w.message for w in report.warnings if w.rule == "rf-misaligned")
+    assert "(jump [1, 1] start [-1, -1]; jump [1, 1] start [0, 0]); along H and W the centres are 1 px apart, " \
+           "1 unit of 1 px:" in message  # fmt: skip
     aligned = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1))
     assert not [w for w in analyze(aligned, (1, 8, 8)).warnings if w.rule == "rf-misaligned"]
 

@@ -65,3 +65,10 @@ def test_merge_of_different_jumps_matches_autograd(
     assert rf is not None
     assert all(got >= want for got, want in zip(rf.size, truth)), (rf.size, truth)  # never an under-count
     assert tuple(rf.size) == expected == truth  # no padding reaches the widest unit: exact
+
+
+def test_a_nearest_x2_top_down_add_says_how_far_apart_the_centres_are() -> None:
+    # FPN's nearest x2 repeats each coarse unit: the upsampled map's units sit half a fine unit off the
+    # lateral's (the warning gave the two grids only)
+    message = next(w.message for w in analyze(_FPN(), (2, 64, 64)).warnings if w.layer == "add")
+    assert "along H and W the centres are 2 px apart, half a unit of 4 px" in message

@@ -86,6 +86,7 @@ from cnnlab.analysis.rfmap import (
 )
 from cnnlab.analysis.rfstate import Place, RFState, clean_axis, edit_axes, make_rf
 from cnnlab.arith import RF, _support, rf_conv, rf_conv_transpose, rf_input, rf_upsample
+from cnnlab.arith._norm import axis_names
 from cnnlab.arith._support import AxisSupport, Span
 from cnnlab.arith.receptive import rf_whole_map
 
@@ -244,14 +245,33 @@ def _merge(
     }
     if node.geometry.kind == K.MERGE and off:
         text = "; ".join(f"jump {_axes(j)} start {_axes(st)}" for j, st in sorted(grids))
+        apart = _apart([per_axis[a] for a in range(nd)], nd)
         warning = LintWarning(
             "rf-misaligned",
             "warning",
             node.name,
-            f"the merged inputs sit on different grids ({text}): the same output position combines "
+            f"the merged inputs sit on different grids ({text}){apart}: the same output position combines "
             "features centred on different input pixels; align padding/strides or crop before merging",
         )
     return merged, warning
+
+
+_FRACTIONS = {0.25: "a quarter of", 0.5: "half", 0.75: "three quarters of"}
+
+
+def _apart(per_axis: list[set[tuple[float, float]]], nd: int) -> str:
+    """How far apart two grids of the same jump put their centres: '; along H and W the centres are 2 px
+    apart, half a unit of 4 px' (a nearest x2 upsampling, an average-pool shortcut)."""
+    said: dict[str, list[str]] = {}  # the sentence -> the axes it holds for
+    for name, grids in zip(axis_names(nd), per_axis):
+        (j1, s1), (j2, s2) = sorted(grids) if len(grids) == 2 else ((0.0, 0.0), (1.0, 0.0))
+        if j1 != j2 or j1 <= 0:
+            continue
+        gap = abs(s1 - s2)
+        share = round(gap / j1, 4)
+        unit = f"{_FRACTIONS[share]} a unit" if share in _FRACTIONS else f"{share:g} unit{'s' if share != 1 else ''}"
+        said.setdefault(f"the centres are {gap:g} px apart, {unit} of {j1:g} px", []).append(name)
+    return "".join(f"; along {' and '.join(axes)} {text}" for text, axes in said.items())
 
 
 def _unknown(node: Node, shape_in: tuple[int, ...]) -> tuple[None, LintWarning]:

@@ -70,3 +70,24 @@ def test_a_flip_of_the_channels_keeps_the_field() -> None:
     report = analyze(_Then(lambda y: y + torch.flip(y, [1])), (2, 9, 9))
     rf = report.layers[-1].rf
     assert rf is not None and rf.size == (5, 5)
+
+
+class _Interleave(nn.Module):
+    """``stack([a, b], -1).flatten(-2)``: the columns of two maps interleaved along one axis, then a 3x3 conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.post = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.post(torch.stack([self.a(x), self.b(x)], dim=-1).flatten(-2))
+        return out
+
+
+def test_a_window_over_interleaved_axes_says_why_it_is_not_followed() -> None:
+    # it said "cnnlab does not know how Conv2d maps the spatial axes", which blamed the conv
+    report = analyze(_Interleave(), (1, 8, 8))
+    [unknown] = [w for w in report.warnings if w.rule == "rf-unknown"]
+    assert unknown.layer == "post" and "slides over tensor axis 3 of its [1, 2, 8, 16] input, which holds a " \
+        "spatial axis mixed with another" in unknown.message  # fmt: skip
+    assert report.layer("flatten").rf is not None and report.layer("post").rf is None

@@ -284,6 +284,17 @@ def _unknown(node: Node, shape_in: tuple[int, ...]) -> tuple[None, LintWarning]:
     )
 
 
+def _interleaved(node: Node, dim: int, shape_in: tuple[int, ...]) -> LintWarning:
+    return LintWarning(
+        "rf-unknown",
+        "info",
+        node.name,
+        f"{node.name} ({node.type}) slides over tensor axis {dim} of its {list(shape_in)} input, which holds a "
+        "spatial axis mixed with another (a flatten, reshape or stack before it interleaved them); cnnlab does "
+        "not follow a window over such an axis, so receptive fields after it are not reported",
+    )
+
+
 def _too_many_parts(node: Node, count: int) -> LintWarning:
     return LintWarning(
         "rf-unknown",
@@ -369,8 +380,8 @@ def _grid(node: Node, state: RFState, shape_in: tuple[int, ...], nd: int) -> tup
     ops: list[int] = []
     for a, place in enumerate(state.places):
         if place is not None and place[0] >= first:
-            if not clean_axis(place, shape_in):
-                return _unknown(node, shape_in)  # a window over a flattened mix of axes
+            if not clean_axis(place, shape_in):  # a window over a flattened mix of axes
+                return None, _interleaved(node, place[0], shape_in)
             axes.append(a)
             ops.append(place[0] - first)
     mixes = g.kind in (K.CONV, K.CONV_T) and not (g.groups == g.in_ch == g.out_ch)

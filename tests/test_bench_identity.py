@@ -89,7 +89,7 @@ def test_untrained_rows_record_their_input_size_and_are_labelled(tmp_path, capsy
 
 def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
     db = tmp_path / "v1.sqlite"
-    added = {"test_images", "data_sha256", "input_size"}
+    added = {"test_images", "data_sha256", "input_size", "task"}  # added by schemas 2 and 3
     columns = ", ".join(f"{name} {sql}" for name, sql, _ in COLUMNS if name not in added)
     with sqlite3.connect(db) as conn:
         conn.execute(f"CREATE TABLE results ({columns})")
@@ -102,7 +102,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
     board.record({"model": "fastnet", "backend": "eager", "machine": "m1", "test_images": 10, "input_size": "1x2x2"})
     assert [(r["backend"], r["test_images"]) for r in board.rows()] == [("ort", None), ("eager", 10)]
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
 
 
 @pytest.mark.parametrize(

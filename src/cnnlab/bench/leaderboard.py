@@ -30,9 +30,10 @@ __all__ = [
     "Leaderboard",
     "default_db_path",
     "pareto_front",
+    "row_task",
 ]
 
-SCHEMA_VERSION = 2  # 2 added input_size, test_images, data_sha256 (what was measured)
+SCHEMA_VERSION = 3  # 2 added input_size, test_images, data_sha256 (what was measured); 3 added task
 BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another process's transaction before giving up
 
 # (name, SQL type, what it holds); the order is the order of rows() and of every export.
@@ -40,8 +41,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("id", "INTEGER PRIMARY KEY AUTOINCREMENT", "row number"),
     ("model", "TEXT NOT NULL", "model name (registered name or spec)"),
     ("dataset", "TEXT", "dataset whose test split gave the accuracy; null when speed only"),
+    ("task", "TEXT", "classification | segmentation | reconstruction: what accuracy and metrics measure"),
     ("backend", "TEXT NOT NULL", "eager | channels_last | bf16 | compile | ort | ort-int8"),
-    ("accuracy", "REAL", "test accuracy, 0..1, on the full test split; null for an untrained model"),
+    ("accuracy", "REAL", "test accuracy (segmentation: pixel), 0..1, whole test split; null: reconstruction, speed"),
     ("test_images", "INTEGER", "images of the test split that gave the accuracy; null when speed only"),
     ("data_sha256", "TEXT", "sha256 of those test images and their targets; null when speed only"),
     ("input_size", "TEXT", "C x H x W of one input image, e.g. 1x28x28"),
@@ -68,7 +70,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
 _REQUIRED = ("model", "backend", "machine")
-_ADDED_IN = {2: ("test_images", "data_sha256", "input_size")}  # schema version -> columns it added
+_ADDED_IN = {2: ("test_images", "data_sha256", "input_size"), 3: ("task",)}  # schema version -> columns it added
 _SORTS = {
     "accuracy": "accuracy DESC, latency_median_ms ASC",
     "speed": "latency_median_ms ASC, accuracy DESC",
@@ -345,6 +347,22 @@ class Leaderboard:
             return str(err)
         finally:
             conn.close()
+
+
+def row_task(row: Mapping[str, Any]) -> str | None:
+    """The row's task: its ``task`` column, or for rows recorded before schema 3 what its metrics show.
+
+    >>> row_task({"task": None, "accuracy": None, "metrics": {"loss": 1.0, "mse": 1.0}})
+    'reconstruction'
+    """
+    if row.get("task"):
+        return str(row["task"])
+    metrics = row.get("metrics") or {}
+    if "mse" in metrics:
+        return "reconstruction"
+    if "mean_iou" in metrics:
+        return "segmentation"
+    return "classification" if row.get("accuracy") is not None else None  # None: an untrained model's speed row
 
 
 def pareto_front(

@@ -123,7 +123,8 @@ def load_target(spec: str, input_size: tuple[int, ...] | None = None) -> BenchTa
         if metrics.is_file():
             try:
                 saved = json.loads(metrics.read_text(encoding="utf-8"))
-                recorded = {k: saved[k] for k in ("test_accuracy", "recipe", "epochs", "precision") if k in saved}
+                keys = ("test_accuracy", "test_mean_iou", "test_mse", "recipe", "epochs", "precision")
+                recorded = {k: saved[k] for k in keys if k in saved}
                 config = saved.get("config") or {}
                 recorded["limit_test"], recorded["tta_flip"] = config.get("limit_test"), config.get("tta_flip")
             except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
@@ -210,7 +211,8 @@ class BenchReport:
             if r.status != "ok" or r.latency is None:
                 continue
             rows.append({
-                "model": self.model, "dataset": self.dataset, "backend": r.backend, "accuracy": r.accuracy,
+                "model": self.model, "dataset": self.dataset, "task": self.task or None, "backend": r.backend,
+                "accuracy": r.accuracy,
                 "test_images": self.test_images or None, "data_sha256": self.data_sha256,
                 "input_size": "x".join(str(v) for v in self.input_size) or None,
                 "latency_median_ms": r.latency.median_ms, "latency_p90_ms": r.latency.p90_ms,

@@ -115,6 +115,25 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+# (column label, metric key, format) of each task's scores; the first is the one "vs <base>" compares
+_SCORES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "classification": (("accuracy", "accuracy", ".4f"),),
+    "segmentation": (("pixel acc", "pixel_accuracy", ".4f"), ("mean IoU", "mean_iou", ".4f")),
+    "reconstruction": (("MSE", "mse", ".6f"),),
+}
+_SCORE_WORDS = {"accuracy": "test accuracy", "pixel_accuracy": "pixel accuracy", "mse": "MSE (lower is better)"}
+
+
+def _metric(result: Any, key: str) -> float | None:
+    value = result.accuracy if key == "accuracy" else result.metrics.get(key)
+    return None if value is None else float(value)
+
+
+def _no_negative_zero(value: float, spec: str) -> float:
+    # a difference that rounds to zero prints as +0.0000, not -0.0000
+    return 0.0 if float(format(value, spec)) == 0 else value
+
+
 def _text(report: Any) -> str:
     cfg, fp = report.config, report.fingerprint
     sha = f", sha256 {report.sha256[:12]}..." if report.sha256 else ""
@@ -134,30 +153,38 @@ def _text(report: Any) -> str:
     ]
     ok = [r for r in report.results if r.status == "ok"]
     base = next((r for r in ok if r.backend == "eager"), ok[0] if ok else None)
-    header = ["backend", "accuracy", "vs " + (base.backend if base else "-"), "median ms", "p90 ms", "n", "img/s",
-              "peak MiB", "speedup"]  # fmt: skip
-    # the task's own score beside accuracy: mean IoU for segmentation, MSE for reconstruction (no accuracy)
-    extra = next((key for key in ("mean_iou", "mse") if any(key in r.metrics for r in ok)), None)
-    if extra is not None:
-        header.insert(2, {"mean_iou": "mean IoU", "mse": "MSE"}[extra])
+    # the task's own score: accuracy, pixel accuracy (+ mean IoU) for segmentation, MSE for reconstruction
+    scores = _SCORES.get(report.task, _SCORES["classification"]) if report.dataset else _SCORES["classification"]
+    header = ["backend", *(label for label, _, _ in scores), "vs " + (base.backend if base else "-"), "median ms",
+              "p90 ms", "n", "img/s", "peak MiB", "speedup"]  # fmt: skip
     table = [header]
     for r in ok:
-        delta = None if r.accuracy is None or base is None or base.accuracy is None else r.accuracy - base.accuracy
+        values = [_metric(r, key) for _, key, _ in scores]
+        first = _metric(base, scores[0][1]) if base is not None else None
+        delta = None if values[0] is None or first is None else _no_negative_zero(values[0] - first, scores[0][2])
         speed = None if base is None or base.latency is None else base.latency.median_ms / r.latency.median_ms
         mem = None if r.peak_memory is None or r.peak_memory.bytes is None else r.peak_memory.bytes / 2**20
         table.append([
-            r.backend, _fmt(r.accuracy, ".4f"), _fmt(delta, "+.4f"), _fmt(r.latency.median_ms, ".3f"),
+            r.backend, *(_fmt(v, spec) for v, (_, _, spec) in zip(values, scores)),
+            _fmt(delta, "+" + scores[0][2]), _fmt(r.latency.median_ms, ".3f"),
             _fmt(r.latency.p90_ms, ".3f"), str(r.latency.n), _fmt(r.throughput, ",.0f"), _fmt(mem, ".1f"),
             _fmt(speed, ".2f") + ("x" if speed is not None else ""),
         ])  # fmt: skip
-        if extra is not None:
-            table[-1].insert(2, _fmt(r.metrics.get(extra), ".4f" if extra == "mean_iou" else ".6f"))
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
     if base is not None and len(ok) > 1:
-        lines.append(f"(speedup = median latency of {base.backend} / median latency of the backend, measured one "
+        lines.append(f"(vs {base.backend} = the backend's {_SCORE_WORDS[scores[0][1]]} minus that of {base.backend}; "
+                     f"speedup = median latency of {base.backend} / median latency of the backend, measured one "
                      "backend after the other; use --compare A B for an interleaved ratio)")  # fmt: skip
+    if report.dataset and report.task == "segmentation":
+        lines.append("pixel acc = share of the test pixels whose class is right; mean IoU = intersection over union "
+                     "of each class's predicted and true pixels, averaged over the classes present")  # fmt: skip
+    if report.dataset and report.task == "reconstruction":
+        lines.append(
+            "MSE = mean squared error per pixel between the output and the input, both normalised as "
+            "the model sees them ((x - mean) / std); lower is better; a reconstruction has no accuracy"
+        )
     for r in ok:
         for note in r.notes:
             lines.append(f"note: {r.backend}: {note}")
@@ -165,7 +192,8 @@ def _text(report: Any) -> str:
         if r.status != "ok":
             lines.append(f"skipped {r.backend}: {r.reason}")
     rec = report.recorded
-    if rec.get("test_accuracy") is not None:
+    said = _recorded_score(report.task, rec)
+    if said:
         limit = rec.get("limit_test")  # a limit at or above the split's size took the whole split
         subset = f"its first {limit:,} test images" if limit and limit < report.test_images else "the test split"
         how = [part for part, on in (("averaging each image with its mirror (flip TTA)", rec.get("tta_flip")),
@@ -173,8 +201,20 @@ def _text(report: Any) -> str:
                if on]  # fmt: skip
         why = (f", {' and '.join(how)}; bench's eager row scores each image once in fp32, so the two can differ"
                if how else "")  # fmt: skip
-        lines.append(f"cnnlab train recorded test accuracy {rec['test_accuracy']:.4f} on {subset} for this run{why}")
+        lines.append(f"cnnlab train recorded {said} on {subset} for this run{why}")
     return "\n".join(lines)
+
+
+def _recorded_score(task: str, rec: dict[str, Any]) -> str:
+    """What `cnnlab train` recorded, in the task's own terms ('' when it recorded no score)."""
+    if task == "reconstruction":
+        return "" if rec.get("test_mse") is None else f"test MSE {rec['test_mse']:.6f}"
+    if rec.get("test_accuracy") is None:
+        return ""
+    if task == "segmentation":
+        iou = "" if rec.get("test_mean_iou") is None else f", mean IoU {rec['test_mean_iou']:.4f}"
+        return f"test pixel accuracy {rec['test_accuracy']:.4f}{iou}"
+    return f"test accuracy {rec['test_accuracy']:.4f}"
 
 
 def _compare(args: argparse.Namespace, cfg: Any, input_size: tuple[int, ...] | None, backends: tuple[str, ...]) -> int:

@@ -5,6 +5,10 @@ shown (with a note of how many others are hidden); ``--machine all`` shows every
 group, ``--machine ID`` one machine by fingerprint prefix. ``*`` marks the Pareto front of each group
 (machine, test data, input size, batch size): no other row is both at least as accurate and at least as
 fast. A row of an untrained registered model (speed only) shows ``(untrained)`` as its dataset.
+
+Each task is its own table with its own score, since the scores do not compare across tasks:
+classification shows accuracy, segmentation pixel accuracy and mean IoU, reconstruction the MSE
+(lower is better; it has no accuracy).
 """
 
 from __future__ import annotations
@@ -19,11 +23,10 @@ from typing import Any
 NAME = "leaderboard"
 HELP = "Show the leaderboard (accuracy vs latency at batch 4), Pareto front marked; CSV/JSON/Markdown export."
 
-_DISPLAY = (  # (header, row key, format)
+_DISPLAY = (  # (header, row key, format); the task's score columns follow backend
     ("model", "model", "s"),
     ("dataset", "dataset", "s"),
     ("backend", "backend", "s"),
-    ("accuracy", "accuracy", ".4f"),
     ("median ms", "latency_median_ms", ".3f"),
     ("p90 ms", "latency_p90_ms", ".3f"),
     ("n", "latency_n", "d"),
@@ -40,10 +43,33 @@ _DISPLAY = (  # (header, row key, format)
 )
 
 
+# per task: its score columns (header, row key or metrics.KEY, format), what they mean, and whether lower is better
+_TASKS: dict[str | None, tuple[tuple[tuple[str, str, str], ...], str, bool]] = {
+    "classification": ((("accuracy", "accuracy", ".4f"),), "accuracy = share of the test images classified right",
+                       False),
+    "segmentation": ((("pixel acc", "accuracy", ".4f"), ("mean IoU", "metrics.mean_iou", ".4f")),
+                     "pixel acc = share of the test pixels classified right, mean IoU = intersection over union "
+                     "averaged over the classes present; ranked by pixel acc", False),
+    "reconstruction": ((("MSE", "metrics.mse", ".6f"),),
+                       "MSE = mean squared error per pixel between output and input, normalised as the model sees "
+                       "them; lower is better; a reconstruction has no accuracy", True),
+    None: ((("accuracy", "accuracy", ".4f"),), "task not recorded: untrained models timed on random inputs (no "
+           "score), recorded before leaderboard schema 3", False),
+}  # fmt: skip
+_TASK_ORDER = ("classification", "segmentation", "reconstruction", None)
+
+
+def _value(row: dict[str, Any], key: str) -> Any:
+    if key.startswith("metrics."):
+        return (row.get("metrics") or {}).get(key.removeprefix("metrics."))
+    return row.get(key)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="leaderboard database file (default: the user data directory)")
     parser.add_argument("--sort", choices=["accuracy", "speed"], default="accuracy",
-                        help="accuracy (best first) or speed (lowest latency first); default accuracy")  # fmt: skip
+                        help="accuracy (best score first: accuracy, pixel accuracy, or lowest MSE for "
+                             "reconstruction) or speed (lowest latency first); default accuracy")  # fmt: skip
     parser.add_argument("--dataset", help="only rows measured on this dataset")
     parser.add_argument("--model", help="only rows of this model")
     parser.add_argument("--machine", default="current",
@@ -66,14 +92,18 @@ def _cell(value: Any, spec: str) -> str:
 def _shown(row: dict[str, Any], key: str, spec: str) -> str:
     if key == "dataset" and row.get("dataset") is None and row.get("checkpoint_sha256") is None:
         return "(untrained)"  # a registered model without weights: timed on random inputs, no accuracy
-    return _cell(row.get(key), spec)
+    return _cell(_value(row, key), spec)
 
 
-def _groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
+def _groups(rows: list[dict[str, Any]]) -> list[tuple[str, str | None, list[dict[str, Any]]]]:
+    """(machine, task, rows) in the order of the machines' first rows, then classification, segmentation, ..."""
+    from cnnlab.bench.leaderboard import row_task
+
+    out: dict[str, dict[str | None, list[dict[str, Any]]]] = {}
     for row in rows:
-        out.setdefault(str(row["machine"]), []).append(row)
-    return list(out.items())
+        task = row_task(row)
+        out.setdefault(str(row["machine"]), {}).setdefault(task, []).append({**row, "task": task})
+    return [(m, t, tasks[t]) for m, tasks in out.items() for t in _TASK_ORDER if t in tasks]
 
 
 def _describe(rows: list[dict[str, Any]]) -> str:
@@ -82,16 +112,26 @@ def _describe(rows: list[dict[str, Any]]) -> str:
     return f"machine {r['machine']}: {r.get('cpu_model') or '?'}, {r.get('cpu_count') or '?'} cores, {gpu}"
 
 
-def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _ranked(rows: list[dict[str, Any]], task: str | None, sort: str) -> list[dict[str, Any]]:
     from cnnlab.bench.leaderboard import pareto_front
 
-    front = pareto_front(rows)
+    (_, key, _), *_ = _TASKS[task][0]
+    sign = -1.0 if _TASKS[task][2] else 1.0  # the front wants "higher is better": an MSE counts negated
+
+    def score(row: dict[str, Any]) -> float | None:
+        value = _value(row, key)
+        return None if value is None else sign * float(value)
+
+    if sort == "accuracy" and sign < 0:  # the database sorted by accuracy, which a reconstruction lacks
+        rows = sorted(rows, key=lambda r: (score(r) is None, -(score(r) or 0.0), r.get("latency_median_ms") or 0.0))
+    front = pareto_front([{**row, "accuracy": score(row)} for row in rows])
     return [{"rank": i + 1, "pareto": f, **row} for i, (row, f) in enumerate(zip(rows, front))]
 
 
-def _table(rows: list[dict[str, Any]], markdown: bool) -> list[str]:
-    header = ["#", "front"] + [h for h, _, _ in _DISPLAY]
-    body = [[str(r["rank"]), "*" if r["pareto"] else ""] + [_shown(r, k, s) for _, k, s in _DISPLAY] for r in rows]
+def _table(rows: list[dict[str, Any]], task: str | None, markdown: bool) -> list[str]:
+    columns = [*_DISPLAY[:3], *_TASKS[task][0], *_DISPLAY[3:]]
+    header = ["#", "front"] + [h for h, _, _ in columns]
+    body = [[str(r["rank"]), "*" if r["pareto"] else ""] + [_shown(r, k, s) for _, k, s in columns] for r in rows]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         return lines + ["| " + " | ".join(row) + " |" for row in body]
@@ -147,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
                 f"--machine {args.machine!r} matches no rows; it takes current, all, or a fingerprint id prefix "
                 f"of one of the recorded machines: {', '.join(known) or 'none recorded'}."
             )
-    groups = [(m, _ranked(g)) for m, g in _groups(rows)]
+    groups = [(m, t, _ranked(g, t, args.sort)) for m, t, g in _groups(rows)]
     note = ""
     if hidden_rows:
         note = (f"{hidden_rows} rows from {hidden_machines} other machine(s) hidden: rows are ranked only against "
@@ -157,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({
             "machine_filter": args.machine if here is None else here, "sort": args.sort,
             "hidden_rows": hidden_rows, "hidden_machines": hidden_machines,
-            "groups": [{"machine": m, "rows": g} for m, g in groups],
+            "groups": [{"machine": m, "task": t, "score": _TASKS[t][1], "rows": g} for m, t, g in groups],
         }, indent=2))  # fmt: skip
         return 0
     if args.format == "csv":
@@ -166,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["rank", "pareto", *COLUMN_NAMES])
-        for _, group in groups:
+        for _, _, group in groups:
             for r in group:
                 metrics = json.dumps(r["metrics"], sort_keys=True) if r.get("metrics") else ""
                 values = [metrics if c == "metrics" else r.get(c) for c in COLUMN_NAMES]
@@ -179,12 +219,12 @@ def run(args: argparse.Namespace) -> int:
     out: list[str] = []
     if not groups:
         out.append(f"no leaderboard rows in {board.path}" + (" for this machine" if here else "") + ".")
-    for _, group in groups:
-        title = _describe(group) + (
-            f" (sorted by {args.sort}; * = Pareto front: no row of the same test data, input size and batch size "
-            "is both more accurate and faster)"
+    for _, task, group in groups:
+        title = f"{_describe(group)}; {task or 'task not recorded'}: {_TASKS[task][1]} (sorted by " + (
+            f"{args.sort}; * = Pareto front: no row of the same test data, input size and batch size has both a "
+            "better score and a lower latency)"
         )
-        out += (["", f"### {title}", ""] if markdown else ["", title]) + _table(group, markdown)
+        out += (["", f"### {title}", ""] if markdown else ["", title]) + _table(group, task, markdown)
     if note:
         out += ["", note]
     print("\n".join(out).strip("\n"))

@@ -27,10 +27,13 @@ from typing import Any
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
+    "TASK_ORDER",
+    "TASK_SCORES",
     "Leaderboard",
     "default_db_path",
     "pareto_front",
     "row_task",
+    "row_value",
 ]
 
 SCHEMA_VERSION = 3  # 2 added input_size, test_images, data_sha256 (what was measured); 3 added task
@@ -363,6 +366,29 @@ def row_task(row: Mapping[str, Any]) -> str | None:
     if "mean_iou" in metrics:
         return "segmentation"
     return "classification" if row.get("accuracy") is not None else None  # None: an untrained model's speed row
+
+
+# per task: its score columns (header, row key or metrics.KEY, format), what they mean, and whether lower is better
+TASK_SCORES: dict[str | None, tuple[tuple[tuple[str, str, str], ...], str, bool]] = {
+    "classification": ((("accuracy", "accuracy", ".4f"),), "accuracy = share of the test images classified right",
+                       False),
+    "segmentation": ((("pixel acc", "accuracy", ".4f"), ("mean IoU", "metrics.mean_iou", ".4f")),
+                     "pixel acc = share of the test pixels classified right, mean IoU = intersection over union "
+                     "averaged over the classes present; ranked by pixel acc", False),
+    "reconstruction": ((("MSE", "metrics.mse", ".6f"),),
+                       "MSE = mean squared error per pixel between output and input, normalised as the model sees "
+                       "them; lower is better; a reconstruction has no accuracy", True),
+    None: ((("accuracy", "accuracy", ".4f"),), "task not recorded: untrained models timed on random inputs (no "
+           "score), recorded before leaderboard schema 3", False),
+}  # fmt: skip
+TASK_ORDER = ("classification", "segmentation", "reconstruction", None)
+
+
+def row_value(row: Mapping[str, Any], key: str) -> Any:
+    """A row's ``key``, or ``metrics.KEY`` from its metrics (a score column of :data:`TASK_SCORES`)."""
+    if key.startswith("metrics."):
+        return (row.get("metrics") or {}).get(key.removeprefix("metrics."))
+    return row.get(key)
 
 
 def pareto_front(

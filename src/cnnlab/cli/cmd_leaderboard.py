@@ -20,6 +20,8 @@ import json
 import sys
 from typing import Any
 
+from cnnlab.bench.leaderboard import TASK_ORDER, TASK_SCORES, row_value
+
 NAME = "leaderboard"
 HELP = "Show the leaderboard (accuracy vs latency at batch 4), Pareto front marked; CSV/JSON/Markdown export."
 
@@ -41,28 +43,6 @@ _DISPLAY = (  # (header, row key, format); the task's score columns follow backe
     ("sha256", "checkpoint_sha256", "sha"),
     ("recorded", "created_at", "s"),
 )
-
-
-# per task: its score columns (header, row key or metrics.KEY, format), what they mean, and whether lower is better
-_TASKS: dict[str | None, tuple[tuple[tuple[str, str, str], ...], str, bool]] = {
-    "classification": ((("accuracy", "accuracy", ".4f"),), "accuracy = share of the test images classified right",
-                       False),
-    "segmentation": ((("pixel acc", "accuracy", ".4f"), ("mean IoU", "metrics.mean_iou", ".4f")),
-                     "pixel acc = share of the test pixels classified right, mean IoU = intersection over union "
-                     "averaged over the classes present; ranked by pixel acc", False),
-    "reconstruction": ((("MSE", "metrics.mse", ".6f"),),
-                       "MSE = mean squared error per pixel between output and input, normalised as the model sees "
-                       "them; lower is better; a reconstruction has no accuracy", True),
-    None: ((("accuracy", "accuracy", ".4f"),), "task not recorded: untrained models timed on random inputs (no "
-           "score), recorded before leaderboard schema 3", False),
-}  # fmt: skip
-_TASK_ORDER = ("classification", "segmentation", "reconstruction", None)
-
-
-def _value(row: dict[str, Any], key: str) -> Any:
-    if key.startswith("metrics."):
-        return (row.get("metrics") or {}).get(key.removeprefix("metrics."))
-    return row.get(key)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,7 +72,7 @@ def _cell(value: Any, spec: str) -> str:
 def _shown(row: dict[str, Any], key: str, spec: str) -> str:
     if key == "dataset" and row.get("dataset") is None and row.get("checkpoint_sha256") is None:
         return "(untrained)"  # a registered model without weights: timed on random inputs, no accuracy
-    return _cell(_value(row, key), spec)
+    return _cell(row_value(row, key), spec)
 
 
 def _groups(rows: list[dict[str, Any]]) -> list[tuple[str, str | None, list[dict[str, Any]]]]:
@@ -103,7 +83,7 @@ def _groups(rows: list[dict[str, Any]]) -> list[tuple[str, str | None, list[dict
     for row in rows:
         task = row_task(row)
         out.setdefault(str(row["machine"]), {}).setdefault(task, []).append({**row, "task": task})
-    return [(m, t, tasks[t]) for m, tasks in out.items() for t in _TASK_ORDER if t in tasks]
+    return [(m, t, tasks[t]) for m, tasks in out.items() for t in TASK_ORDER if t in tasks]
 
 
 def _describe(rows: list[dict[str, Any]]) -> str:
@@ -115,11 +95,11 @@ def _describe(rows: list[dict[str, Any]]) -> str:
 def _ranked(rows: list[dict[str, Any]], task: str | None, sort: str) -> list[dict[str, Any]]:
     from cnnlab.bench.leaderboard import pareto_front
 
-    (_, key, _), *_ = _TASKS[task][0]
-    sign = -1.0 if _TASKS[task][2] else 1.0  # the front wants "higher is better": an MSE counts negated
+    (_, key, _), *_ = TASK_SCORES[task][0]
+    sign = -1.0 if TASK_SCORES[task][2] else 1.0  # the front wants "higher is better": an MSE counts negated
 
     def score(row: dict[str, Any]) -> float | None:
-        value = _value(row, key)
+        value = row_value(row, key)
         return None if value is None else sign * float(value)
 
     if sort == "accuracy" and sign < 0:  # the database sorted by accuracy, which a reconstruction lacks
@@ -129,7 +109,7 @@ def _ranked(rows: list[dict[str, Any]], task: str | None, sort: str) -> list[dic
 
 
 def _table(rows: list[dict[str, Any]], task: str | None, markdown: bool) -> list[str]:
-    columns = [*_DISPLAY[:3], *_TASKS[task][0], *_DISPLAY[3:]]
+    columns = [*_DISPLAY[:3], *TASK_SCORES[task][0], *_DISPLAY[3:]]
     header = ["#", "front"] + [h for h, _, _ in columns]
     body = [[str(r["rank"]), "*" if r["pareto"] else ""] + [_shown(r, k, s) for _, k, s in columns] for r in rows]
     if markdown:
@@ -197,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({
             "machine_filter": args.machine if here is None else here, "sort": args.sort,
             "hidden_rows": hidden_rows, "hidden_machines": hidden_machines,
-            "groups": [{"machine": m, "task": t, "score": _TASKS[t][1], "rows": g} for m, t, g in groups],
+            "groups": [{"machine": m, "task": t, "score": TASK_SCORES[t][1], "rows": g} for m, t, g in groups],
         }, indent=2))  # fmt: skip
         return 0
     if args.format == "csv":
@@ -220,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     if not groups:
         out.append(f"no leaderboard rows in {board.path}" + (" for this machine" if here else "") + ".")
     for _, task, group in groups:
-        title = f"{_describe(group)}; {task or 'task not recorded'}: {_TASKS[task][1]} (sorted by " + (
+        title = f"{_describe(group)}; {task or 'task not recorded'}: {TASK_SCORES[task][1]} (sorted by " + (
             f"{args.sort}; * = Pareto front: no row of the same test data, input size and batch size has both a "
             "better score and a lower latency)"
         )

@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+from cnnlab.bench.leaderboard import TASK_SCORES, row_value
 from cnnlab.viz.report_html import note, table
 from cnnlab.viz.run_data import RunContext
 
@@ -19,8 +20,9 @@ __all__ = ["comparable_rows", "leaderboard_rows", "leaderboard_section"]
 
 _NO_ROWS = "no leaderboard rows yet: run cnnlab bench RUN --record"
 # (header, row key, format): what a reader compares; the machine is said once, under the table
+# the task's score columns (cnnlab.bench.leaderboard.TASK_SCORES) follow the backend
 _BOARD_COLUMNS = (
-    ("backend", "backend", "s"), ("accuracy", "accuracy", ".4f"), ("test imgs", "test_images", ",d"),
+    ("backend", "backend", "s"), ("test imgs", "test_images", ",d"),
     ("input", "input_size", "s"), ("median ms", "latency_median_ms", ".3f"), ("p90 ms", "latency_p90_ms", ".3f"),
     ("batch", "batch_size", "d"), ("img/s", "throughput", ",.0f"), ("threads", "threads", "d"),
     ("params", "params", ",d"), ("MACs", "macs", ",d"), ("weights sha256", "checkpoint_sha256", "sha"),
@@ -51,11 +53,21 @@ def leaderboard_section(ctx: RunContext) -> str:
     here = machine_fingerprint()
     size = "x".join(str(v) for v in ctx.meta.get("input_size") or ()) or None
     shown, left_out = comparable_rows(rows, here.machine, size, ctx.test_data_sha256)
-    shown.sort(key=lambda r: (r.get("accuracy") is None, -(r.get("accuracy") or 0.0), r.get("latency_median_ms") or 0))
+    task = str(ctx.metrics.get("task") or ctx.meta.get("task") or "classification")
+    scores, meaning, lower_better = TASK_SCORES.get(task, TASK_SCORES["classification"])
+    columns = [_BOARD_COLUMNS[0], *scores, *_BOARD_COLUMNS[1:]]
+    (first, key, _), *_ = scores
+
+    def rank(r: dict[str, Any]) -> tuple[bool, float, float]:  # best score first, then the fastest
+        value = row_value(r, key)
+        best = float(value) if lower_better else -float(value or 0.0)
+        return value is None, best if value is not None else 0.0, r.get("latency_median_ms") or 0.0
+
+    shown.sort(key=rank)
     sha = ctx.meta.get("sha256")
     body = [
-        ["this run" if sha and r.get("checkpoint_sha256") == sha else "", *(_cell(r.get(k), f) for _, k, f in
-                                                                              _BOARD_COLUMNS)]
+        ["this run" if sha and r.get("checkpoint_sha256") == sha else "",
+         *(_cell(row_value(r, k), f) for _, k, f in columns)]
         for r in shown[:20]
     ]  # fmt: skip
     gpu = "no GPU" if here.gpu in (None, "none") else f"GPU {here.gpu}"
@@ -67,13 +79,13 @@ def leaderboard_section(ctx: RunContext) -> str:
     parts = []
     if shown:
         more = f"; the first 20 of {len(shown)} are shown" if len(shown) > 20 else ""
-        parts.append(table(["", *(h for h, _, _ in _BOARD_COLUMNS)], body, left=2))
+        parts.append(table(["", *(h for h, _, _ in columns)], body, left=2))
         parts.append(note(
             f"`cnnlab bench` rows for model {model!r} on {dataset!r} measured on this machine ({here.machine}: "
-            f"{here.cpu_model}, {here.cpu_count} cores, {gpu}), at input {size or '?'}, on {data}, best accuracy "
-            f"first{more}. accuracy: one pass per image over the whole test split in the backend's precision (no "
-            "TTA), so it can differ from test_accuracy above; latency: one batch of `batch` images. 'this run' "
-            "marks rows of this checkpoint's weights."
+            f"{here.cpu_model}, {here.cpu_count} cores, {gpu}), at input {size or '?'}, on {data}, best {first} "
+            f"first{more}. {meaning}; measured with one pass per image over the whole test split in the backend's "
+            "precision (no TTA), so it can differ from the test numbers above; latency: one batch of `batch` "
+            "images. 'this run' marks rows of this checkpoint's weights."
         ))  # fmt: skip
     else:
         parts.append(note(

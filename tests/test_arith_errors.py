@@ -43,6 +43,11 @@ def test_empty_conv_output_message_names_axis_and_rule() -> None:
             r"output_padding must be >= 0 and smaller than either stride or dilation along L; received "
             r"output_padding=2 with stride=2, dilation=1",
         ),
+        (  # it said "picks between the 1 input sizes"
+            lambda: arith.conv_transpose_out(4, 3, output_padding=1),
+            r"stride=1, dilation=1\. With stride 1 and dilation 1 use output_padding=0: each output size comes "
+            r"from one input size",
+        ),
         (lambda: arith.conv_transpose_out(2, 1, s=1, p=1), r"transposed conv output would be 0 along L"),
         (lambda: arith.conv_transpose_out(4, 3, p="same"), r"numeric padding only"),
         (

@@ -309,11 +309,16 @@ def _check_output_padding(ops: tuple[int, ...], ss: tuple[int, ...], ds: tuple[i
     # PyTorch: output_padding < stride or output_padding < dilation
     for axis, op, si, di in zip(axis_names(len(ops)), ops, ss, ds):
         if op < 0 or (op >= si and op >= di):
+            why = (
+                f"Use output_padding < {max(si, di)}; it only picks between the {max(si, di)} input sizes that give "
+                "the same output under the forward convolution."
+                if max(si, di) > 1
+                else "With stride 1 and dilation 1 use output_padding=0: each output size comes from one input "
+                "size, so there is nothing to pick."
+            )
             raise ValueError(
                 f"output_padding must be >= 0 and smaller than either stride or dilation along {axis}; "
-                f"received output_padding={op} with stride={si}, dilation={di}. Use output_padding < "
-                f"{max(si, di)}; it only picks between the {max(si, di)} input sizes that give the same "
-                f"output under the forward convolution."
+                f"received output_padding={op} with stride={si}, dilation={di}. {why}"
             )
 
 

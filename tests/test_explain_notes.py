@@ -211,7 +211,11 @@ def test_compare_json_names_the_larger_stack(capsys: pytest.CaptureFixture[str])
 
 def test_params_without_claims_prints_just_the_total(capsys: pytest.CaptureFixture[str]) -> None:
     out = _out(capsys, "params", LENET, "--input", "32,32,3")
-    assert out.strip().splitlines()[-1] == "total parameters: 62,958"
+    # the totals end the output: no claim lines
+    assert out.strip().splitlines()[-2:] == [
+        "total parameters: 62,958",
+        "total MACs: 849,320 multiply-adds per image (conv and fc layers; FLOPs = 2 x MACs = 1,698,640)",
+    ]
 
 
 def test_a_wrong_claimed_total_says_by_how_much_and_which_way() -> None:
@@ -277,3 +281,20 @@ def test_compare_credits_the_deeper_stack_and_notes_pooling_only_where_it_differ
     assert "Pooling" not in last  # A is larger, and A has no pool
     last = compare_rf("conv f=3", "conv f=3; pool f=2", channels=8)["lines"][-1]
     assert last.endswith("multiplies the jump j by the stride.")  # nothing after the pool to reach further
+
+
+def test_params_shows_each_layers_macs_against_torch_flop_counter() -> None:
+    # a teacher's table had parameters only; the MACs were in the JSON alone
+    import torch
+    import torch.nn as nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 5), nn.MaxPool2d(2), nn.Conv2d(8, 16, 5, stride=2, groups=2), nn.Flatten(),
+                        nn.Linear(16 * 5 * 5, 10))  # fmt: skip
+    with FlopCounterMode(display=False) as counter:
+        net(torch.zeros(1, 3, 32, 32))
+    d = explain_params("conv f=5 c=8; pool f=2 s=2; conv f=5 s=2 c=16 g=2; fc 10", "32,32,3")
+    assert sum(step["macs"] for step in d["steps"]) * 2 == counter.get_total_flops()
+    header, conv1 = d["lines"][1], d["lines"][2]
+    assert header.split()[-1] == "MACs" and conv1.split()[-1] == f"{28 * 28 * 8 * 75:,}"
+    assert d["lines"][-1].startswith(f"total MACs: {counter.get_total_flops() // 2:,} multiply-adds per image")

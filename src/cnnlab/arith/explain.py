@@ -171,13 +171,16 @@ def explain_params(
             f"{st.activations:,}",
             f"{st.params_formula} = {st.params:,}" if st.params else "0",
             "" if st.layer.claimed_params is None else f"{st.layer.claimed_params:,}",
+            f"{st.macs:,}",
         ]
         for st in walk.steps
     ]
     show_claims = any(st.layer.claimed_params is not None for st in walk.steps)
-    header = ["layer", "spec", "shape", "activations", "parameters", *(["claimed"] if show_claims else [])]
-    lines = [_in_text(walk), *_table(header, [r if show_claims else r[:-1] for r in rows])]
+    header = ["layer", "spec", "shape", "activations", "parameters", *(["claimed"] if show_claims else []), "MACs"]
+    lines = [_in_text(walk), *_table(header, [r if show_claims else r[:-2] + r[-1:] for r in rows])]
     lines.append(f"total parameters: {total:,}")
+    macs = sum(st.macs for st in walk.steps)
+    lines.append(f"total MACs: {macs:,} multiply-adds per image (conv and fc layers; FLOPs = 2 x MACs = {2 * macs:,})")
     problems, ok_lines = _claim_lines(walk, total, claimed_total)
     lines += ok_lines + [f"WRONG: {p}" for p in problems]
     return {

@@ -20,8 +20,6 @@ import json
 import sys
 from typing import Any
 
-from cnnlab.bench.leaderboard import TASK_ORDER, TASK_SCORES, row_value
-
 NAME = "leaderboard"
 HELP = "Show the leaderboard (accuracy vs latency at batch 4), Pareto front marked; CSV/JSON/Markdown export."
 
@@ -70,6 +68,8 @@ def _cell(value: Any, spec: str) -> str:
 
 
 def _shown(row: dict[str, Any], key: str, spec: str) -> str:
+    from cnnlab.bench.leaderboard import row_value  # not at import: every cnnlab command builds this parser
+
     if key == "dataset" and row.get("dataset") is None and row.get("checkpoint_sha256") is None:
         return "(untrained)"  # a registered model without weights: timed on random inputs, no accuracy
     return _cell(row_value(row, key), spec)
@@ -77,7 +77,7 @@ def _shown(row: dict[str, Any], key: str, spec: str) -> str:
 
 def _groups(rows: list[dict[str, Any]]) -> list[tuple[str, str | None, list[dict[str, Any]]]]:
     """(machine, task, rows) in the order of the machines' first rows, then classification, segmentation, ..."""
-    from cnnlab.bench.leaderboard import row_task
+    from cnnlab.bench.leaderboard import TASK_ORDER, row_task
 
     out: dict[str, dict[str | None, list[dict[str, Any]]]] = {}
     for row in rows:
@@ -93,7 +93,7 @@ def _describe(rows: list[dict[str, Any]]) -> str:
 
 
 def _ranked(rows: list[dict[str, Any]], task: str | None, sort: str) -> list[dict[str, Any]]:
-    from cnnlab.bench.leaderboard import pareto_front
+    from cnnlab.bench.leaderboard import TASK_SCORES, pareto_front, row_value
 
     (_, key, _), *_ = TASK_SCORES[task][0]
     sign = -1.0 if TASK_SCORES[task][2] else 1.0  # the front wants "higher is better": an MSE counts negated
@@ -109,6 +109,8 @@ def _ranked(rows: list[dict[str, Any]], task: str | None, sort: str) -> list[dic
 
 
 def _table(rows: list[dict[str, Any]], task: str | None, markdown: bool) -> list[str]:
+    from cnnlab.bench.leaderboard import TASK_SCORES
+
     columns = [*_DISPLAY[:3], *TASK_SCORES[task][0], *_DISPLAY[3:]]
     header = ["#", "front"] + [h for h, _, _ in columns]
     body = [[str(r["rank"]), "*" if r["pareto"] else ""] + [_shown(r, k, s) for _, k, s in columns] for r in rows]
@@ -140,7 +142,7 @@ def _explain_no_match(every: list[dict[str, Any]], model: str | None, dataset: s
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.bench.leaderboard import Leaderboard
+    from cnnlab.bench.leaderboard import TASK_SCORES, Leaderboard
 
     board = Leaderboard(args.db)
     if args.db and not board.path.is_file():

@@ -4,14 +4,12 @@ size and test data), and why the others are left out. Used by :mod:`cnnlab.viz.r
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import os
 import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from cnnlab.bench.leaderboard import TASK_SCORES, row_value
+from cnnlab.bench.leaderboard import TASK_SCORES, Leaderboard, row_value
 from cnnlab.viz.report_html import note, table
 from cnnlab.viz.run_data import RunContext
 
@@ -44,8 +42,6 @@ def leaderboard_section(ctx: RunContext) -> str:
     model = ctx.metrics.get("model") or ctx.meta.get("model")
     dataset = ctx.metrics.get("dataset") or ctx.meta.get("dataset")
     rows = leaderboard_rows(model, dataset, ctx.leaderboard_db)
-    if rows is None:
-        return note(f"{_NO_ROWS} (this cnnlab has no cnnlab.bench.Leaderboard yet).")
     db = f" --db {shlex.quote(str(ctx.leaderboard_db))}" if ctx.leaderboard_db is not None else ""
     if not rows:
         bench = _NO_ROWS.replace("RUN", shlex.quote(str(ctx.run_dir)))
@@ -134,34 +130,12 @@ def comparable_rows(
     return shown, left_out
 
 
-def _as_dict(row: Any) -> dict[str, Any]:
-    if isinstance(row, dict):
-        return row
-    if hasattr(row, "_asdict"):
-        return dict(row._asdict())
-    if dataclasses.is_dataclass(row) and not isinstance(row, type):
-        return dataclasses.asdict(row)
-    if hasattr(row, "keys"):
-        return {k: row[k] for k in row.keys()}  # noqa: SIM118  (iterating a sqlite3.Row gives values)
-    return dict(vars(row))
-
-
 def leaderboard_rows(
     model: object, dataset: object, db_path: str | os.PathLike[str] | None = None
-) -> list[dict[str, Any]] | None:
-    """Rows of ``cnnlab.bench.Leaderboard`` for this model and dataset; None when cnnlab.bench has none.
+) -> list[dict[str, Any]]:
+    """The leaderboard's rows for this model and dataset.
 
     The leaderboard file is ``db_path`` (``--db``) or the bench default (``$CNNLAB_LEADERBOARD`` or
     the user's data folder); a missing file gives ``[]``.
     """
-    try:
-        bench = importlib.import_module("cnnlab.bench")
-    except ModuleNotFoundError as err:
-        if err.name not in ("cnnlab.bench", "cnnlab"):
-            raise  # cnnlab.bench exists but one of its own imports is missing: show that
-        return None
-    board = getattr(bench, "Leaderboard", None)
-    if board is None:
-        return None
-    rows = board(db_path=db_path).rows(model=model, dataset=dataset)
-    return [_as_dict(r) for r in rows or []]
+    return Leaderboard(db_path=db_path).rows(model=model, dataset=dataset)

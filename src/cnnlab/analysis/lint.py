@@ -15,7 +15,7 @@ from cnnlab.analysis import nodes as K
 from cnnlab.analysis.capture import Graph, Node
 from cnnlab.analysis.receptive import RFState
 from cnnlab.analysis.report import LintWarning, ModelReport
-from cnnlab.arith._norm import axis_names
+from cnnlab.arith import axis_names
 
 RULES: dict[str, str] = {
     "bias-before-bn": "a conv/linear bias right before BatchNorm is cancelled by BN's mean subtraction",

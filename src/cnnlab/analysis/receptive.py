@@ -85,8 +85,7 @@ from cnnlab.analysis.rfmap import (
     wraps,
 )
 from cnnlab.analysis.rfstate import Place, RFState, clean_axis, edit_axes, make_rf
-from cnnlab.arith import RF, _support, rf_conv, rf_conv_transpose, rf_input, rf_upsample
-from cnnlab.arith._norm import axis_names
+from cnnlab.arith import RF, _support, axis_names, rf_conv, rf_conv_transpose, rf_input, rf_upsample
 from cnnlab.arith._support import AxisSupport, Span
 from cnnlab.arith.receptive import rf_whole_map
 

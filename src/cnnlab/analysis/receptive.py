@@ -263,7 +263,9 @@ def _apart(per_axis: list[set[tuple[float, float]]], nd: int) -> str:
     apart, half a unit of 4 px' (a nearest x2 upsampling, an average-pool shortcut)."""
     said: dict[str, list[str]] = {}  # the sentence -> the axes it holds for
     for name, grids in zip(axis_names(nd), per_axis):
-        (j1, s1), (j2, s2) = sorted(grids) if len(grids) == 2 else ((0.0, 0.0), (1.0, 0.0))
+        if len(grids) != 2:
+            continue
+        (j1, s1), (j2, s2) = sorted(grids)
         if j1 != j2 or j1 <= 0:
             continue
         gap = abs(s1 - s2)

@@ -115,17 +115,15 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-# (column label, metric key, format) of each task's scores; the first is the one "vs <base>" compares
-_SCORES: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "classification": (("accuracy", "accuracy", ".4f"),),
-    "segmentation": (("pixel acc", "pixel_accuracy", ".4f"), ("mean IoU", "mean_iou", ".4f")),
-    "reconstruction": (("MSE", "mse", ".6f"),),
-}
-_SCORE_WORDS = {"accuracy": "test accuracy", "pixel_accuracy": "pixel accuracy", "mse": "MSE (lower is better)"}
+# what "vs <base>" compares, per task: the first of the task's score columns (cnnlab.bench.leaderboard.TASK_SCORES)
+_SCORE_WORDS = {
+    "classification": "test accuracy", "segmentation": "pixel accuracy", "reconstruction": "MSE (lower is better)",
+}  # fmt: skip
 
 
 def _metric(result: Any, key: str) -> float | None:
-    value = result.accuracy if key == "accuracy" else result.metrics.get(key)
+    """A backend's score under a TASK_SCORES key: ``accuracy`` (pixel accuracy for segmentation) or ``metrics.K``."""
+    value = result.metrics.get(key.removeprefix("metrics.")) if key.startswith("metrics.") else result.accuracy
     return None if value is None else float(value)
 
 
@@ -154,7 +152,10 @@ def _text(report: Any) -> str:
     ok = [r for r in report.results if r.status == "ok"]
     base = next((r for r in ok if r.backend == "eager"), ok[0] if ok else None)
     # the task's own score: accuracy, pixel accuracy (+ mean IoU) for segmentation, MSE for reconstruction
-    scores = _SCORES.get(report.task, _SCORES["classification"]) if report.dataset else _SCORES["classification"]
+    from cnnlab.bench.leaderboard import TASK_SCORES
+
+    task = report.task if report.dataset and report.task in TASK_SCORES else "classification"
+    scores = TASK_SCORES[task][0]
     header = ["backend", *(label for label, _, _ in scores), "vs " + (base.backend if base else "-"), "median ms",
               "p90 ms", "n", "img/s", "peak MiB", "speedup"]  # fmt: skip
     table = [header]
@@ -174,7 +175,7 @@ def _text(report: Any) -> str:
     for row in table:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
     if base is not None and len(ok) > 1:
-        lines.append(f"(vs {base.backend} = the backend's {_SCORE_WORDS[scores[0][1]]} minus that of {base.backend}; "
+        lines.append(f"(vs {base.backend} = the backend's {_SCORE_WORDS[task]} minus that of {base.backend}; "
                      f"speedup = median latency of {base.backend} / median latency of the backend, measured one "
                      "backend after the other; use --compare A B for an interleaved ratio)")  # fmt: skip
     if report.dataset and report.task == "segmentation":

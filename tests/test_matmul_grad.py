@@ -52,7 +52,9 @@ def test_gradients_match_under_bf16_autocast() -> None:
     got, want = _grads(fast, x, g, True), _grads(ref, x, g, True)
     assert got[1].dtype == want[1].dtype == torch.float32  # input and parameter grads in the master dtype
     for a, b in zip(got, want, strict=True):
-        torch.testing.assert_close(a, b, rtol=0.05, atol=0.05)  # both bf16; summation order differs
+        # Both round to bf16 (8 significant bits) but sum in a different order, and a CPU without native
+        # bf16 (AVX2 only) rounds partial sums too: allow a few bf16 steps of the largest entry.
+        torch.testing.assert_close(a, b, rtol=0.05, atol=0.02 * float(b.abs().max()))
 
 
 def test_bf16_autocast_leaves_a_float64_model_in_float64_like_nn_conv2d() -> None:

@@ -80,15 +80,15 @@ def _plain(model: FastNet) -> FastNet:
     return model
 
 
-def step_rate(model: nn.Module, batch: int, steps: int) -> float:
-    """Training images per second of ``model`` (bf16 autocast, channels-last, Nesterov SGD)."""
+def step_rate(model: nn.Module, batch: int, steps: int, precision: str = "bf16") -> float:
+    """Training images per second of ``model`` (``precision`` bf16 autocast or fp32, channels-last, Nesterov SGD)."""
     model = model.to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             out = model(x)
         loss = F.cross_entropy(out.float(), y, label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)

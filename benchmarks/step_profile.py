@@ -35,7 +35,8 @@ from cnnlab.analysis import analyze
 from cnnlab.models.fastnet import FastNet
 from cnnlab.train.loop import Hooks, fit
 from cnnlab.train.recipes import resolve_recipe
-from conv_grad import step_rate  # the synthetic FastNet step (bf16, channels-last, Nesterov SGD)
+from cnnlab.train.tricks import resolve_precision
+from conv_grad import step_rate  # the synthetic FastNet step (channels-last, Nesterov SGD)
 from train_speed import _probe_peaks  # the same matmul peaks as the speed benchmark
 
 # Operator kinds, first match wins. aten::mm and aten::cat in this step are MatmulGradConv2d's
@@ -101,19 +102,20 @@ def profile_default(threads: int, steps: int) -> dict[str, Any]:
         "step_ms": step_ms, "batch": cfg.batch_size, "shares": {k: v / total for k, v in shares.items()},
         "model_flops": model_flops, "conv_flops": conv_flops, "threads": torch.get_num_threads(),
         "whiten": cfg.whiten, "ema": cfg.ema_decay,
+        "precision": resolve_precision(cfg.precision, torch.device("cpu")),
     }  # fmt: skip
 
 
-def frozen_stem_rates(batch: int, repeats: int) -> tuple[list[float], list[float]]:
+def frozen_stem_rates(batch: int, repeats: int, precision: str) -> tuple[list[float], list[float]]:
     """Images/s of FastNet's step with a trained stem and with a whitened, frozen one, alternating rounds."""
     trained, frozen = [], []
     for _ in range(repeats):  # alternate, so drifts of the machine hit both sides
         torch.manual_seed(0)
-        trained.append(step_rate(FastNet(), batch, 30))
+        trained.append(step_rate(FastNet(), batch, 30, precision))
         torch.manual_seed(0)
         net = FastNet()
         net.init_whitening(torch.randn(256, 1, 28, 28))  # the filters' values do not change the cost
-        frozen.append(step_rate(net, batch, 30))
+        frozen.append(step_rate(net, batch, 30, precision))
     return trained, frozen
 
 
@@ -123,6 +125,13 @@ def report(row: dict[str, Any], peaks: dict[str, Any], args: argparse.Namespace)
     conv_s = row["shares"]["convolution"] * step_s
     conv_rate = row["conv_flops"] * batch / conv_s
     bound = row["model_flops"] * batch / conv_s  # MFU numerator if only the convolutions took time
+    # The peak to hold the step against is that of the precision the recipe runs in: bf16 where the
+    # CPU has it natively, else fp32 (an emulated bf16 matmul is far slower than fp32, so "% of it"
+    # would say nothing).
+    prec = row["precision"]
+    peak = peaks["bf16"] if prec == "bf16" else peaks["fp32"]
+    peak_name = f"{prec} matmul peak"
+    precision_text = "bf16 autocast" if prec == "bf16" else f"{prec}, no autocast"
     lines = [
         "# Where the default recipe's CPU training step spends its time",
         "",
@@ -130,13 +139,14 @@ def report(row: dict[str, Any], peaks: dict[str, Any], args: argparse.Namespace)
         f"- CPU: {_cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}, Python "
         f"{platform.python_version()}; {row['threads']} threads",
         f"- command: `benchmarks/step_profile.py {' '.join(args.argv)}`",
-        f"- run: `cnnlab train` default recipe (fastnet, batch {batch}, bf16 autocast, channels-last, "
+        f"- run: `cnnlab train` default recipe (fastnet, batch {batch}, {precision_text}, channels-last, "
         f"whitened frozen stem: {row['whiten']}, EMA {row['ema']}), steps 20-{20 + args.steps} timed, "
         f"the next {args.steps} profiled",
         "",
         f"Step: {row['step_ms']:.1f} ms ({batch / step_s:.0f} images/s). Model FLOPs (MACs x 2 x 3): "
-        f"{achieved / 1e9:.0f} GFLOP/s = {achieved / peaks['bf16']:.0%} of the bf16 matmul peak "
-        f"({peaks['bf16'] / 1e9:.0f} GFLOP/s at {peaks['bf16_size']}^2; "
+        f"{achieved / 1e9:.0f} GFLOP/s = {achieved / peak:.0%} of the {peak_name} "
+        f"(bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s at {peaks['bf16_size']}^2, "
+        f"{'native' if peaks['native_bf16'] else 'emulated: the CPU has no native bf16'}; "
         f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s at 2048^2).",
         "",
         "| kind of operator | share of the step (profiler self time) | ms per step |",
@@ -148,9 +158,9 @@ def report(row: dict[str, Any], peaks: dict[str, Any], args: argparse.Namespace)
         "",
         f"- The convolutions' own FLOPs (forward, and the gradients that run: "
         f"{row['conv_flops'] / 1e6:.1f} MFLOP per image) take {conv_s * 1e3:.1f} ms per step: "
-        f"**{conv_rate / 1e9:.0f} GFLOP/s, {conv_rate / peaks['bf16']:.0%} of the bf16 matmul peak**.",
+        f"**{conv_rate / 1e9:.0f} GFLOP/s, {conv_rate / peak:.0%} of the {peak_name}**.",
         f"- If every other operator took no time, the model-FLOPs utilisation would be at most "
-        f"**{bound / peaks['bf16']:.0%}** of the bf16 matmul peak. The other {1 - row['shares']['convolution']:.0%} "
+        f"**{bound / peak:.0%}** of the {peak_name}. The other {1 - row['shares']['convolution']:.0%} "
         "of the step is pooling, normalisation, element-wise and copy work, which memory bandwidth bounds, "
         "and Python and autograd overhead.",
     ]
@@ -158,7 +168,7 @@ def report(row: dict[str, Any], peaks: dict[str, Any], args: argparse.Namespace)
     t, f = statistics.median(trained), statistics.median(frozen)
     lines += [
         "",
-        f"## Frozen whitened stem vs trained stem (synthetic FastNet step, batch {batch}, median images/s of "
+        f"## Frozen whitened stem vs trained stem (synthetic FastNet step, {prec}, batch {batch}, median images/s of "
         f"{len(trained)} alternating rounds)",
         "",
         "A frozen stem needs no gradient below the first batch norm: the backward pass skips the stem's",
@@ -192,7 +202,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     peaks = _probe_peaks(args.threads)
     row = profile_default(args.threads, args.steps)
-    row["stem_rates"] = frozen_stem_rates(row["batch"], args.repeats)
+    row["stem_rates"] = frozen_stem_rates(row["batch"], args.repeats, row["precision"])
     text = report(row, peaks, args)
     print(text, end="")
     if args.out:

@@ -112,3 +112,40 @@ def test_fx_and_onnx_see_a_plain_convolution(tmp_path) -> None:  # type: ignore[
     path = tmp_path / "conv.onnx"
     torch.onnx.export(conv.eval(), (torch.randn(1, 4, 3, 3),), dynamo=True).save(str(path))
     assert [n.op_type for n in onnx.load(str(path)).graph.node] == ["Conv"]
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_one_channel_fp32_forward_is_a_matmul_and_matches_nn_conv2d(bias: bool, channels_last: bool) -> None:
+    """One input channel (FastNet's stem on grey images): ``im2col @ w``; oneDNN runs it 3x slower on AVX2."""
+    fast, ref = _pair(1, 16, bias)
+    x = torch.randn(4, 1, 9, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    g = torch.randn(4, 16, 9, 7)
+    got, want = _grads(fast, x, g, False), _grads(ref, x, g, False)
+    assert got[0].is_contiguous(memory_format=torch.channels_last)  # the matmul's (B*H*W, C_out) layout
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # evaluation and a frozen stem: the same values, no graph
+        torch.testing.assert_close(fast.eval()(x), ref.eval()(x), rtol=1e-5, atol=1e-5)
+
+
+def test_one_channel_matmul_forward_only_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    from cnnlab.layers import matmul_grad
+
+    original = matmul_grad._MatmulConv1.apply
+    monkeypatch.setattr(matmul_grad._MatmulConv1, "apply", lambda *a: calls.append(1) or original(*a))
+    conv = MatmulGradConv2d(1, 8, 3, padding=1)
+    conv(torch.randn(2, 1, 8, 8))
+    assert calls == [1]
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16: oneDNN's own kernels (AMX, AVX-512 BF16)
+        assert conv(torch.randn(2, 1, 8, 8)).dtype == torch.bfloat16
+    conv.double()(torch.randn(2, 1, 8, 8, dtype=torch.float64))
+    MatmulGradConv2d(3, 8, 3, padding=1)(torch.randn(2, 3, 8, 8))  # three channels: oneDNN is faster
+    MatmulGradConv2d(1, 8, 3, padding=1, stride=2)(torch.randn(2, 1, 8, 8))
+    traced = torch.fx.symbolic_trace(MatmulGradConv2d(1, 8, 3, padding=1))
+    assert any(n.op == "call_function" and "conv2d" in str(n.target) for n in traced.graph.nodes)
+    assert calls == [1]

@@ -172,23 +172,31 @@ def _run_baseline(seed: int, threads: int, budget: float, max_epochs: int) -> di
 
 
 def _probe_peaks(threads: int) -> dict[str, Any]:
-    """Measured matmul FLOP/s: fp32 at 2048^2, bf16 from 512^2 up while one call stays under 1 s."""
+    """Measured matmul FLOP/s: fp32 at 2048^2, bf16 from 512^2 up while one call stays under 1 s.
+
+    Each is the best of five windows of at least 0.3 s: a peak is what the cores can do, and on a
+    shared (virtual) machine a window now and then runs at half speed (this benchmark once measured
+    66 GFLOP/s for fp32 on an AMD EPYC whose 2048^2 matmul runs at 106-137 GFLOP/s minutes later).
+    """
     import torch
 
     from cnnlab.train.tricks import cpu_has_native_bf16
 
-    def rate(n: int, dtype: torch.dtype, seconds: float = 1.5) -> tuple[float, float]:
+    def rate(n: int, dtype: torch.dtype, seconds: float = 0.3, windows: int = 5) -> tuple[float, float]:
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         tick = time.perf_counter()
         a @ b  # warm-up (and the time of one call)
         first = time.perf_counter() - tick
-        reps, tick = 0, time.perf_counter()
-        while reps < 3 or time.perf_counter() - tick < seconds:
-            a @ b
-            reps += 1
-            if first > 1.0:
-                break
-        return 2 * n**3 * reps / (time.perf_counter() - tick), first
+        best = 0.0
+        for _ in range(1 if first > 1.0 else windows):
+            reps, tick = 0, time.perf_counter()
+            while reps < 1 or time.perf_counter() - tick < seconds:
+                a @ b
+                reps += 1
+                if first > 1.0:
+                    break
+            best = max(best, 2 * n**3 * reps / (time.perf_counter() - tick))
+        return best, first
 
     fp32, _ = rate(2048, torch.float32)
     bf16, size = 0.0, 0
@@ -200,6 +208,20 @@ def _probe_peaks(threads: int) -> dict[str, Any]:
             break
     return {"fp32": fp32, "bf16": bf16, "bf16_size": size, "native_bf16": cpu_has_native_bf16(),
             "threads": torch.get_num_threads()}  # fmt: skip
+
+
+def best_peaks(probes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest fp32 and bf16 rates over several :func:`_probe_peaks` results (``fp32_probes`` lists all).
+
+    >>> best_peaks([{"fp32": 1.0, "bf16": 4.0, "bf16_size": 512, "native_bf16": True, "threads": 2},
+    ...             {"fp32": 2.0, "bf16": 3.0, "bf16_size": 2048, "native_bf16": True, "threads": 2}])["fp32"]
+    2.0
+    """
+    top = dict(max(probes, key=lambda p: p["bf16"]))  # keeps that probe's bf16_size
+    top["fp32"] = max(p["fp32"] for p in probes)
+    top["fp32_probes"] = [p["fp32"] for p in probes]
+    top["bf16_probes"] = [p["bf16"] for p in probes]
+    return top
 
 
 def _die_with_parent() -> None:
@@ -350,12 +372,27 @@ def _report(rows: dict[str, list[dict[str, Any]]], peaks: dict[str, Any], args: 
             f"- {name}: {runs[0]['macs'] / 1e6:.2f} M MACs/image x {ips:.0f} images/s (optimizer steps only) = "
             f"{achieved / 1e9:.1f} GFLOP/s in {runs[0]['precision']}; that is {achieved / peaks['fp32']:.0%} of the "
             f"fp32 matmul peak and {achieved / peaks['bf16']:.0%} of the bf16 matmul peak measured below"
+            + (
+                ""
+                if peaks["native_bf16"]
+                else " (the bf16 figure means nothing here: this CPU emulates bf16, "
+                "so the recipe runs in fp32 and the fp32 peak is the one to hold it against)"
+            )
         )
     bf16_kind = "native (the CPU reports AVX-512 BF16/AMX)" if peaks["native_bf16"] else "emulated (no native bf16)"
     lines += [
         f"- measured peaks ({peaks['threads']} thread{'s' if peaks['threads'] != 1 else ''}): "
         f"fp32 matmul 2048^2 {peaks['fp32'] / 1e9:.1f} GFLOP/s; "
-        f"bf16 matmul {peaks['bf16_size']}^2 {peaks['bf16'] / 1e9:.1f} GFLOP/s, {bf16_kind}",
+        f"bf16 matmul {peaks['bf16_size']}^2 {peaks['bf16'] / 1e9:.1f} GFLOP/s, {bf16_kind}"
+        + (
+            f" (the best of {len(peaks['fp32_probes'])} probes, before and after the runs; fp32: "
+            + ", ".join(f"{v / 1e9:.1f}" for v in peaks["fp32_probes"])
+            + "; bf16: "
+            + ", ".join(f"{v / 1e9:.1f}" for v in peaks["bf16_probes"])
+            + " GFLOP/s)"
+            if "fp32_probes" in peaks
+            else ""
+        ),
         "",
         "No test-set leakage (asserted on every cnnlab run): val_fraction > 0 (validation carved from the training "
         "split); fit() trained with the test split sealed (any access but len() raises) until its last epoch ended; "
@@ -386,13 +423,15 @@ def main(argv: list[str] | None = None) -> int:
         jobs += [("cnnlab", recipe, seed) for seed in range(int(count) if count else args.seeds)]
     jobs += [("baseline", BASELINE, s) for s in range(args.baseline_seeds)]
     rows: dict[str, list[dict[str, Any]]] = {}
+    probes = [_spawn(("probe", "peaks", 0), args)]  # before the runs and after them: the better of the two
     for job in jobs:
         row = _spawn(job, args)
         rows.setdefault(row["name"], []).append(row)
         reached = ", ".join(f"{t:.0%} at {_time_to(row, t):.1f}s" for t in TARGETS)
         print(f"{job[1]} seed {job[2]}: final {row['final_accuracy']:.4f} after {len(row['epochs'])} epochs, "
               f"{row['wall_total']:.1f}s; {reached}; {row['maxrss_mib']:.0f} MiB", flush=True)  # fmt: skip
-    peaks = _spawn(("probe", "peaks", 0), args)
+    probes.append(_spawn(("probe", "peaks", 0), args))
+    peaks = best_peaks(probes)
     text = "\n".join(_report(rows, peaks, args, header)) + "\n"
     print(text)
     if args.out:

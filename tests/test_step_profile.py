@@ -37,3 +37,14 @@ def test_executed_flops_skip_the_gradients_that_do_not_run() -> None:
     assert conv == 2 * stem * 2 + 2 * rest * 3  # the stem's input needs no gradient
     net.init_whitening(torch.randn(8, 1, 28, 28))  # frozen stem: no weight gradient either
     assert step_profile.executed_flops(net, (1, 28, 28)) == (model_flops, conv - 2 * stem)
+
+
+def test_the_speed_benchmark_holds_training_against_the_best_probe() -> None:
+    """A peak is what the cores can do: one slow probe (a busy host) must not halve it and double the MFU."""
+    import train_speed
+
+    slow = {"fp32": 66e9, "bf16": 1.3e9, "bf16_size": 512, "native_bf16": False, "threads": 2}
+    fast = {"fp32": 132e9, "bf16": 1.2e9, "bf16_size": 1024, "native_bf16": False, "threads": 2}
+    peaks = train_speed.best_peaks([slow, fast])
+    assert (peaks["fp32"], peaks["bf16"], peaks["bf16_size"]) == (132e9, 1.3e9, 512)
+    assert peaks["fp32_probes"] == [66e9, 132e9]

@@ -18,6 +18,17 @@ def _pair(cin: int, cout: int, bias: bool) -> tuple[MatmulGradConv2d, nn.Conv2d]
     return fast, ref
 
 
+def _count_applies(monkeypatch: pytest.MonkeyPatch, function: str) -> list[int]:
+    """A list that grows by one each time ``cnnlab.layers.matmul_grad.<function>.apply`` runs."""
+    from cnnlab.layers import matmul_grad
+
+    calls: list[int] = []
+    cls = getattr(matmul_grad, function)
+    original = cls.apply
+    monkeypatch.setattr(cls, "apply", lambda *a: calls.append(1) or original(*a))
+    return calls
+
+
 def _grads(conv: nn.Module, x: torch.Tensor, g: torch.Tensor, autocast: bool) -> list[torch.Tensor]:
     x = x.detach().clone().requires_grad_(True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
@@ -85,11 +96,7 @@ def test_im2col_columns_follow_the_permuted_weight_order() -> None:
 
 
 def test_the_stock_path_runs_where_the_matmul_does_not_apply(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    from cnnlab.layers import matmul_grad
-
-    original = matmul_grad._MatmulGradConv.apply
-    monkeypatch.setattr(matmul_grad._MatmulGradConv, "apply", lambda *a: calls.append(1) or original(*a))
+    calls = _count_applies(monkeypatch, "_MatmulGradConv")
     conv = MatmulGradConv2d(4, 4, 3, padding=1)
     conv(torch.randn(2, 4, 3, 3))
     assert calls == [1]  # tiny map, grad on: the matmul gradient
@@ -133,11 +140,7 @@ def test_one_channel_fp32_forward_is_a_matmul_and_matches_nn_conv2d(bias: bool, 
 
 
 def test_one_channel_matmul_forward_only_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    from cnnlab.layers import matmul_grad
-
-    original = matmul_grad._MatmulConv1.apply
-    monkeypatch.setattr(matmul_grad._MatmulConv1, "apply", lambda *a: calls.append(1) or original(*a))
+    calls = _count_applies(monkeypatch, "_MatmulConv1")
     conv = MatmulGradConv2d(1, 8, 3, padding=1)
     conv(torch.randn(2, 1, 8, 8))
     assert calls == [1]

@@ -152,3 +152,69 @@ def test_one_channel_matmul_forward_only_in_fp32(monkeypatch: pytest.MonkeyPatch
     traced = torch.fx.symbolic_trace(MatmulGradConv2d(1, 8, 3, padding=1))
     assert any(n.op == "call_function" and "conv2d" in str(n.target) for n in traced.graph.nodes)
     assert calls == [1]
+
+
+def _pooled_pair(bias: bool) -> tuple[nn.Sequential, nn.Sequential]:
+    torch.manual_seed(0)
+    fast = nn.Sequential(MatmulGradConv2d(5, 7, 3, padding=1, bias=bias, pooled=True), nn.MaxPool2d(2))
+    ref = nn.Sequential(nn.Conv2d(5, 7, 3, padding=1, bias=bias), nn.MaxPool2d(2))
+    ref.load_state_dict(fast.state_dict())
+    return fast, ref
+
+
+@pytest.mark.parametrize("hw", [(7, 7), (7, 8), (8, 7), (5, 9), (8, 8), (9, 9)])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pooled_conv_skips_what_the_pool_drops_and_matches_conv_then_pool(
+    hw: tuple[int, int], bias: bool, channels_last: bool
+) -> None:
+    """``pooled=True``: conv -> 2x2 floor pool gives the same values and gradients as nn.Conv2d -> pool."""
+    fast, ref = _pooled_pair(bias)
+    h, w = hw
+    x = torch.randn(3, 5, h, w)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        fast, ref = fast.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
+    assert fast[0](x).shape[-2:] == (h - h % 2, w - w % 2)  # training: the dropped row/column is not computed
+    g = torch.randn(3, 7, h // 2, w // 2)
+    for a, b in zip(_grads(fast, x, g, False), _grads(ref, x, g, False), strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(_grads(fast, x, g, True), _grads(ref, x, g, True), strict=True):  # bf16 autocast
+        torch.testing.assert_close(a.float(), b.float(), rtol=0.02, atol=0.02 * float(b.abs().max()))
+
+
+def test_pooled_conv_keeps_its_full_output_in_eval_tracing_and_without_pooled() -> None:
+    conv = MatmulGradConv2d(4, 8, 3, padding=1, pooled=True)
+    x = torch.randn(2, 4, 7, 7)
+    assert conv(x).shape[-2:] == (6, 6)
+    with torch.no_grad():
+        assert conv(x).shape[-2:] == (6, 6)  # training-mode inference (e.g. the train loss) skips them too
+    assert conv.eval()(x).shape[-2:] == (7, 7)  # evaluation, analysis, hooks: the layer's real output
+    conv.train()
+    assert MatmulGradConv2d(4, 8, 3, padding=1)(x).shape[-2:] == (7, 7)  # not declared pooled
+    assert MatmulGradConv2d(4, 8, 3, padding=1, stride=2, pooled=True)(x).shape[-2:] == (4, 4)
+    traced = torch.fx.symbolic_trace(conv)  # in training mode: the check must not touch a Proxy
+    assert traced(x).shape[-2:] == (7, 7)
+    assert "pooled=True" in repr(conv)
+
+
+def test_fastnet_trains_identically_with_and_without_the_pool_crop() -> None:
+    """FastNet's 64 -> 128 convolution on 7x7 maps is pooled: a training step gives the same loss and gradients."""
+    from cnnlab.models.fastnet import FastNet
+
+    torch.manual_seed(0)
+    net = FastNet(widths=(8, 16, 16, 32))
+    pooled = [m for m in net.modules() if isinstance(m, MatmulGradConv2d) and m.pooled]
+    assert len(pooled) == 3  # stem, stage 1, stage 2 (the last stage has no pool)
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    results = []
+    for flag in (True, False):
+        for m in pooled:
+            m.pooled = flag
+        net.zero_grad()
+        loss = nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        results.append([loss.detach(), *(p.grad.clone() for p in net.parameters())])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -45,8 +45,9 @@ class ConvBN(nn.Sequential):
     """
 
     def __init__(self, in_ch: int, out_ch: int, *, act: bool = True, pool: bool = False) -> None:
-        # MatmulGradConv2d is an nn.Conv2d that trains faster on CPU on tiny (3x3, 4x4) maps.
-        layers: list[nn.Module] = [MatmulGradConv2d(in_ch, out_ch, 3, padding=1, bias=False)]
+        # MatmulGradConv2d is an nn.Conv2d that trains faster on CPU on tiny (3x3, 4x4) maps; pooled=True lets
+        # it skip, in training, the row and column of an odd map (7x7) that the floor-mode pool drops.
+        layers: list[nn.Module] = [MatmulGradConv2d(in_ch, out_ch, 3, padding=1, bias=False, pooled=pool)]
         if pool:
             layers.append(nn.MaxPool2d(2))
         layers.append(nn.BatchNorm2d(out_ch))

@@ -38,6 +38,7 @@ from cnnlab.train.recipes import resolve_recipe
 from cnnlab.train.tricks import resolve_precision
 from conv_grad import step_rate  # the synthetic FastNet step (channels-last, Nesterov SGD)
 from train_speed import _probe_peaks  # the same matmul peaks as the speed benchmark
+from train_speed import executed_flops as executed_flops_per_image
 
 # Operator kinds, first match wins. aten::mm and aten::cat in this step are MatmulGradConv2d's
 # im2col weight gradient (the linear head's matmuls are addmm and two tiny mm, 0.1% of the FLOPs).
@@ -61,17 +62,15 @@ def kind_of(op: str) -> str:
 def executed_flops(model: torch.nn.Module, input_size: tuple[int, ...]) -> tuple[float, float]:
     """(model FLOPs, convolution FLOPs that really run) per image for one training step.
 
-    Model FLOPs follow train_speed.py's MFU: MACs x 2 x 3. What runs: every layer's forward; its weight
-    gradient only where the weight trains (a whitened stem is frozen); its input gradient for every
-    layer but the first (the images need none).
+    Model FLOPs follow train_speed.py's MFU: cnnlab's MACs x 2 x 3. What runs is counted, not
+    assumed (``train_speed.executed_flops``: torch's ``FlopCounterMode`` over a training step), less
+    the linear layers (the head). It sees the gradients autograd skips (a frozen,
+    whitened stem needs no weight gradient, nor an input gradient for the layer after it when nothing
+    below trains), the rows the pooled convolutions skip (``MatmulGradConv2d(pooled=True)``), and the
+    im2col matmuls of ``MatmulGradConv2d`` (counted as ``aten.mm``).
     """
     rows = [r for r in analyze(model, input_size).layers if r.macs]
-    model_flops = sum(6.0 * r.macs for r in rows)
-    conv = 0.0
-    for i, r in enumerate(rows):
-        if r.kind == "conv":
-            conv += 2.0 * r.macs * (1 + (r.trainable_params > 0) + (i > 0))
-    return model_flops, conv
+    return sum(6.0 * r.macs for r in rows), executed_flops_per_image(model, input_size, exclude=(torch.nn.Linear,))
 
 
 def profile_default(threads: int, steps: int) -> dict[str, Any]:

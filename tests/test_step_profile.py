@@ -29,12 +29,13 @@ def test_operator_kinds(op: str, kind: str) -> None:
     assert step_profile.kind_of(op) == kind
 
 
-def test_executed_flops_skip_the_gradients_that_do_not_run() -> None:
+def test_executed_flops_skip_the_gradients_and_rows_that_do_not_run() -> None:
     net = create_model("fastnet")
-    stem, rest = 9 * 16 * 28 * 28, 9 * 16 * 64 * 14 * 14 + 9 * 64 * 128 * 7 * 7 + 9 * 128 * 256 * 3 * 3
+    stem, s1, s3 = 9 * 16 * 28 * 28, 9 * 16 * 64 * 14 * 14, 9 * 128 * 256 * 3 * 3
+    s2, s2_run = 9 * 64 * 128 * 7 * 7, 9 * 64 * 128 * 6 * 6  # the pool after it drops the 7th row and column
     model_flops, conv = step_profile.executed_flops(net, (1, 28, 28))
-    assert model_flops == 6 * (stem + rest + 256 * 10)  # MACs x 2 x 3, the head included
-    assert conv == 2 * stem * 2 + 2 * rest * 3  # the stem's input needs no gradient
+    assert model_flops == 6 * (stem + s1 + s2 + s3 + 256 * 10)  # MACs x 2 x 3, the head included
+    assert conv == 2 * stem * 2 + 2 * (s1 + s2_run + s3) * 3  # the stem's input (the images) needs no gradient
     net.init_whitening(torch.randn(8, 1, 28, 28))  # frozen stem: no weight gradient either
     assert step_profile.executed_flops(net, (1, 28, 28)) == (model_flops, conv - 2 * stem)
 
@@ -48,3 +49,30 @@ def test_the_speed_benchmark_holds_training_against_the_best_probe() -> None:
     peaks = train_speed.best_peaks([slow, fast])
     assert (peaks["fp32"], peaks["bf16"], peaks["bf16_size"]) == (132e9, 1.3e9, 512)
     assert peaks["fp32_probes"] == [66e9, 132e9]
+
+
+def test_the_speed_report_puts_the_executed_flops_beside_the_model_flops() -> None:
+    """The MFU line counts model FLOPs (MACs x 6); the step's own FLOPs (FlopCounterMode) stand beside them."""
+    import argparse
+
+    import train_speed
+
+    def run(name: str, acc: float, **extra: object) -> dict[str, object]:
+        epochs = [{"epoch": 1, "wall": 10.0, "test_accuracy": acc, "val_accuracy": acc}]
+        return {"name": name, "seed": 0, "epochs": epochs, "stopped_by_budget": False, "wall_total": 10.0,
+                "final_accuracy": acc, "maxrss_mib": 100.0, "images_per_second": 1000.0, "macs": 8e6,
+                "precision": "fp32", **extra}  # fmt: skip
+
+    net = create_model("fastnet")
+    net.init_whitening(torch.randn(8, 1, 28, 28))
+    executed = train_speed.executed_flops(net, (1, 28, 28))
+    assert executed < 6 * 8_188_672  # the frozen stem's gradients and the pooled rows do not run
+    rows = {"default": [run("default", 0.93, executed_flops=executed)], train_speed.BASELINE: [run("b", 0.91)]}
+    peaks = {"fp32": 100e9, "bf16": 1e9, "bf16_size": 512, "native_bf16": False, "threads": 2}
+    args = argparse.Namespace(threads=2, recipes="default", seeds=1, baseline_seeds=1, baseline_epochs=1,
+                              budget_seconds=60.0)  # fmt: skip
+    text = "\n".join(train_speed._report(rows, peaks, args, []))
+    assert "8.00 M MACs/image x 1000 images/s" in text and "48.0 GFLOP/s in fp32; that is 48% of the fp32" in text
+    line = next(s for s in text.splitlines() if "the step itself runs" in s)
+    assert f"{executed / 1e6:.1f} MFLOP per image, not 48.0" in line
+    assert f"{executed * 1000 / 1e9:.1f} GFLOP/s of executed work, {executed * 1000 / 100e9:.0%} of the fp32" in line

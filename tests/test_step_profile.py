@@ -36,8 +36,8 @@ def test_executed_flops_skip_the_gradients_and_rows_that_do_not_run() -> None:
     model_flops, conv = step_profile.executed_flops(net, (1, 28, 28))
     assert model_flops == 6 * (stem + s1 + s2 + s3 + 256 * 10)  # MACs x 2 x 3, the head included
     assert conv == 2 * stem * 2 + 2 * (s1 + s2_run + s3) * 3  # the stem's input (the images) needs no gradient
-    net.init_whitening(torch.randn(8, 1, 28, 28))  # frozen stem: no weight gradient either
-    assert step_profile.executed_flops(net, (1, 28, 28)) == (model_flops, conv - 2 * stem)
+    net.init_whitening(torch.randn(8, 1, 28, 28))  # frozen stem: no weight gradient, no input gradient above it
+    assert step_profile.executed_flops(net, (1, 28, 28)) == (model_flops, conv - 2 * stem - 2 * s1)
 
 
 def test_the_speed_benchmark_holds_training_against_the_best_probe() -> None:

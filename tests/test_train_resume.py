@@ -210,3 +210,22 @@ def test_resume_of_a_fine_tuning_run_does_not_need_its_source_any_more(
     text = " ".join(done.stderr.split())
     assert f"--resume: this run was started with --init-from {source}, and it was stopped before its first" in text
     assert "Put the source run back, or start this run again with --overwrite." in text
+
+
+def test_resume_with_a_different_set_of_trained_parameters_says_so(tmp_path: Path) -> None:
+    """A run saved by a cnnlab that trained more parameters (FastNet's stem batch norm) cannot take its optimizer."""
+    import torch
+    from torch import nn
+
+    from cnnlab.errors import CheckpointError
+    from cnnlab.train.state import TrainState, restore_state, save_state
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    config = {"model": "tiny", "epochs": 2}
+    state = TrainState(model, torch.optim.SGD(model.parameters()))
+    path = save_state(tmp_path / "train_state.safetensors", state, config)
+    model[0].requires_grad_(False)
+    now = TrainState(model, torch.optim.SGD([p for p in model.parameters() if p.requires_grad]))
+    with pytest.raises(CheckpointError, match=r"trains 4 parameter tensors \(per group: \[4\]\), but this run's model "
+                       r"trains 2 .*Nothing was changed.*--init-from"):  # fmt: skip
+        restore_state(path, now, config)

@@ -79,10 +79,10 @@ def test_fastnet_init_whitening_sets_and_freezes_the_stem() -> None:
     net.init_whitening(x)
     stem = net.features[0][0].weight
     torch.testing.assert_close(stem, patch_whitening(x, 3, 16))
-    others = [p.requires_grad for n, p in net.named_parameters() if n != "features.0.0.weight"]
-    assert not stem.requires_grad and all(others)
+    stem_names = {"features.0.0.weight", "features.0.2.weight", "features.0.2.bias"}  # filters, BN scale and shift
+    assert {n for n, p in net.named_parameters() if not p.requires_grad} == stem_names
     net.init_whitening(x, freeze=False)
-    assert stem.requires_grad
+    assert all(p.requires_grad for p in net.parameters())
 
 
 TINY = {
@@ -97,9 +97,11 @@ def test_fit_whitens_from_the_training_split_and_never_trains_the_stem(tmp_path)
     data = load_data(cfg)
     result = fit(cfg, tmp_path / "w", data=data)
     stem = result.state.model.features[0][0].weight
+    bn = result.state.model.features[0][2]
     expected = patch_whitening(normalize(data.train.images[:WHITEN_IMAGES], data.mean, data.std), 3, 4)
     torch.testing.assert_close(stem, expected)  # unchanged by training, and from train images only
-    assert result.metrics["trainable_params"] == result.metrics["params"] - stem.numel()
+    assert bn.weight.eq(1).all() and bn.bias.eq(0).all()  # the stem's batch norm: scale and shift frozen too
+    assert result.metrics["trainable_params"] == result.metrics["params"] - stem.numel() - 2 * 4
     plain = fit(TrainConfig.from_dict(TINY), tmp_path / "p", data=data).state.model.features[0][0].weight
     assert not torch.allclose(plain, expected)  # whiten=false: the random stem, trained
 

@@ -149,6 +149,16 @@ def restore_state(path: str | Path, state: TrainState, config: dict[str, Any], r
     """
     tensors, info = load_train_state(path)
     check_same_settings(info, config)
+    saved = [len(g["params"]) for g in info["optimizer"]["param_groups"]]
+    wanted = [len(g["params"]) for g in state.optimizer.param_groups]
+    if saved != wanted:  # torch would raise a bare ValueError about "parameter group" sizes
+        raise CheckpointError(
+            f"--resume: the optimizer state in {path} trains {sum(saved)} parameter tensors (per group: {saved}), "
+            f"but this run's model trains {sum(wanted)} ({wanted}); the settings match, so the "
+            "cnnlab that saved the run trained a different set of them (a newer version freezes FastNet's whole "
+            "whitened stem, batch norm included). Nothing was changed. Resume with the cnnlab version that saved "
+            f"the run, or start a new run from its weights: --init-from {Path(path).parent}."
+        )
     load_state_dict_checked(state.model, _prefixed(tensors, "model/"), repr(str(path)))
     if state.ema is not None:
         state.ema.load_state_dict(_prefixed(tensors, "ema/"))
@@ -159,16 +169,6 @@ def restore_state(path: str | Path, state: TrainState, config: dict[str, Any], r
         optim_state.setdefault(int(index), {})[name] = value
     for index, scalars in info["optimizer"]["scalars"].items():
         optim_state.setdefault(int(index), {}).update(scalars)
-    saved = [len(g["params"]) for g in groups]
-    wanted = [len(g["params"]) for g in state.optimizer.param_groups]
-    if saved != wanted:  # torch would raise a bare ValueError about "parameter group" sizes
-        raise CheckpointError(
-            f"--resume: the optimizer state in {path} trains {sum(saved)} parameter tensors (per group: {saved}), "
-            f"but this run's model trains {sum(wanted)} ({wanted}); the model and the settings match, so the "
-            "cnnlab that saved the run trained a different set of them (a newer version freezes FastNet's whole "
-            "whitened stem, batch norm included). Nothing was changed. Resume with the cnnlab version that saved "
-            f"the run, or start a new run from its weights: --init-from {Path(path).parent}."
-        )
     state.optimizer.load_state_dict({"state": optim_state, "param_groups": groups})
     torch.set_rng_state(tensors["rng/torch"])
     state.aug_generator.set_state(tensors.get(f"rng/aug_rank/{rank}", tensors["rng/aug"]))

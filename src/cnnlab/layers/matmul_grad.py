@@ -17,9 +17,9 @@ With ``pooled=True`` the output feeds a floor-mode 2x2 max pool (FastNet's conv 
 drops the last row and column of an odd-sized map: in training the layer then does not compute them.
 It pads the input by one pixel on the top and left only (and on the bottom or right only where that
 side is even) and convolves without padding, so a 7x7 map gives the 6x6 outputs the pool reads:
-the same pooled values, bit for bit, with 36 instead of 49 output positions. FastNet's ``64 -> 128``
-convolution on 7x7 maps, batch 256, fp32, forward and backward with the pool, drops from 66 to 56
-ms on an AMD EPYC (the whole training step: see ``benchmarks/results/train_speed_avx2.md``). In eval
+the same pooled values, bit for bit, with 36 instead of 49 output positions. Together with FastNet's
+frozen stem batch norm this took the default recipe's fp32 training on a 2-core AMD EPYC from 1556 to
+1789 images/s (``benchmarks/results/train_speed_avx2.md`` at commits 91564d1 and 5a61c87). In eval
 mode, and wherever the shapes are read (tracing, export), the output keeps its full size.
 
 Everything else is the stock layer: the forward pass is ``F.conv2d``, the input gradient is

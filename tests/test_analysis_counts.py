@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from _rf_autograd import positive, widest_reach
 from cnnlab.analysis import analyze
 from cnnlab.errors import AnalysisError
 from cnnlab.models import create_model, list_models, model_info
@@ -195,3 +196,50 @@ def test_merge_of_different_jumps_warns() -> None:
     warnings = [w for w in analyze(Jumps(), (1, 16, 16)).warnings if w.rule == "rf-misaligned"]
     assert [w.layer for w in warnings] == ["add"]
     assert "jump [1, 1]" in warnings[0].message and "jump [2, 2]" in warnings[0].message
+
+
+class _BilinearHead(nn.Module):
+    """A conv, then ``nn.Bilinear`` on the flattened map with itself (FlopCounterMode sees 0 MACs there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bil = nn.Conv2d(1, 4, 3), nn.Bilinear(16, 16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).flatten(1)[:, :16]
+        return self.bil(y, y)
+
+
+def test_bilinear_macs_count_every_weight_once_per_position() -> None:
+    model = _BilinearHead()
+    row = analyze(model, (1, 6, 6)).layers[-1]
+    with FlopCounterMode(display=False) as counter:
+        model.bil(torch.randn(1, 16), torch.randn(1, 16))
+    assert counter.get_total_flops() == 0  # what torch's counter (and so torchscan-style tools) would report
+    # y_k = x1^T W_k x2 + b_k: one multiply-add per weight (out * in1 * in2), one bias add per output
+    assert (row.kind, row.macs, row.connections) == ("linear", 5 * 16 * 16, 5 * 16 * 16 + 5)
+    assert row.params == sum(p.numel() for p in model.bil.parameters())
+
+
+def test_bilinear_on_a_spatial_last_axis_mixes_that_axis() -> None:
+    """``nn.Bilinear`` over W of a (1, 1, 6, 6) map mixes W as ``nn.Linear`` does: each unit reads a whole row."""
+
+    class RowHead(nn.Module):
+        def __init__(self, head: nn.Module) -> None:
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(1, 1, 3, padding=1), head
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return self.head(y, x) if isinstance(self.head, nn.Bilinear) else self.head(y + x)
+
+    model = RowHead(nn.Bilinear(6, 6, 6)).double()
+    positive(model)
+    x = torch.rand(1, 1, 6, 6, dtype=torch.float64, requires_grad=True) + 0.5
+    row = analyze(model, (1, 6, 6)).layers[-1]
+    linear = analyze(RowHead(nn.Linear(6, 6)), (1, 6, 6)).layers[-1]
+    assert row.macs == 6 * 6 * 6 * 6  # 6 positions (1 x 1 x 6 rows) x out 6 x in 6 x in 6
+    assert row.rf is not None and linear.rf is not None
+    assert widest_reach(model(x), x) == (3, 6)  # rows: the conv's 3; columns: the whole row
+    assert row.rf.size[0] == 3
+    assert row.rf.size == linear.rf.size  # W: the whole map with the conv's padding, as for nn.Linear

@@ -3,7 +3,7 @@
 Parameters are attributed to the first node that applies them to the data (a ``w.view(1, C, 1, 1)``
 computed from the parameter alone hands it to the ``mul`` that uses the view), so a shared parameter
 is counted once and the column sums to ``sum(p.numel())``. MACs of convolution, transposed
-convolution and linear layers come from :mod:`cnnlab.arith`; ``nn.MultiheadAttention`` counts its
+convolution, linear and bilinear layers come from :mod:`cnnlab.arith`; ``nn.MultiheadAttention`` counts its
 q/k/v/output projections plus ``QK^T`` and ``AV`` (:func:`attention_macs`: softmax, scaling and masks
 are not counted, as PyTorch's FlopCounterMode does not count them either); any other op (a functional
 ``matmul``, an unknown leaf module) gets the conv/matmul multiply-adds that
@@ -18,7 +18,7 @@ import torch
 
 from cnnlab.analysis import nodes as K
 from cnnlab.analysis.capture import Graph, Node, input_dependent
-from cnnlab.arith import conv_macs, conv_transpose_macs, linear_macs
+from cnnlab.arith import bilinear_macs, conv_macs, conv_transpose_macs, linear_macs
 
 
 def applied_params(graph: Graph) -> list[list[torch.Tensor]]:
@@ -87,6 +87,8 @@ def node_macs(node: Node) -> int:
         return attention_macs(node)
     if g.kind == K.LINEAR and g.in_ch:
         positions = math.prod(node.output_shape[:-1])  # (..., out_f): every leading index is a position
+        if isinstance(node.module, torch.nn.Bilinear):  # FlopCounterMode does not see torch.bilinear
+            return bilinear_macs(g.in_ch, int(node.module.in2_features), g.out_ch, positions)
         return linear_macs(g.in_ch, g.out_ch, positions)
     return node.counter_macs
 

@@ -125,6 +125,8 @@ def classify_module(m: nn.Module, nd: int, in_shape: tuple[int, ...], out_shape:
         )
     if isinstance(m, nn.Linear):
         return Geometry(LINEAR, bias=m.bias is not None, in_ch=m.in_features, out_ch=m.out_features)
+    if isinstance(m, nn.Bilinear):  # in_ch: the first input's features (counts.node_macs reads the second's)
+        return Geometry(LINEAR, bias=m.bias is not None, in_ch=m.in1_features, out_ch=m.out_features)
     if isinstance(m, (_pool._MaxPoolNd, _pool._AvgPoolNd, _pool._LPPoolNd)):
         k = per_axis(m.kernel_size, nd)
         s = per_axis(m.stride if m.stride else m.kernel_size, nd)
@@ -201,6 +203,7 @@ _REDUCE = {"mean", "sum", "amax", "amin", "max", "min", "logsumexp", "std", "var
 _SIMPLE_MODULES: tuple[type[nn.Module], ...] = (
     _conv._ConvNd,
     nn.Linear,
+    nn.Bilinear,
     _pool._MaxPoolNd,
     _pool._AvgPoolNd,
     _pool._AdaptiveAvgPoolNd,

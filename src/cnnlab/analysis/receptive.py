@@ -436,7 +436,10 @@ def _step(
         state = _merge(states, shapes, node, nd)[0]
         return _grid(node, state, shape_in, nd) if state.spatial else (state, None)
     if len(states) > 1 or g.kind == K.MERGE:
-        return _merge(states, shapes, node, nd)
+        merged, warning = _merge(states, shapes, node, nd)
+        if g.kind == K.LINEAR and merged.spatial:  # nn.Bilinear mixes the last axis of both of its inputs
+            return _collapse(merged, _axes_in(merged, [len(shape_in) - 1])), warning
+        return merged, warning
     if not state.spatial:
         return state, None
     if g.reordered and _axes_in(state, g.reordered):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from cnnlab.arith._norm import axis_names
 from cnnlab.arith.params import (
     batchnorm_params,
+    bilinear_macs,
     conv_macs,
     conv_params,
     conv_transpose_macs,
@@ -37,6 +38,7 @@ __all__ = [
     "RF",
     "axis_names",
     "batchnorm_params",
+    "bilinear_macs",
     "conv_macs",
     "conv_out",
     "conv_params",

@@ -12,6 +12,7 @@ from cnnlab.arith._norm import IntOrTuple, infer_ndim, to_tuple
 
 __all__ = [
     "batchnorm_params",
+    "bilinear_macs",
     "conv_macs",
     "conv_params",
     "conv_transpose_macs",
@@ -148,3 +149,19 @@ def linear_macs(in_f: int, out_f: int, positions: int = 1) -> int:
     _positive(positions, "positions")
     # in * out multiply-adds per position
     return in_f * out_f * positions
+
+
+def bilinear_macs(in1_f: int, in2_f: int, out_f: int, positions: int = 1) -> int:
+    """MACs of ``nn.Bilinear`` applied at ``positions`` places: ``in1_f * in2_f * out_f * positions``.
+
+    ``y_k = x1^T W_k x2 + b_k``: one multiply-add per weight per position, the rule :func:`linear_macs`
+    follows (torch evaluates it as ``(x1 W) x2``, which adds ``in2_f * out_f`` more per position).
+
+    >>> bilinear_macs(16, 8, 5)
+    640
+    """
+    _positive(in1_f, "in1_features")
+    _positive(in2_f, "in2_features")
+    _positive(out_f, "out_features")
+    _positive(positions, "positions")
+    return in1_f * in2_f * out_f * positions

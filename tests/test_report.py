@@ -77,8 +77,23 @@ def test_segmentation_report_shows_overlays(runs: dict[str, Path]) -> None:
     assert "segmentation run" in _section(page, "confusion") and "mean_iou" in _section(page, "confusion")
     examples = _section(page, "examples")
     assert 'alt="segmentation overlays"' in examples and len(_images(examples)) == 1
-    assert "not shown: Grad-CAM explains a class score" in _section(page, "gradcam")
+    cams = _section(page, "gradcam")
+    assert 'alt="Seg-Grad-CAM"' in cams and "summed over the pixels predicted as that class" in cams
+    assert len(_images(cams)) == 1
     assert len(_images(_section(page, "features"))) == 1 and len(_images(_section(page, "rf"))) == 1
+
+
+def test_seg_grad_cam_command_on_a_segmentation_run(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "in.png"
+    Image.fromarray(np.tile(np.arange(32, dtype=np.uint8) * 8, (32, 1))).save(image)
+    out = tmp_path / "cam.png"
+    assert main(["viz", "gradcam", str(runs[SEG]), "--image", str(image), "--out", str(out)]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Seg-Grad-CAM of class" in text and "at layer" in text and out.stat().st_size > 0
+    assert main(["viz", "gradcam", str(runs[SEG]), "--image", str(image), "--out", str(out), "--target", "0"]) == 0
+    assert "Seg-Grad-CAM of class 'background'" in " ".join(capsys.readouterr().out.split())
 
 
 def test_overlay_colours_foreground_only() -> None:

@@ -87,8 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("gradcam", help="Grad-CAM and saliency of one image")
     p.add_argument("model", metavar="MODEL_OR_RUN", help=_TARGET_HELP)
     _image_options(p)
-    p.add_argument("--layer", help="module to explain (default: the last spatial layer)")
-    p.add_argument("--target", help="class index or name (default: the predicted class)")
+    p.add_argument(
+        "--layer", help="module to explain (default: the last spatial layer; segmentation: the bottleneck)"
+    )
+    p.add_argument(
+        "--target",
+        help="class index or name (default: the predicted class; segmentation: the largest predicted non-background)",
+    )
     p.add_argument("--out", help="PNG file (default: RUN/viz/gradcam.png or ./gradcam.png)")
 
     p = sub.add_parser("animate", help="GIF of a kernel sliding over the padded input (Dumoulin & Visin)")
@@ -299,7 +304,17 @@ def _gradcam(args: argparse.Namespace) -> int:
     name = src.classes[res.target] if res.target < len(src.classes) else str(res.target)
     truth = f" (true label: {pic.label})" if pic.label else ""
     h, w = res.raw_cam.shape
-    print(f"Grad-CAM of class {name!r} ({float(res.probs[res.target]):.1%}){truth} at layer {res.layer} ({h}x{w} map)")
+    if res.region is not None:  # Seg-Grad-CAM: the class's logit summed over its predicted pixels
+        n = int(res.region.sum())
+        where = (
+            f"summed over the {n} pixels predicted as it ({float(res.probs[res.target]):.1%} of the map)"
+            if float(res.probs[res.target]) > 0
+            else f"summed over all {n} pixels (it is predicted nowhere)"
+        )
+        print(f"Seg-Grad-CAM of class {name!r}, its score {where}, at layer {res.layer} ({h}x{w} map)")
+    else:
+        share = f"{float(res.probs[res.target]):.1%}"
+        print(f"Grad-CAM of class {name!r} ({share}){truth} at layer {res.layer} ({h}x{w} map)")
     if res.raw_cam.max() > 0:
         peak = divmod(int(res.cam.argmax()), res.cam.shape[1])
         print(f"Grad-CAM peak at input row {peak[0]}, col {peak[1]}")

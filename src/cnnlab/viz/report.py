@@ -254,16 +254,25 @@ def _features(ctx: RunContext) -> str:
 
 
 def _gradcam(ctx: RunContext) -> str:
-    from cnnlab.viz.gradcam import grad_cam, gradcam_grid, last_spatial_layer
+    from cnnlab.viz.gradcam import bottleneck_layer, grad_cam, gradcam_grid, last_spatial_layer
 
     b = need_data(ctx)
-    if task_of(ctx) != "classification" or b.outputs.ndim != 2:
-        raise Skip(f"Grad-CAM explains a class score; this {task_of(ctx)} model's output is per pixel.")
+    task = task_of(ctx)
+    segmentation = task == "segmentation" and b.outputs.ndim == 4
+    if not segmentation and (task != "classification" or b.outputs.ndim != 2):
+        raise Skip(f"Grad-CAM explains a class score; this {task} model outputs no class scores.")
     macs = ctx.analysis.totals.macs if ctx.analysis is not None else 0
     k = min(6 if macs < 5e8 else 3 if macs < 5e9 else 2, len(b.data))  # VGG-sized models: fewer images
-    layer = last_spatial_layer(b.model, b.inputs[:1])
+    layer = (bottleneck_layer if segmentation else last_spatial_layer)(b.model, b.inputs[:1])
     results = [grad_cam(b.model, b.inputs[i], layer=layer) for i in range(k)]
     picture = gradcam_grid(list(b.data.images[:k]), results, b.data.classes)
+    if segmentation:
+        return figure(picture, "Seg-Grad-CAM") + note(
+            f"Seg-Grad-CAM (Vinogradova et al. 2020) at layer {layer}, the bottleneck: the gradient of the class "
+            "logit summed over the pixels predicted as that class, for each image's largest predicted "
+            "non-background class (top, with its share of the pixels), and saliency max|dS/dx| (bottom) of the "
+            f"first {k} test images."
+        )
     truth = ", ".join(str(b.data.classes[int(y)]) for y in b.data.labels[:k])
     return figure(picture, "Grad-CAM") + note(
         f"Grad-CAM at layer {layer} for the predicted class (top) and saliency max|dS/dx| (bottom) of the first "

@@ -155,8 +155,9 @@ class FastNet(nn.Module):
         :func:`cnnlab.layers.whitening.patch_whitening`. Freezing fixes the whole stem: the filters
         and its batch norm's scale and shift (the norm still uses each batch's statistics). That
         makes training cheaper: nothing in the stem needs a gradient, so the backward pass skips the
-        stem's max pool and convolution at full resolution (1.14x FastNet's CPU step at batch 256 in
-        ``benchmarks/results/step_profile.md``) and the next convolution's input gradient (with the
+        stem's max pool and convolution at full resolution (FastNet's CPU step at batch 256: 1.14x on
+        a Xeon with AMX, ``benchmarks/results/step_profile_amx.md``, 1.12x on an AMD EPYC Zen 5 with
+        AVX-512 BF16, ``benchmarks/results/step_profile.md``) and the next convolution's input gradient (with the
         pooled convolutions, fp32 training on a 2-core AMD EPYC went from 1556 to 1789 images/s:
         ``benchmarks/results/train_speed_avx2.md``). On the validation split the frozen scale and shift cost
         nothing: after 8 epochs of the default recipe (fp32), seeds 0/1/2 reached 94.15/93.65/94.32

@@ -39,6 +39,7 @@ __all__ = [
     "GradCam",
     "bottleneck_layer",
     "cam_overlay",
+    "default_cam_layer",
     "grad_cam",
     "gradcam_figure",
     "gradcam_grid",
@@ -113,8 +114,9 @@ def _spatial_calls(
     return calls, spatial
 
 
-def _per_pixel(model: nn.Module, x: torch.Tensor) -> bool:
-    """Whether the model's output is a map of class scores ``(N, K, H, W)`` rather than ``(N, K)``."""
+def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """The layer :func:`grad_cam` explains by default: :func:`bottleneck_layer` for a model whose output
+    is a map of class scores ``(N, K, H, W)``, else :func:`last_spatial_layer`."""
     was_training = model.training
     model.eval()
     try:
@@ -122,7 +124,8 @@ def _per_pixel(model: nn.Module, x: torch.Tensor) -> bool:
             out = model(x)
     finally:
         model.train(was_training)
-    return isinstance(out, torch.Tensor) and out.ndim == 4
+    per_pixel = isinstance(out, torch.Tensor) and out.ndim == 4
+    return bottleneck_layer(model, x) if per_pixel else last_spatial_layer(model, x)
 
 
 def segmentation_target(pred: torch.Tensor) -> int:
@@ -148,13 +151,11 @@ def grad_cam(model: nn.Module, x: torch.Tensor, *, target: int | None = None, la
     ``x`` is the preprocessed input ``(1, C, H, W)`` or ``(C, H, W)``; ``layer`` a module name (default
     :func:`last_spatial_layer`). A model with per-pixel scores gets Seg-Grad-CAM: ``target`` defaults
     to :func:`segmentation_target`, the score sums the target's logit over the pixels predicted as it
-    (over every pixel when it is predicted nowhere) and ``layer`` defaults to :func:`bottleneck_layer`.
+    (over every pixel when it is predicted nowhere) and ``layer`` defaults to :func:`bottleneck_layer`
+    (:func:`default_cam_layer` picks).
     """
     x = (x.unsqueeze(0) if x.ndim == 3 else x)[:1].detach().float()
-    if layer is not None:
-        name = layer
-    else:
-        name = bottleneck_layer(model, x) if _per_pixel(model, x) else last_spatial_layer(model, x)
+    name = layer if layer is not None else default_cam_layer(model, x)
     module = check_layer(model, name)
     captured: dict[str, torch.Tensor] = {}
 
@@ -181,7 +182,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, *, target: int | None = None, la
                 )
                 raise ValueError(
                     f"--layer {name!r} {what}, not a feature map (N, C, h, w); Grad-CAM needs a spatial layer, e.g. "
-                    f"{last_spatial_layer(model, x)!r} (the default)."
+                    f"{default_cam_layer(model, x)!r} (the default)."
                 )
             if logits.ndim not in (2, 4):
                 raise ValueError(
@@ -194,7 +195,8 @@ def grad_cam(model: nn.Module, x: torch.Tensor, *, target: int | None = None, la
                 raise ValueError(f"--target must be a class index in 0..{logits.shape[1] - 1}; received {target}.")
             region = None
             if logits.ndim == 4:  # Seg-Grad-CAM: the class's logit summed over the pixels predicted as it
-                region = pred == cls if bool((pred == cls).any()) else torch.ones_like(pred, dtype=torch.bool)
+                region = pred == cls
+                region = region if bool(region.any()) else torch.ones_like(region)  # predicted nowhere: every pixel
                 score = (logits[0, cls] * region).sum()
             else:
                 score = logits[0, cls]

@@ -254,7 +254,7 @@ def _features(ctx: RunContext) -> str:
 
 
 def _gradcam(ctx: RunContext) -> str:
-    from cnnlab.viz.gradcam import bottleneck_layer, grad_cam, gradcam_grid, last_spatial_layer
+    from cnnlab.viz.gradcam import default_cam_layer, grad_cam, gradcam_grid
 
     b = need_data(ctx)
     task = task_of(ctx)
@@ -263,7 +263,7 @@ def _gradcam(ctx: RunContext) -> str:
         raise Skip(f"Grad-CAM explains a class score; this {task} model outputs no class scores.")
     macs = ctx.analysis.totals.macs if ctx.analysis is not None else 0
     k = min(6 if macs < 5e8 else 3 if macs < 5e9 else 2, len(b.data))  # VGG-sized models: fewer images
-    layer = (bottleneck_layer if segmentation else last_spatial_layer)(b.model, b.inputs[:1])
+    layer = default_cam_layer(b.model, b.inputs[:1])  # segmentation: the bottleneck
     results = [grad_cam(b.model, b.inputs[i], layer=layer) for i in range(k)]
     picture = gradcam_grid(list(b.data.images[:k]), results, b.data.classes)
     if segmentation:

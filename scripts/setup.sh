@@ -37,8 +37,22 @@ if [ ! -f "$stamp" ]; then
   echo "setup: installing torch (CPU build) and cnnlab[$extras] into .venv"
   $VPY -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v WARNING || true
   # The CPU build first, so that the project's 'torch>=2.3' is already satisfied (a bare 'torch'
-  # would pull a multi-GB CUDA build).
-  $VPY -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v WARNING || true
+  # would pull a multi-GB CUDA build). Where pip's own configuration offers the CPU wheel (this
+  # project's machines: 2.13.0+cpu from a local wheel cache) pip takes it; elsewhere PyPI's Linux
+  # wheel of torch==2.13.0 is the CUDA build. So pip is asked first which build it would pick (a dry
+  # run reads metadata, not the wheel) and, when that is not a +cpu build, PyTorch's CPU index is used.
+  picked=$($VPY -m pip install -q --disable-pip-version-check --dry-run --ignore-installed --report - \
+      "torch==2.13.0" 2>/dev/null | $VPY -c "import json, sys
+print(next(i['metadata']['version'] for i in json.load(sys.stdin)['install'] if i['metadata']['name'] == 'torch'))" \
+      2>/dev/null) || picked=""  # the dry run failed (offline?): the install below says why
+  torch_index=()
+  case "$picked" in
+    "" | *+cpu) ;;
+    *) echo "setup: pip would install torch $picked (a CUDA build); using https://download.pytorch.org/whl/cpu"
+       torch_index=(--index-url https://download.pytorch.org/whl/cpu) ;;
+  esac
+  $VPY -m pip install -q --disable-pip-version-check ${torch_index[@]+"${torch_index[@]}"} "torch==2.13.0" 2>&1 |
+    grep -v WARNING || true
   $VPY -m pip install -q --disable-pip-version-check -e ".[$extras]" 2>&1 | grep -v WARNING || true
   $VPY -c "import torch, cnnlab; print('setup: torch', torch.__version__, '| cnnlab', cnnlab.__version__)"
   touch "$stamp"

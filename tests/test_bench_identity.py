@@ -84,12 +84,12 @@ def test_untrained_rows_record_their_input_size_and_are_labelled(tmp_path, capsy
     assert main(["leaderboard", "--db", db]) == 0
     lines = [line.split() for line in capsys.readouterr().out.splitlines() if "lenet5" in line]
     assert len(lines) == 2 and all("(untrained)" in cells for cells in lines)
-    assert {cells[-5] for cells in lines} == {"1x32x32", "1x33x33"}  # then test imgs, 2 sha256s, recorded
+    assert {cells[-6] for cells in lines} == {"1x32x32", "1x33x33"}  # then test imgs, 3 sha256s, recorded
 
 
 def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
     db = tmp_path / "v1.sqlite"
-    added = {"test_images", "data_sha256", "input_size", "task"}  # added by schemas 2 and 3
+    added = {"test_images", "data_sha256", "input_size", "task", "init_from_sha256"}  # added by schemas 2, 3, 4
     columns = ", ".join(f"{name} {sql}" for name, sql, _ in COLUMNS if name not in added)
     with sqlite3.connect(db) as conn:
         conn.execute(f"CREATE TABLE results ({columns})")
@@ -102,7 +102,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
     board.record({"model": "fastnet", "backend": "eager", "machine": "m1", "test_images": 10, "input_size": "1x2x2"})
     assert [(r["backend"], r["test_images"]) for r in board.rows()] == [("ort", None), ("eager", 10)]
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 @pytest.mark.parametrize(
@@ -130,3 +130,26 @@ def test_a_checkpoint_whose_dataset_is_missing_says_where_the_name_came_from(tmp
     err = " ".join(capsys.readouterr().err.split())
     assert err.startswith(f"error: TARGET {tmp_path / 'run' / 'model.safetensors'}: bench scores a checkpoint")
     assert f"'folder:{tmp_path / 'moved'}' (recorded in its model.json)" in err and "does not exist" in err
+
+
+def test_fine_tuned_rows_name_the_weights_they_started_from(run_dir, tmp_path, capsys):
+    """A run trained with --init-from is not a from-scratch result: its rows carry the source's sha256."""
+    source_sha = json.loads((run_dir / "model.json").read_text())["sha256"]
+    meta = json.loads((run_dir / "model.json").read_text())
+    model = create_model("fastnet", widths=(4, 8, 8, 16)).eval()
+    recorded, path_only, gone = tmp_path / "recorded", tmp_path / "path-only", tmp_path / "gone"
+    base = {k: v for k, v in meta.items() if k not in ("sha256", "bytes")}
+    save_model(model, {**base, "init_from": str(run_dir), "init_from_sha256": source_sha}, recorded)
+    save_model(model, {**base, "init_from": str(run_dir)}, path_only)  # a run from before the sha was recorded
+    save_model(model, {**base, "init_from": str(tmp_path / "deleted-source")}, gone)
+    db = str(tmp_path / "lb.sqlite")
+    for run in (run_dir, recorded, path_only, gone):
+        assert _bench(capsys, str(run), "--record", "--db", db)["init_from_sha256"] == (
+            None if run == run_dir else "unknown" if run == gone else source_sha
+        )
+    assert [r["init_from_sha256"] for r in Leaderboard(db).rows(sort="speed")].count(source_sha) == 2
+    assert main(["leaderboard", "--db", db]) == 0
+    table = capsys.readouterr().out
+    # the source's sha256: once as its own row's checkpoint, twice as the start of a fine-tuned one
+    assert "fine-tuned from" in table and table.count(source_sha[:12]) == 3 and "unknown" in table
+

@@ -135,7 +135,7 @@ def test_leaderboard_json_names_the_task_of_each_group(mixed_board, capsys):
 
 def test_a_version_2_file_gains_the_task_column_and_old_rows_are_read_by_their_metrics(tmp_path):
     db = tmp_path / "v2.sqlite"
-    columns = ", ".join(f"{name} {sql}" for name, sql, _ in COLUMNS if name != "task")
+    columns = ", ".join(f"{name} {sql}" for name, sql, _ in COLUMNS if name not in ("task", "init_from_sha256"))
     with sqlite3.connect(db) as conn:
         conn.execute(f"CREATE TABLE results ({columns})")
         for model, acc, metrics in (("segnet", 0.8, '{"mean_iou": 0.3}'), ("ae", None, '{"mse": 0.1}'),

@@ -204,6 +204,7 @@ def test_resume_of_a_fine_tuning_run_does_not_need_its_source_any_more(
     assert _comparable(out) == _comparable(whole)  # bit-identical to the fine-tuning run never stopped
     meta = json.loads((out / "model.json").read_text())
     assert meta["model"] == "fastnet" and meta["init_from"] == str(source)
+    assert meta["init_from_sha256"] == json.loads((workdir / "source-moved" / "model.json").read_text())["sha256"]
     done = subprocess.run(_command(workdir, early, "--resume"), env=_env(workdir), capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr

@@ -71,6 +71,7 @@ def test_fine_tune_on_a_10_class_png_folder(workdir: Path, pretrained: Path) -> 
     metrics = json.loads((out / "metrics.json").read_text())
     meta = json.loads((out / "model.json").read_text())
     assert meta["init_from"] == str(pretrained) and meta["num_classes"] == 10 and meta["input_size"] == [1, 28, 28]
+    assert meta["init_from_sha256"] == json.loads((pretrained / "model.json").read_text())["sha256"]
     source_norm = json.loads((pretrained / "model.json").read_text())["normalization"]
     assert meta["normalization"] == source_norm  # the features see images as in pre-training
     assert metrics["test_accuracy"] > 0.5  # 80 held-out PNGs of 10 classes; chance is 0.1

@@ -36,7 +36,7 @@ __all__ = [
     "row_value",
 ]
 
-SCHEMA_VERSION = 3  # 2 added input_size, test_images, data_sha256 (what was measured); 3 added task
+SCHEMA_VERSION = 4  # 2 added input_size, test_images, data_sha256 (what was measured); 3 task; 4 init_from_sha256
 BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another process's transaction before giving up
 
 # (name, SQL type, what it holds); the order is the order of rows() and of every export.
@@ -61,6 +61,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("params", "INTEGER", "parameters, sum(p.numel())"),
     ("macs", "INTEGER", "multiply-adds of conv + linear layers for one image"),
     ("checkpoint_sha256", "TEXT", "sha256 of the verified weights file; null for an untrained model"),
+    ("init_from_sha256", "TEXT", "sha256 of the weights a fine-tuned run (--init-from) started from; null: "
+     "from scratch or untrained; 'unknown': the run does not record it and its source is gone"),
     ("metrics", "TEXT", "other task metrics as JSON (loss, mean IoU, ...)"),
     ("cnnlab_version", "TEXT", "cnnlab version"),
     ("torch_version", "TEXT", "torch version"),
@@ -73,7 +75,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
 _REQUIRED = ("model", "backend", "machine")
-_ADDED_IN = {2: ("test_images", "data_sha256", "input_size"), 3: ("task",)}  # schema version -> columns it added
+_ADDED_IN = {2: ("test_images", "data_sha256", "input_size"), 3: ("task",), 4: ("init_from_sha256",)}  # version: added
 _SORTS = {
     "accuracy": "accuracy DESC, latency_median_ms ASC",
     "speed": "latency_median_ms ASC, accuracy DESC",

@@ -94,6 +94,25 @@ class BenchTarget:
         value = self.meta.get("dataset")
         return None if self.sha256 is None or value is None else str(value)
 
+    @property
+    def init_from_sha256(self) -> str | None:
+        """sha256 of the weights this checkpoint was fine-tuned from; None when trained from scratch.
+
+        Runs record it in ``model.json``; for a run that records only the ``--init-from`` path, the
+        source's own ``model.json`` gives it while the source exists, else it is ``"unknown"``.
+        """
+        if self.sha256 is None or not self.meta.get("init_from"):
+            return None
+        if self.meta.get("init_from_sha256"):
+            return str(self.meta["init_from_sha256"])
+        from cnnlab.errors import CheckpointError
+        from cnnlab.train.checkpoint import read_meta
+
+        try:
+            return str(read_meta(Path(str(self.meta["init_from"])))["sha256"])
+        except (CheckpointError, OSError, ValueError, KeyError):  # the source was moved, deleted or is not a run
+            return "unknown"
+
 
 def names_checkpoint(spec: str) -> bool:
     """Whether TARGET ``spec`` is read as a run directory or weights file (else as a registered model name).
@@ -203,6 +222,7 @@ class BenchReport:
     recorded: dict[str, Any] = field(default_factory=dict)  # metrics.json of the run, for comparison
     input_size: tuple[int, ...] = ()  # (C, H, W) of one image as measured
     data_sha256: str | None = None  # of the test images and targets that gave the accuracy
+    init_from_sha256: str | None = None  # the weights a fine-tuned checkpoint started from
 
     def leaderboard_rows(self) -> list[dict[str, Any]]:
         """One leaderboard row per backend that ran."""
@@ -220,7 +240,7 @@ class BenchReport:
                 "throughput_batch": self.config.throughput_batch,
                 "peak_memory_bytes": None if r.peak_memory is None else r.peak_memory.bytes,
                 "threads": self.config.threads, "params": self.params, "macs": self.macs,
-                "checkpoint_sha256": self.sha256, "metrics": r.metrics,
+                "checkpoint_sha256": self.sha256, "init_from_sha256": self.init_from_sha256, "metrics": r.metrics,
                 "cnnlab_version": self.versions.get("cnnlab"), "torch_version": self.versions.get("torch"),
                 "runtime_version": r.runtime, "machine": self.fingerprint.machine,
                 "cpu_model": self.fingerprint.cpu_model, "cpu_count": self.fingerprint.cpu_count,
@@ -231,7 +251,8 @@ class BenchReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target, "model": self.model, "dataset": self.dataset, "task": self.task,
-            "checkpoint_sha256": self.sha256, "test_images": self.test_images, "data_sha256": self.data_sha256,
+            "checkpoint_sha256": self.sha256, "init_from_sha256": self.init_from_sha256,
+            "test_images": self.test_images, "data_sha256": self.data_sha256,
             "input_size": list(self.input_size), "params": self.params,
             "macs": self.macs, "config": asdict(self.config), "machine": self.fingerprint.to_dict(),
             "versions": self.versions, "results": [r.to_dict() for r in self.results],
@@ -378,7 +399,7 @@ def run_bench(target: BenchTarget, cfg: BenchConfig | None = None, *,
         target=target.source, model=target.name, dataset=target.dataset, task=str(target.meta.get("task", "")),
         sha256=target.sha256, test_images=0 if data.images is None else len(data.images), params=params, macs=macs,
         config=cfg, fingerprint=machine_fingerprint(), versions=versions(), results=results, recorded=target.recorded,
-        input_size=target.input_size, data_sha256=data.sha256,
+        input_size=target.input_size, data_sha256=data.sha256, init_from_sha256=target.init_from_sha256,
     )  # fmt: skip
 
 

@@ -4,7 +4,8 @@ Rows are ranked only against rows from the same machine: by default only this ma
 shown (with a note of how many others are hidden); ``--machine all`` shows every machine as its own
 group, ``--machine ID`` one machine by fingerprint prefix. ``*`` marks the Pareto front of each group
 (machine, test data, input size, batch size): no other row is both at least as accurate and at least as
-fast. A row of an untrained registered model (speed only) shows ``(untrained)`` as its dataset.
+fast. A row of an untrained registered model (speed only) shows ``(untrained)`` as its dataset; a
+fine-tuned checkpoint (``cnnlab train --init-from``) shows the sha256 of the weights it started from.
 
 Each task is its own table with its own score, since the scores do not compare across tasks:
 classification shows accuracy, segmentation pixel accuracy and mean IoU, reconstruction the MSE
@@ -39,6 +40,7 @@ _DISPLAY = (  # (header, row key, format); the task's score columns follow backe
     ("test imgs", "test_images", ",d"),
     ("data sha256", "data_sha256", "sha"),
     ("sha256", "checkpoint_sha256", "sha"),
+    ("fine-tuned from", "init_from_sha256", "sha"),
     ("recorded", "created_at", "s"),
 )
 
@@ -118,7 +120,7 @@ def _table(rows: list[dict[str, Any]], task: str | None, markdown: bool) -> list
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         return lines + ["| " + " | ".join(row) + " |" for row in body]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    left = {"model", "dataset", "data sha256", "input", "backend", "sha256", "recorded", "front"}
+    left = {"model", "dataset", "data sha256", "input", "backend", "sha256", "fine-tuned from", "recorded", "front"}
     return [
         "  ".join(c.ljust(w) if h in left else c.rjust(w) for c, w, h in zip(row, widths, header)).rstrip()
         for row in [header, *body]

@@ -263,17 +263,19 @@ def build_model(
     mean, std = list(data.mean), list(data.std)
     torch.manual_seed(cfg.seed)  # the weights of a fresh model depend on the seed only
     check_freeze(cfg.freeze, cfg.init_from)
-    source_classes, spec = None, None
+    source_classes, spec, source_sha = None, None, None
     if cfg.init_from:
         from cnnlab.train.checkpoint import build_model_from_meta, load_run, model_label
 
         if resumed_meta is not None:  # this run's own architecture; restore_state loads its weights
             model, src = build_model_from_meta(resumed_meta), resumed_meta
             source_classes = int(resumed_meta.get("init_from_num_classes", resumed_meta["num_classes"]))
+            source_sha = resumed_meta.get("init_from_sha256")
         else:
             source = load_run(cfg.init_from)
             model, src = source.model, source.meta
             source_classes = int(src["num_classes"])
+            source_sha = src.get("sha256")  # the verified weights this run starts from (the leaderboard shows it)
             _check_init_from_settings(cfg, dict(src.get("model_kwargs") or {}))
         name, kwargs = model_label(src), dict(src.get("model_kwargs") or {})
         spec = src.get("spec")  # a spec-built source: the spec, not a registered name, fixes the architecture
@@ -334,6 +336,8 @@ def build_model(
         meta["spec"] = spec
     if source_classes is not None:
         meta["init_from_num_classes"] = source_classes  # != num_classes: the head was replaced
+    if source_sha:
+        meta["init_from_sha256"] = str(source_sha)
     return model, meta
 
 

@@ -165,7 +165,7 @@ def test_leaderboard_section_compares_like_with_like(seg_run: Path, tmp_path: Pa
             "data_sha256": digest, "test_images": len(test), "latency_median_ms": 1.0}  # fmt: skip
     db = tmp_path / "lb.sqlite"
     Leaderboard(db).record_many([
-        {**base, "accuracy": 0.6111, "metrics": {"mean_iou": 0.4321}},
+        {**base, "accuracy": 0.6111, "metrics": {"mean_iou": 0.4321}, "init_from_sha256": "abcdef012345" * 5},
         {**base, "accuracy": 0.6222, "machine": "0123456789ab", "cpu_model": "elsewhere"},
         {**base, "accuracy": 0.6333, "data_sha256": "0" * 64, "test_images": 7},
         {**base, "accuracy": 0.6444, "data_sha256": None, "test_images": None},
@@ -180,6 +180,7 @@ def test_leaderboard_section_compares_like_with_like(seg_run: Path, tmp_path: Pa
     # a segmentation run's rows show its task's scores (the column read 'accuracy' of pixel accuracy)
     assert "<th>pixel acc</th><th>mean IoU</th>" in section and "0.4321" in section and ">accuracy<" not in section
     assert "best pixel acc first" in section
+    assert "<th>fine-tuned from</th>" in section and "<td>abcdef012345</td>" in section  # the source's sha256
 
     empty = tmp_path / "empty.sqlite"
     Leaderboard(empty).record({**base, "machine": "0123456789ab"})

@@ -24,7 +24,7 @@ _BOARD_COLUMNS = (
     ("input", "input_size", "s"), ("median ms", "latency_median_ms", ".3f"), ("p90 ms", "latency_p90_ms", ".3f"),
     ("batch", "batch_size", "d"), ("img/s", "throughput", ",.0f"), ("threads", "threads", "d"),
     ("params", "params", ",d"), ("MACs", "macs", ",d"), ("weights sha256", "checkpoint_sha256", "sha"),
-    ("recorded", "created_at", "s"),
+    ("fine-tuned from", "init_from_sha256", "sha"), ("recorded", "created_at", "s"),
 )  # fmt: skip
 
 

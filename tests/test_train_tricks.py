@@ -326,8 +326,28 @@ def test_precision_rules():
 
 
 def test_auto_precision_is_what_the_run_uses(data, tmp_path):
+    import cnnlab
+    from cnnlab.cpuinfo import cpu_model
+
     result = _train(data, tmp_path, "auto", precision="auto")
     assert result.metrics["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
+    # what the timing was measured on and with
+    assert result.metrics["cpu"] == cpu_model() != "" and result.metrics["cnnlab"] == cnnlab.__version__
+
+
+def test_cpuinfo_reads_the_first_cpu_of_real_files():
+    from cnnlab.cpuinfo import cpu_flags, cpu_model, cpuinfo_field
+
+    two = "processor : 0\nmodel name : AMD EPYC\nflags : fpu avx2\n\nprocessor : 1\nmodel name : other\n"
+    assert cpu_model(two) == "AMD EPYC" and cpu_flags(two) == frozenset({"fpu", "avx2"})
+    assert cpu_flags("Features : fp asimd bf16\n") == frozenset({"fp", "asimd", "bf16"})  # ARM's key
+    assert cpu_flags("") == frozenset() and cpuinfo_field("model name", "flags : x\n") is None
+    assert cpu_model("flags : x\n")  # no model name line: platform's answer, never empty
+    import doctest
+
+    import cnnlab.cpuinfo
+
+    assert doctest.testmod(cnnlab.cpuinfo).failed == 0
 
 
 def test_bf16_autocast_changes_training(data, tmp_path, baseline):

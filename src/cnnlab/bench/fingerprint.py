@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
 
+from cnnlab.cpuinfo import BF16_FLAGS, cpu_flags, cpu_model
+
 __all__ = ["Fingerprint", "cpu_flags", "cpu_model", "gpu_name", "machine_fingerprint", "native_bf16", "versions"]
 
-_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute bf16 dot products natively
 
 
 @dataclass(frozen=True)
@@ -42,30 +43,6 @@ class Fingerprint:
         return asdict(self)
 
 
-def _cpuinfo_field(name: str) -> str | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == name:
-                    return value.strip()
-    except OSError:
-        return None
-    return None
-
-
-@lru_cache(maxsize=1)
-def cpu_model() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo`` ``model name``; ``platform.processor()`` elsewhere)."""
-    return _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown CPU"
-
-
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The instruction-set flags the kernel reports for the CPU (empty where unknown)."""
-    return frozenset((_cpuinfo_field("flags") or "").split())
-
-
 def native_bf16(flags: frozenset[str] | None = None) -> tuple[bool, str]:
     """Whether the CPU computes bf16 natively, and the reason in words.
 
@@ -75,11 +52,11 @@ def native_bf16(flags: frozenset[str] | None = None) -> tuple[bool, str]:
     (True, 'the CPU has avx512_bf16')
     """
     flags = cpu_flags() if flags is None else flags
-    found = [f for f in _BF16_FLAGS if f in flags]
+    found = [f for f in BF16_FLAGS if f in flags]
     if found:
         return True, f"the CPU has {', '.join(found)}"
     return False, (
-        f"the CPU has no native bf16 instructions ({' or '.join(_BF16_FLAGS)} missing from its flags), so "
+        f"the CPU has no native bf16 instructions ({' or '.join(BF16_FLAGS)} missing from its flags), so "
         "bf16 would be emulated in software and slower than fp32"
     )
 

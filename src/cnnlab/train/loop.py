@@ -27,6 +27,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+import cnnlab
+from cnnlab.cpuinfo import cpu_model
 from cnnlab.data import augment
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.loader import TensorLoader, normalize
@@ -494,7 +496,9 @@ def _final_metrics(
         "world_size": env.dist.world_size,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "cnnlab": cnnlab.__version__,
         "machine": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),  # train_seconds mean little without it
         "recipe": cfg.recipe,
         "config": cfg.to_dict(),
         "history": state.history,

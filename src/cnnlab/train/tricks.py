@@ -14,11 +14,12 @@ import contextlib
 import ctypes
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from cnnlab.cpuinfo import BF16_FLAGS, cpu_flags
 
 __all__ = [
     "autocast",
@@ -180,24 +181,6 @@ def set_train_mode(model: nn.Module) -> None:
             module.eval()
 
 
-def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The feature flags of the first CPU in ``/proc/cpuinfo`` (or in the ``cpuinfo`` text given); empty if unknown.
-
-    >>> sorted(cpu_flags("processor : 0\\nflags : fpu avx2 fma\\n"))
-    ['avx2', 'fma', 'fpu']
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return set()
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in ("flags", "Features"):  # x86 | ARM
-            return set(value.split())
-    return set()
-
-
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX-BF16) and torch has oneDNN.
 
@@ -209,7 +192,7 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     >>> cpu_has_native_bf16("flags : fpu sse2 avx2 fma")
     False
     """
-    return bool(cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"}) and torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+    return bool(cpu_flags(cpuinfo) & set(BF16_FLAGS)) and torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
 
 
 def resolve_device(name: str) -> torch.device:

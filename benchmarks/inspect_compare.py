@@ -368,17 +368,9 @@ def torchscan_rf() -> list[str]:
 
 
 def machine() -> list[str]:
-    cpu = platform.processor() or "?"
-    with contextlib.suppress(OSError):
-        info: dict[str, str] = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-        flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in info.get("flags", "").split()]
-        cpu = (
-            f"{info.get('model name', cpu)} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}"
-            f"{', hypervisor guest' if 'hypervisor' in info.get('flags', '') else ''}; {' '.join(flags)})"
-        )
+    from cnnlab.cpuinfo import cpu_description
+
+    cpu = cpu_description()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     from importlib.metadata import PackageNotFoundError, version
 

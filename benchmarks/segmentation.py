@@ -87,12 +87,11 @@ def _background_baseline(args: argparse.Namespace) -> dict[str, float]:
 def _hardware() -> dict[str, Any]:
     import torch
 
+    from cnnlab.cpuinfo import cpu_description
     from cnnlab.train.tricks import cpu_has_native_bf16
 
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())  # fmt: skip
     return {
-        "cpu": model, "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
+        "cpu": cpu_description(), "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
         "load_average_1min_at_start": round(os.getloadavg()[0], 2), "torch": torch.__version__,
         "python": platform.python_version(), "cuda": torch.cuda.is_available(),
     }  # fmt: skip

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from cnnlab.analysis import analyze
+from cnnlab.cpuinfo import cpu_description
 from cnnlab.models.fastnet import FastNet
 from cnnlab.train.loop import Hooks, fit
 from cnnlab.train.recipes import resolve_recipe
@@ -135,7 +136,7 @@ def report(row: dict[str, Any], peaks: dict[str, Any], args: argparse.Namespace)
         "# Where the default recipe's CPU training step spends its time",
         "",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- CPU: {_cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}, Python "
+        f"- CPU: {cpu_description()}, {os.cpu_count()} logical cores; torch {torch.__version__}, Python "
         f"{platform.python_version()}; {row['threads']} threads",
         f"- command: `benchmarks/step_profile.py {' '.join(args.argv)}`",
         f"- run: `cnnlab train` default recipe (fastnet, batch {batch}, {precision_text}, channels-last, "
@@ -180,14 +181,6 @@ def report(row: dict[str, Any], peaks: dict[str, Any], args: argparse.Namespace)
     return "\n".join(lines) + "\n"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -318,8 +318,9 @@ def _mean_or_nan(values: list[float]) -> float:
 def _machine() -> list[str]:
     import torch
 
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())  # fmt: skip
+    from cnnlab.cpuinfo import cpu_description
+
+    model = cpu_description()
     load = os.getloadavg()
     return [
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",

@@ -8,6 +8,9 @@ text of a ``cpuinfo`` file for tests; without it, this machine's ``/proc/cpuinfo
 ['avx2', 'fma', 'fpu']
 >>> cpu_model("model name : Test CPU\\n")
 'Test CPU'
+>>> cpu_description("model name : AMD EPYC\\ncpu family : 26\\nmodel : 2\\nflags : avx2 avx512f avx512_bf16 "
+...                 "hypervisor\\n")
+'AMD EPYC (family 26, model 2, hypervisor guest; avx2 avx512f avx512_bf16)'
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import platform
 from functools import lru_cache
 
-__all__ = ["BF16_FLAGS", "cpu_flags", "cpu_model", "cpuinfo_field"]
+__all__ = ["BF16_FLAGS", "cpu_description", "cpu_flags", "cpu_model", "cpuinfo_field"]
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute bf16 dot products natively
 
@@ -47,3 +50,16 @@ def cpu_model(cpuinfo: str | None = None) -> str:
 def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
     """The feature flags of the first CPU (``flags`` on x86, ``Features`` on ARM); empty where unknown."""
     return frozenset((cpuinfo_field(("flags", "Features"), cpuinfo) or "").split())
+
+
+def cpu_description(cpuinfo: str | None = None) -> str:
+    """The model name with what tells machine classes apart: family and model numbers, a virtual
+    machine, and the vector extensions that decide training speed (AVX2, AVX-512, bf16, AMX)."""
+    flags = cpu_flags(cpuinfo)
+    family, model = cpuinfo_field("cpu family", cpuinfo), cpuinfo_field("model", cpuinfo)
+    ids = [f"family {family}" if family else "", f"model {model}" if model else ""]
+    ids.append("hypervisor guest" if "hypervisor" in flags else "")
+    vector = " ".join(f for f in ("avx2", "avx512f", *BF16_FLAGS, "amx_tile") if f in flags)
+    detail = ", ".join(i for i in ids if i) + (f"; {vector}" if vector else "")
+    return f"{cpu_model(cpuinfo)} ({detail})" if detail else cpu_model(cpuinfo)
+

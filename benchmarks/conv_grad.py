@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cnnlab.cpuinfo import cpu_description
 from cnnlab.layers.matmul_grad import MatmulGradConv2d, im2col3x3
 from cnnlab.models.fastnet import FastNet
 
@@ -135,7 +135,7 @@ def main() -> None:
         "# FastNet's convolutions on a CPU: oneDNN's weight gradient vs MatmulGradConv2d's matmul",
         "",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average at start {os.getloadavg()[0]:.1f}",
-        f"- CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
+        f"- CPU: {cpu_description()}, {os.cpu_count()} logical cores, "
         f"{args.threads} threads; torch {torch.__version__}",
         f"- command: `benchmarks/conv_grad.py --batch {args.batch} --repeats {args.repeats} --threads {args.threads}`",
         "",

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cnnlab.cpuinfo import cpu_description
+
 LIMIT_BYTES = 2 * 1024**3  # the acceptance limit: 2 GiB
 
 # Runs COMMAND (JSON list) as a child, then prints the child's peak RSS in bytes and its exit code.
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, r in enumerate(runs, 1):
         lines.append(f"| {i} | {_mib(r['peak_bytes'])} | {r['test_accuracy']:.4f} | {r['train_seconds']:.1f} | "
                      f"{r['model']} | {r['dataset']} | {r['precision']} |")  # fmt: skip
-    hardware = {"machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
+    hardware = {"cpu": cpu_description(), "cores": os.cpu_count(), "python": platform.python_version(),
                 "torch": torch.__version__, "load_average_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
     lines += [
         "",

@@ -148,6 +148,8 @@ def test_fine_tuned_rows_name_the_weights_they_started_from(run_dir, tmp_path, c
             None if run == run_dir else "unknown" if run == gone else source_sha
         )
     assert [r["init_from_sha256"] for r in Leaderboard(db).rows(sort="speed")].count(source_sha) == 2
+    assert main(["bench", str(gone), *QUICK[:-2]]) == 0  # text: the header says where the weights came from
+    assert "fine-tuned from unknown) on the fashion-mnist test split" in capsys.readouterr().out
     assert main(["leaderboard", "--db", db]) == 0
     table = capsys.readouterr().out
     # the source's sha256: once as its own row's checkpoint, twice as the start of a fine-tuned one

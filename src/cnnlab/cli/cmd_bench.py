@@ -135,6 +135,9 @@ def _no_negative_zero(value: float, spec: str) -> float:
 def _text(report: Any) -> str:
     cfg, fp = report.config, report.fingerprint
     sha = f", sha256 {report.sha256[:12]}..." if report.sha256 else ""
+    source = report.init_from_sha256  # a fine-tuned checkpoint: say which weights it started from
+    if source:
+        sha += f", fine-tuned from {source[:12]}" + ("..." if source != "unknown" else "")
     size = "x".join(str(v) for v in report.input_size)
     data = (f"on the {report.dataset} test split ({report.test_images:,} images of {size}, data sha256 "
             f"{(report.data_sha256 or '')[:12]}...)" if report.dataset

@@ -1,7 +1,8 @@
 """Training-speed benchmark: cnnlab's recipes against PyTorch's MNIST example, side by side.
 
 Every (recipe, seed) trains in its own spawned process on the real Fashion-MNIST, so peak memory
-(``ru_maxrss``) belongs to that run alone. The clock starts before the data is loaded; after every
+(``ru_maxrss``) belongs to that run alone; the runs go seed by seed (seed 0 of each recipe and of the
+baseline, then seed 1, ...), so a drift in the machine's speed touches every column alike. The clock starts before the data is loaded; after every
 epoch the benchmark measures test accuracy and *removes that evaluation from the clock*. The
 test accuracy is only recorded: it decides nothing (no early stop, no checkpoint choice).
 
@@ -234,6 +235,17 @@ def _probe_peaks(threads: int) -> dict[str, Any]:
             "threads": torch.get_num_threads()}  # fmt: skip
 
 
+def interleave(groups: list[list[Any]]) -> list[Any]:
+    """Seed 0 of every run, then seed 1 of every run, ...: a shared machine whose speed drifts over the
+    half hour of a benchmark then slows every run alike, instead of the runs that happen to come last.
+
+    >>> interleave([["d0", "d1", "d2"], ["l0"], ["b0", "b1"]])
+    ['d0', 'l0', 'b0', 'd1', 'b1', 'd2']
+    """
+    longest = max((len(g) for g in groups), default=0)
+    return [g[i] for i in range(longest) for g in groups if i < len(g)]
+
+
 def best_peaks(probes: list[dict[str, Any]]) -> dict[str, Any]:
     """The highest fp32 and bf16 rates over several :func:`_probe_peaks` results (``fp32_probes`` lists all).
 
@@ -451,11 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", action="append", default=[], help="a line for the report's header (repeatable)")
     args = parser.parse_args(argv)
     header = _machine() + [f"- note: {note}" for note in args.note]
-    jobs: list[tuple[str, str, int]] = []
+    groups: list[list[tuple[str, str, int]]] = []
     for item in args.recipes.split(","):
         recipe, _, count = item.partition(":")
-        jobs += [("cnnlab", recipe, seed) for seed in range(int(count) if count else args.seeds)]
-    jobs += [("baseline", BASELINE, s) for s in range(args.baseline_seeds)]
+        groups.append([("cnnlab", recipe, seed) for seed in range(int(count) if count else args.seeds)])
+    groups.append([("baseline", BASELINE, s) for s in range(args.baseline_seeds)])
+    jobs = interleave(groups)
     rows: dict[str, list[dict[str, Any]]] = {}
     probes = [_spawn(("probe", "peaks", 0), args)]  # before the runs and after them: the better of the two
     for job in jobs:

@@ -51,6 +51,18 @@ def test_the_speed_benchmark_holds_training_against_the_best_probe() -> None:
     assert peaks["fp32_probes"] == [66e9, 132e9]
 
 
+def test_the_speed_benchmark_interleaves_seeds_so_drift_hits_every_run() -> None:
+    import doctest
+
+    import train_speed
+
+    jobs = train_speed.interleave([[("cnnlab", "default", s) for s in range(3)], [("cnnlab", "long", 0)],
+                                   [("baseline", "b", s) for s in range(2)], []])  # fmt: skip
+    assert [(j[1], j[2]) for j in jobs] == [("default", 0), ("long", 0), ("b", 0), ("default", 1), ("b", 1),
+                                            ("default", 2)]  # fmt: skip
+    assert train_speed.interleave([]) == [] and doctest.testmod(train_speed).failed == 0
+
+
 def test_the_speed_report_puts_the_executed_flops_beside_the_model_flops() -> None:
     """The MFU line counts model FLOPs (MACs x 6); the step's own FLOPs (FlopCounterMode) stand beside them."""
     import argparse

@@ -2,8 +2,9 @@
 
 Every (recipe, seed) trains in its own spawned process on the real Fashion-MNIST, so peak memory
 (``ru_maxrss``) belongs to that run alone; the runs go seed by seed (seed 0 of each recipe and of the
-baseline, then seed 1, ...), so a drift in the machine's speed touches every column alike. The clock starts before the data is loaded; after every
-epoch the benchmark measures test accuracy and *removes that evaluation from the clock*. The
+baseline, then seed 1, ...), so a drift in the machine's speed touches every column alike. The clock
+starts before the data is loaded; after every epoch the benchmark measures test accuracy and
+*removes that evaluation from the clock*. The
 test accuracy is only recorded: it decides nothing (no early stop, no checkpoint choice).
 
 Usage::

@@ -3,7 +3,8 @@
 Trains the default model into ``runs/bench-default`` when that run does not exist yet (``cnnlab train
 --out runs/bench-default``), then measures every backend with :func:`cnnlab.bench.run_bench` (full
 test split, latency at batch 4, throughput at batch 256) and, because absolute times drift on a shared
-machine, the ratio ORT fp32 / eager fp32 at batch 4 timed interleaved (A B A B ...). Writes Markdown
+machine, the ratio ORT fp32 / eager fp32 at batch 4 timed interleaved (A B A B ...), beside its
+ceiling: ONNX Runtime's own fp32 MatMul FLOP/s on this machine, measured in the same run. Writes Markdown
 with the machine, versions and command to ``--out`` (default ``benchmarks/results/inference.md``).
 
 Acceptance (issue 7): ORT fp32 at batch 4 is at least 3x faster than eager fp32, with the same accuracy
@@ -51,6 +52,36 @@ def _row(r: BackendResult, base: BackendResult) -> str:
             f"{r.throughput:,.0f} | {mem} | {speed:.2f}x | {'; '.join(r.notes)} |")  # fmt: skip
 
 
+def ort_matmul_peak(threads: int, n: int = 1024, repeats: int = 20) -> float:
+    """FLOP/s of ONNX Runtime's own fp32 ``MatMul`` (n x n by n x n) at ``threads``: the ceiling the ORT
+    backend can reach on this machine, measured in the same run (median of ``repeats`` calls)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.random((n, n), dtype=np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["y"])], "matmul",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])], [weight],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    x = rng.random((n, n), dtype=np.float32)
+    times = []
+    for i in range(repeats + 3):  # 3 warm-up calls
+        start = time.perf_counter()
+        session.run(None, {"a": x})
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+    return 2 * n**3 / sorted(times)[len(times) // 2]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/bench-default", help="run directory of the trained default model")
@@ -75,6 +106,7 @@ def main() -> int:
         if a in ok and b in ok:
             print(f"interleaved {a} vs {b} ...", flush=True)
             pairs[(a, b)] = run_compare(target, target, a, b, cfg)
+    peak = ort_matmul_peak(cfg.threads) if "ort" in ok else float("nan")
     elapsed = time.perf_counter() - started
 
     base = ok["eager"]
@@ -138,6 +170,15 @@ def main() -> int:
         lines.append(
             f"- ORT fp32 vs eager fp32 at batch 4: {ratio:.2f}x faster (interleaved median; required "
             f">= {REQUIRED_SPEEDUP:.0f}x); accuracy gap {gap * 100:.3f} points (allowed 0.05): **{verdict}**"
+        )
+        flop = 2 * report.macs * cfg.batch_size  # one batch-4 call
+        eager_ms, ort_ms = (pairs[("eager", "ort")].latency(w).median_ms for w in ("a", "b"))
+        lines.append(
+            f"- the ceiling: ORT fp32 runs a batch-{cfg.batch_size} call ({flop / 1e6:.1f} MFLOP, MACs x 2) at "
+            f"{flop / ort_ms / 1e6:.0f} GFLOP/s, {flop / (ort_ms / 1e3) / peak:.0%} of ONNX Runtime's own fp32 "
+            f"MatMul peak measured in this run ({peak / 1e9:.0f} GFLOP/s, 1024x1024 at {cfg.threads} thread(s)); "
+            f"even at that peak ({flop / peak * 1e3:.3f} ms a call) ORT could be at most "
+            f"{eager_ms / (flop / peak * 1e3):.2f}x faster than eager's {eager_ms:.3f} ms"
         )
     if "ort-int8" in ok and "ort" in ok:
         i8 = ok["ort-int8"]

@@ -181,8 +181,6 @@ def report(row: dict[str, Any], peaks: dict[str, Any], args: argparse.Namespace)
     return "\n".join(lines) + "\n"
 
 
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")

@@ -62,4 +62,3 @@ def cpu_description(cpuinfo: str | None = None) -> str:
     vector = " ".join(f for f in ("avx2", "avx512f", *BF16_FLAGS, "amx_tile") if f in flags)
     detail = ", ".join(i for i in ids if i) + (f"; {vector}" if vector else "")
     return f"{cpu_model(cpuinfo)} ({detail})" if detail else cpu_model(cpuinfo)
-

@@ -24,7 +24,6 @@ from cnnlab.cpuinfo import BF16_FLAGS, cpu_flags, cpu_model
 __all__ = ["Fingerprint", "cpu_flags", "cpu_model", "gpu_name", "machine_fingerprint", "native_bf16", "versions"]
 
 
-
 @dataclass(frozen=True)
 class Fingerprint:
     """The hardware a measurement ran on; ``machine`` is the short id stored in every row."""
